@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages layerlet's tests use: a real OCI registry (distribution v2),
+# a static busybox to build test images from, htpasswd for registry basic auth, getfattr.
+set -euo pipefail
+packages=(docker-registry busybox-static apache2-utils attr ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The Debian package may start a registry on :5000 through its service; tests start their own
+# on free loopback ports, so a running one does no harm.
+rustup component add rustfmt clippy >/dev/null 2>&1 || true

@@ -1,0 +1,295 @@
+//! pull, images, history, df, rmi, gc, image import.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use layerlet::image::manifest::Platform;
+use layerlet::image::pull::{pull as pull_image, PullOptions};
+use layerlet::image::registry::RegistryOptions;
+use layerlet::image::report::{disk_usage, history_rows, human_size, image_rows, StoreSnapshot};
+use layerlet::image::store::{InstalledImage, Store, StoreOptions};
+
+use super::output::{print_json, print_table, Output};
+use super::{runtime, Context};
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Image reference: [REGISTRY/]REPOSITORY[:TAG][@sha256:DIGEST]; `busybox` means
+    /// docker.io/library/busybox:latest.
+    pub image: String,
+    /// Platform to pick from a multi-platform image (OS/ARCH[/VARIANT]); the node's own by
+    /// default.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Registry (HOST:PORT) to reach over plain HTTP; loopback registries always are.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// Docker-style config.json with credentials (default $DOCKER_CONFIG/config.json, then
+    /// ~/.docker/config.json).
+    #[arg(long, value_name = "PATH")]
+    pub auth_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Largest unpacked size of one layer in bytes; bigger layers are refused as possible
+    /// decompression bombs.
+    #[arg(long, value_name = "BYTES", default_value_t = StoreOptions::default().max_layer_bytes)]
+    pub max_layer_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    pub image: String,
+    /// Show full digests and commands.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import an OCI image layout directory or oci-archive tar (for air-gapped nodes).
+    Import(ImportArgs),
+    /// Same as `layerlet images`.
+    Ls,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    pub path: PathBuf,
+    /// Name to record (default: the layout's org.opencontainers.image.ref.name).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+fn open_store(ctx: &Context, args: Option<&StoreArgs>) -> anyhow::Result<Store> {
+    let mut options = StoreOptions::default();
+    if let Some(args) = args {
+        options.max_layer_bytes = args.max_layer_size;
+    }
+    Ok(Store::open(&ctx.root, options)?)
+}
+
+fn parse_platform(value: Option<&str>) -> anyhow::Result<Option<Platform>> {
+    Ok(value.map(Platform::parse).transpose()?)
+}
+
+fn print_installed(ctx: &Context, installed: &[InstalledImage]) -> anyhow::Result<()> {
+    if ctx.output == Output::Json {
+        return print_json(&installed);
+    }
+    for image in installed {
+        let name = image.names.first().map(String::as_str).unwrap_or("<none>");
+        println!(
+            "{name}: pulled {} layers ({} fetched, {} downloaded)",
+            image.layers,
+            image.fetched_layers,
+            human_size(image.fetched_bytes)
+        );
+        println!("Digest: {}", image.digest);
+        println!("Platform: {}", image.platform);
+    }
+    Ok(())
+}
+
+pub fn pull(ctx: &Context, args: PullArgs) -> anyhow::Result<ExitCode> {
+    let options = PullOptions {
+        registry: RegistryOptions {
+            insecure: args.insecure_registries.clone(),
+            auth_file: args.auth_file.clone(),
+        },
+        platform: parse_platform(args.platform.as_deref())?,
+    };
+    let store = open_store(ctx, Some(&args.store))?;
+    let installed = runtime()?.block_on(pull_image(&store, &args.image, &options))?;
+    print_installed(ctx, &[installed])?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn images(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let store = open_store(ctx, None)?;
+    let snapshot = StoreSnapshot::load(&store.db())?;
+    let rows = image_rows(&snapshot);
+    if ctx.output == Output::Json {
+        print_json(&rows)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.repository.clone(),
+                r.tag.clone(),
+                r.image_id.clone(),
+                human_size(r.size),
+                human_size(r.shared_size),
+                human_size(r.unique_size),
+                r.containers.to_string(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "REPOSITORY",
+            "TAG",
+            "IMAGE ID",
+            "SIZE",
+            "SHARED SIZE",
+            "UNIQUE SIZE",
+            "CONTAINERS",
+        ],
+        &table,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn history(ctx: &Context, args: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(ctx, None)?;
+    let image = store.resolve(&args.image)?;
+    let config = store.image_config(&image)?;
+    let snapshot = StoreSnapshot::load(&store.db())?;
+    let rows = history_rows(&snapshot, &image, &config);
+    if ctx.output == Output::Json {
+        print_json(&rows)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let diff = match (&r.diff_id, args.no_trunc) {
+                (Some(d), true) => d.to_string(),
+                (Some(d), false) => d.short().to_string(),
+                (None, _) => "<empty>".into(),
+            };
+            let mut created_by = r.created_by.replace('\n', " ");
+            if !args.no_trunc && created_by.chars().count() > 45 {
+                created_by = created_by.chars().take(44).collect::<String>() + "…";
+            }
+            vec![
+                diff,
+                human_size(r.compressed_size),
+                human_size(r.unpacked_size),
+                if r.diff_id.is_some() {
+                    r.images_sharing.to_string()
+                } else {
+                    "-".into()
+                },
+                created_by,
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "DIFF ID",
+            "COMPRESSED",
+            "UNPACKED",
+            "SHARED BY",
+            "CREATED BY",
+        ],
+        &table,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn df(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let store = open_store(ctx, None)?;
+    let usage = disk_usage(&StoreSnapshot::load(&store.db())?);
+    if ctx.output == Output::Json {
+        print_json(&usage)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_table(
+        &[
+            "IMAGES",
+            "LAYERS",
+            "PHYSICAL",
+            "LOGICAL",
+            "SAVED BY SHARING",
+            "RECLAIMABLE",
+        ],
+        &[vec![
+            usage.images.to_string(),
+            usage.layers.to_string(),
+            human_size(usage.physical_bytes),
+            human_size(usage.logical_bytes),
+            human_size(usage.saved_bytes),
+            human_size(usage.reclaimable_bytes),
+        ]],
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rmi(ctx: &Context, args: RmiArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(ctx, None)?;
+    let mut failed = false;
+    for name in &args.images {
+        match store.remove_image(name) {
+            Ok(removed) => {
+                println!("Untagged: {name}");
+                for digest in removed {
+                    println!("Deleted: {digest}");
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+    }
+    if !failed {
+        println!("Layers stay until `layerlet gc` removes those no image uses.");
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn gc(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let store = open_store(ctx, None)?;
+    let report = store.collect_garbage()?;
+    if ctx.output == Output::Json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "Removed {} layers, {} blobs and {} leftovers of interrupted pulls; freed {}",
+            report.layers_removed.len(),
+            report.blobs_removed,
+            report.debris_removed,
+            human_size(report.bytes_freed)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn image_command(ctx: &Context, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ImageCommand::Ls => images(ctx),
+        ImageCommand::Import(args) => {
+            let store = open_store(ctx, Some(&args.store))?;
+            let platform = parse_platform(args.platform.as_deref())?;
+            let installed = runtime()?.block_on(layerlet::image::import::import(
+                &store,
+                &args.path,
+                args.name.as_deref(),
+                platform.as_ref(),
+            ))?;
+            print_installed(ctx, &installed)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

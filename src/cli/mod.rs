@@ -1,0 +1,87 @@
+//! Command-line surface: one file per command group.
+
+mod image;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use layerlet::config::{DEFAULT_ROOT, DEFAULT_RUN_ROOT};
+
+pub use output::Output;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "layerlet",
+    version,
+    about = "A Kubernetes-style node agent on a shared overlayfs layer store"
+)]
+pub struct Cli {
+    /// Data root: layer store, container layers, volumes, metadata.
+    #[arg(long, global = true, value_name = "DIR", env = "LAYERLET_ROOT", default_value = DEFAULT_ROOT)]
+    pub root: PathBuf,
+    /// Runtime state cleared by a reboot: monitors, pinned namespaces.
+    #[arg(long, global = true, value_name = "DIR", env = "LAYERLET_RUN_ROOT", default_value = DEFAULT_RUN_ROOT)]
+    pub run_root: PathBuf,
+    /// Output format of listings.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Log level (error, warn, info, debug, trace); LAYERLET_LOG overrides.
+    #[arg(long, global = true, default_value = "warn")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pull an image from a registry into the shared layer store.
+    Pull(image::PullArgs),
+    /// List images with their sizes, shared and unique bytes.
+    Images,
+    /// Show the layers of an image and what made them.
+    History(image::HistoryArgs),
+    /// Show disk usage of the store and what layer sharing saves.
+    Df,
+    /// Remove image names (and images left without a name).
+    Rmi(image::RmiArgs),
+    /// Remove layers and blobs no image references.
+    Gc,
+    /// Image operations.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = Context {
+        root: cli.root,
+        run_root: cli.run_root,
+        output: cli.output,
+    };
+    match cli.command {
+        Command::Pull(args) => image::pull(&ctx, args),
+        Command::Images => image::images(&ctx),
+        Command::History(args) => image::history(&ctx, args),
+        Command::Df => image::df(&ctx),
+        Command::Rmi(args) => image::rmi(&ctx, args),
+        Command::Gc => image::gc(&ctx),
+        Command::Image(cmd) => image::image_command(&ctx, cmd),
+    }
+}
+
+/// What every command gets from the global options.
+pub struct Context {
+    pub root: PathBuf,
+    #[allow(dead_code)]
+    pub run_root: PathBuf,
+    pub output: Output,
+}
+
+/// A current-thread runtime for commands that talk to the network.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,16 @@
+//! Images: references, registry pulls, the content-addressed store of blobs and unpacked
+//! layers, imports from archives, and the reports `images`, `history` and `df` print.
+
+pub mod auth;
+pub mod content;
+pub mod db;
+pub mod digest;
+pub mod import;
+pub mod layers;
+pub mod manifest;
+pub mod pull;
+pub mod reference;
+pub mod registry;
+pub mod report;
+pub mod store;
+pub mod unpack;

@@ -1,0 +1,635 @@
+//! The image store: blobs, unpacked layers and their records, and the one path by which an
+//! image becomes visible (`install`), shared by registry pulls and archive imports.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+
+use super::content::{ContentError, ContentStore};
+use super::db::{now, BlobRecord, Db, DbError, ImageRecord, LayerRecord};
+use super::digest::Digest;
+use super::layers::{unpack_blob, LayerBlob, LayerError, LayerStore};
+use super::manifest::{parse_config, ImageConfig, ImageManifest, ManifestError};
+use super::registry::{RegistryClient, RegistryError};
+use super::unpack::{settle_implied_dirs, UnpackReport};
+use crate::sys::fs::{apparent_size, create_private_dir, syncfs, FsError};
+use crate::sys::lock::{FileLock, LockError, LockMode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("{image}: config {config} in the manifest does not match the blob: {source}")]
+    Config {
+        image: String,
+        config: Digest,
+        #[source]
+        source: ContentError,
+    },
+    #[error("layer {blob}: transfer failed after {attempts} attempts: {message}")]
+    TransferGaveUp {
+        blob: Digest,
+        attempts: u32,
+        message: String,
+    },
+    #[error("no image named {0:?} in the store; `layerlet images` lists them")]
+    UnknownImage(String),
+    #[error("{name:?} matches several images ({candidates}); give more of the digest")]
+    AmbiguousImage { name: String, candidates: String },
+    #[error("image {image} is used by {containers} container(s); remove them first")]
+    ImageInUse { image: String, containers: u64 },
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// Knobs of the store a node operator may set.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Largest unpacked size of one layer (decompression-bomb guard).
+    pub max_layer_bytes: u64,
+    /// Attempts per layer when the transfer (not the content) fails.
+    pub transfer_attempts: u32,
+    /// Layers fetched at once.
+    pub parallel_layers: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_layer_bytes: 64 * 1024 * 1024 * 1024,
+            transfer_attempts: 3,
+            parallel_layers: 6,
+        }
+    }
+}
+
+/// Where a layer's bytes come from.
+#[derive(Clone)]
+pub enum LayerSource {
+    Registry(Arc<RegistryClient>),
+    /// `blobs/sha256/` of an OCI image layout.
+    Layout(PathBuf),
+}
+
+/// An image that was put in the store.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InstalledImage {
+    pub names: Vec<String>,
+    pub digest: Digest,
+    pub config_digest: Digest,
+    pub platform: String,
+    pub layers: usize,
+    /// Layers this call unpacked (the others were already in the store).
+    pub fetched_layers: usize,
+    pub fetched_bytes: u64,
+}
+
+/// Everything `install` needs about one image.
+pub struct ImageToInstall {
+    pub display_name: String,
+    pub names: Vec<String>,
+    pub manifest: ImageManifest,
+    pub manifest_bytes: Vec<u8>,
+    pub manifest_digest: Digest,
+    pub index: Option<(Vec<u8>, Digest)>,
+    pub config_bytes: Vec<u8>,
+    pub platform: String,
+}
+
+pub struct Store {
+    root: PathBuf,
+    content: ContentStore,
+    layers: LayerStore,
+    tmp: PathBuf,
+    locks: PathBuf,
+    db: Arc<Mutex<Db>>,
+    options: StoreOptions,
+}
+
+/// A layer unpacked and verified by this call, waiting for its turn to be committed. Its
+/// lock keeps other processes from fetching it meanwhile; dropping it uncommitted removes
+/// the directory.
+struct PendingLayer {
+    dir: Option<PathBuf>,
+    report: UnpackReport,
+    _lock: FileLock,
+    layers: LayerStore,
+}
+
+impl Drop for PendingLayer {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            self.layers.discard(&dir);
+        }
+    }
+}
+
+impl Store {
+    pub fn open(root: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        let blobs = root.join("blobs/sha256");
+        let layers = root.join("layers");
+        let tmp = root.join("tmp");
+        let locks = root.join("locks");
+        for dir in [root, &blobs, &layers, &tmp, &locks] {
+            create_private_dir(dir)?;
+        }
+        // Overlay needs to traverse the layers as the mounter only; 0711 lets containers'
+        // users reach nothing by name but their own mounts.
+        let db = Db::open(&root.join("layerlet.db"))?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            content: ContentStore::new(blobs, tmp.clone()),
+            layers: LayerStore::new(layers, tmp.clone(), locks.clone()),
+            tmp,
+            locks,
+            db: Arc::new(Mutex::new(db)),
+            options,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn db(&self) -> MutexGuard<'_, Db> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
+        // back), so a poisoned guard is still good.
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+
+    pub fn layer_store(&self) -> &LayerStore {
+        &self.layers
+    }
+
+    pub fn layer_path(&self, chain_id: &Digest) -> PathBuf {
+        self.layers.path(chain_id)
+    }
+
+    /// Held (shared) by every pull and import; `gc` takes it exclusively, so garbage
+    /// collection never removes what a pull is about to reference.
+    pub fn gc_guard(&self, mode: LockMode) -> Result<FileLock, StoreError> {
+        Ok(FileLock::acquire(&self.locks.join("gc"), mode)?)
+    }
+
+    /// Verifies and stores an image: config, every layer (each fetched at most once per node,
+    /// in parallel, unpacked while it streams), then the records that make it visible.
+    pub async fn install(
+        &self,
+        source: LayerSource,
+        image: ImageToInstall,
+    ) -> Result<InstalledImage, StoreError> {
+        let config_digest =
+            Digest::parse(&image.manifest.config.digest).map_err(|e| ManifestError::BadDigest {
+                image: image.display_name.clone(),
+                field: "config.digest".into(),
+                source: e,
+            })?;
+        super::content::verify(
+            &config_digest,
+            Some(image.manifest.config.size),
+            &image.config_bytes,
+        )
+        .map_err(|source| StoreError::Config {
+            image: image.display_name.clone(),
+            config: config_digest.clone(),
+            source,
+        })?;
+        let config: ImageConfig = parse_config(&image.display_name, &image.config_bytes)?;
+        let diff_ids = config.diff_ids(&image.display_name)?;
+        let platform = if image.platform.is_empty() {
+            format!("{}/{}", config.os, config.architecture)
+        } else {
+            image.platform.clone()
+        };
+        if diff_ids.len() != image.manifest.layers.len() {
+            return Err(ManifestError::LayerCount {
+                image: image.display_name.clone(),
+                diff_ids: diff_ids.len(),
+                layers: image.manifest.layers.len(),
+            }
+            .into());
+        }
+        let mut blobs = Vec::with_capacity(diff_ids.len());
+        let mut chain = Vec::with_capacity(diff_ids.len());
+        for (i, (layer, diff_id)) in image.manifest.layers.iter().zip(&diff_ids).enumerate() {
+            let digest = Digest::parse(&layer.digest).map_err(|e| ManifestError::BadDigest {
+                image: image.display_name.clone(),
+                field: format!("layers[{i}].digest"),
+                source: e,
+            })?;
+            blobs.push(LayerBlob {
+                digest,
+                size: layer.size,
+                media_type: layer.media_type.clone(),
+                diff_id: diff_id.clone(),
+            });
+            chain.push(Digest::chain(chain.last(), diff_id));
+        }
+
+        let _gc = {
+            let locks = self.locks.clone();
+            tokio::task::spawn_blocking(move || {
+                FileLock::acquire(&locks.join("gc"), LockMode::Shared)
+            })
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??
+        };
+
+        let pending: Vec<Option<PendingLayer>> =
+            stream::iter(blobs.iter().cloned().zip(chain.iter().cloned()))
+                .map(|(blob, chain_id)| self.ensure_layer(source.clone(), blob, chain_id))
+                .buffered(self.options.parallel_layers.max(1))
+                .try_collect()
+                .await?;
+        let fetched_layers = pending.iter().filter(|p| p.is_some()).count();
+        let fetched_bytes: u64 = pending
+            .iter()
+            .zip(&blobs)
+            .filter(|(p, _)| p.is_some())
+            .map(|(_, b)| b.size)
+            .sum();
+
+        let layers = self.layers.clone();
+        let db = self.db.clone();
+        let records: Vec<(LayerBlob, Digest, Option<Digest>)> = blobs
+            .iter()
+            .cloned()
+            .zip(chain.iter().cloned())
+            .enumerate()
+            .map(|(i, (b, c))| (b, c, i.checked_sub(1).map(|p| chain[p].clone())))
+            .collect();
+        tokio::task::spawn_blocking(move || commit_layers(&layers, &db, pending, records))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
+
+        self.content.write(
+            &config_digest,
+            Some(image.manifest.config.size),
+            &image.config_bytes,
+        )?;
+        self.content
+            .write(&image.manifest_digest, None, &image.manifest_bytes)?;
+        let mut blob_records = vec![
+            BlobRecord {
+                digest: config_digest.clone(),
+                size: image.config_bytes.len() as u64,
+                media_type: image.manifest.config.media_type.clone(),
+            },
+            BlobRecord {
+                digest: image.manifest_digest.clone(),
+                size: image.manifest_bytes.len() as u64,
+                media_type: image.manifest.media_type.clone(),
+            },
+        ];
+        if let Some((bytes, digest)) = &image.index {
+            self.content.write(digest, None, bytes)?;
+            blob_records.push(BlobRecord {
+                digest: digest.clone(),
+                size: bytes.len() as u64,
+                media_type: "index".into(),
+            });
+        }
+        let record = ImageRecord {
+            digest: image.manifest_digest.clone(),
+            config_digest: config_digest.clone(),
+            index_digest: image.index.as_ref().map(|(_, d)| d.clone()),
+            platform: platform.clone(),
+            created_at: now(),
+            last_used: now(),
+        };
+        self.db()
+            .commit_image(&record, &chain, &blob_records, &image.names)?;
+        Ok(InstalledImage {
+            names: image.names,
+            digest: image.manifest_digest,
+            config_digest,
+            platform,
+            layers: chain.len(),
+            fetched_layers,
+            fetched_bytes,
+        })
+    }
+
+    fn committed(&self, chain_id: &Digest) -> Result<bool, StoreError> {
+        Ok(self.db().layer(chain_id)?.is_some() && self.layers.path(chain_id).is_dir())
+    }
+
+    async fn ensure_layer(
+        &self,
+        source: LayerSource,
+        blob: LayerBlob,
+        chain_id: Digest,
+    ) -> Result<Option<PendingLayer>, StoreError> {
+        if self.committed(&chain_id)? {
+            return Ok(None);
+        }
+        let lock = {
+            let layers = self.layers.clone();
+            let chain_id = chain_id.clone();
+            tokio::task::spawn_blocking(move || layers.lock(&chain_id))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))??
+        };
+        // Another process may have committed it while we waited for the lock.
+        if self.committed(&chain_id)? {
+            return Ok(None);
+        }
+        let attempts = self.options.transfer_attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let dir = self.layers.new_unpack_dir()?;
+            let result = self.unpack_once(&source, &blob, &dir).await;
+            match result {
+                Ok(report) => {
+                    return Ok(Some(PendingLayer {
+                        dir: Some(dir),
+                        report,
+                        _lock: lock,
+                        layers: self.layers.clone(),
+                    }))
+                }
+                Err(e) => {
+                    self.layers.discard(&dir);
+                    let transient = matches!(&e, StoreError::Layer(l) if l.is_transient());
+                    if !transient {
+                        return Err(e);
+                    }
+                    if attempt >= attempts {
+                        let message = match e {
+                            StoreError::Layer(LayerError::Transfer { message, .. }) => message,
+                            other => other.to_string(),
+                        };
+                        return Err(StoreError::TransferGaveUp {
+                            blob: blob.digest.clone(),
+                            attempts,
+                            message,
+                        });
+                    }
+                    tracing::warn!(blob = %blob.digest, attempt, error = %e, "layer transfer failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+                }
+            }
+        }
+    }
+
+    async fn unpack_once(
+        &self,
+        source: &LayerSource,
+        blob: &LayerBlob,
+        dir: &Path,
+    ) -> Result<UnpackReport, StoreError> {
+        let max = self.options.max_layer_bytes;
+        let blob = blob.clone();
+        let dir = dir.to_path_buf();
+        let task = match source {
+            LayerSource::Registry(client) => {
+                let (reader, status) = client.layer_reader(&blob.digest);
+                tokio::task::spawn_blocking(move || {
+                    unpack_blob(&blob, reader, &dir, max, || status.failure())
+                })
+            }
+            LayerSource::Layout(blobs_dir) => {
+                let path = blobs_dir.join(blob.digest.hex());
+                tokio::task::spawn_blocking(move || {
+                    let file = std::fs::File::open(&path)
+                        .map_err(|e| FsError::io("open layer blob", &path, e))?;
+                    let reader: Box<dyn Read> =
+                        Box::new(std::io::BufReader::with_capacity(256 * 1024, file));
+                    unpack_blob(&blob, reader, &dir, max, || None)
+                })
+            }
+        };
+        Ok(task.await.map_err(|e| StoreError::Task(e.to_string()))??)
+    }
+
+    /// Finds an image by name (as pulled, or with docker's short forms), by digest, or by an
+    /// unambiguous prefix of its digest or config digest (the image ID).
+    pub fn resolve(&self, name: &str) -> Result<Digest, StoreError> {
+        let db = self.db();
+        for candidate in super::reference::name_candidates(name) {
+            if let Some(d) = db.tag(&candidate)? {
+                return Ok(d);
+            }
+        }
+        let wanted = name.strip_prefix("sha256:").unwrap_or(name);
+        if wanted.len() >= 4 && wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut found: BTreeMap<Digest, ()> = BTreeMap::new();
+            for image in db.images()? {
+                if image.digest.hex().starts_with(wanted)
+                    || image.config_digest.hex().starts_with(wanted)
+                {
+                    found.insert(image.digest.clone(), ());
+                }
+            }
+            match found.len() {
+                1 => return Ok(found.into_keys().next().expect("one element")),
+                0 => {}
+                _ => {
+                    return Err(StoreError::AmbiguousImage {
+                        name: name.to_string(),
+                        candidates: found
+                            .keys()
+                            .map(|d| d.short().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+                }
+            }
+        }
+        Err(StoreError::UnknownImage(name.to_string()))
+    }
+
+    pub fn image_config(&self, image: &Digest) -> Result<ImageConfig, StoreError> {
+        let record = self
+            .db()
+            .images()?
+            .into_iter()
+            .find(|i| &i.digest == image)
+            .ok_or_else(|| StoreError::UnknownImage(image.to_string()))?;
+        let bytes = self.content.read(&record.config_digest)?;
+        Ok(parse_config(&image.to_string(), &bytes)?)
+    }
+
+    /// The image's layer directories, topmost first (overlay's lowerdir order).
+    pub fn image_lowerdirs(&self, image: &Digest) -> Result<Vec<PathBuf>, StoreError> {
+        let chain = self.db().image_chain(image)?;
+        Ok(chain.iter().rev().map(|c| self.layers.path(c)).collect())
+    }
+
+    /// `rmi`: removes a name, or (by digest or ID) the image with all its names. Refuses an
+    /// image a container uses. Returns the images whose records went.
+    pub fn remove_image(&self, name: &str) -> Result<Vec<Digest>, StoreError> {
+        let image = self.resolve(name)?;
+        let users = self
+            .db()
+            .image_user_counts()?
+            .into_iter()
+            .find(|(d, _)| d == &image)
+            .map(|(_, n)| n)
+            .unwrap_or(0);
+        if users > 0 {
+            return Err(StoreError::ImageInUse {
+                image: name.to_string(),
+                containers: users,
+            });
+        }
+        let mut db = self.db();
+        let by_name = super::reference::name_candidates(name)
+            .into_iter()
+            .find(|c| db.tag(c).ok().flatten().is_some());
+        let removed = match by_name {
+            Some(tag) => db.untag(&tag)?.into_iter().collect(),
+            None => {
+                if db.remove_image(&image)? {
+                    vec![image]
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        Ok(removed)
+    }
+
+    /// Removes layers and blobs no image references, and debris of interrupted pulls.
+    /// Waits for running pulls to finish first.
+    pub fn collect_garbage(&self) -> Result<GcReport, StoreError> {
+        let _gc = self.gc_guard(LockMode::Exclusive)?;
+        let (layers, blobs) = self.db().collect_garbage()?;
+        let mut report = GcReport::default();
+        for layer in &layers {
+            let path = self.layers.path(&layer.chain_id);
+            report.bytes_freed += apparent_size(&path).unwrap_or(0);
+            self.layers.remove(&layer.chain_id)?;
+            report.layers_removed.push(layer.chain_id.clone());
+        }
+        for blob in &blobs {
+            report.bytes_freed += blob.size;
+            self.content.remove(&blob.digest)?;
+            report.blobs_removed += 1;
+        }
+        // With the exclusive lock held no pull runs: whatever is in tmp/ or in layers/
+        // without a record was left by a crash.
+        let known: std::collections::HashSet<String> = self
+            .db()
+            .layers()?
+            .iter()
+            .map(|l| l.chain_id.hex().to_string())
+            .collect();
+        for entry in std::fs::read_dir(self.layers.dir())
+            .map_err(|e| FsError::io("read directory", self.layers.dir(), e))?
+        {
+            let entry = entry.map_err(|e| FsError::io("read directory", self.layers.dir(), e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !known.contains(&name) {
+                if let Ok(d) = Digest::parse(&format!("sha256:{name}")) {
+                    report.bytes_freed += apparent_size(&entry.path()).unwrap_or(0);
+                    self.layers.remove(&d)?;
+                    report.debris_removed += 1;
+                } else {
+                    crate::sys::fs::remove_tree(&entry.path())?;
+                    report.debris_removed += 1;
+                }
+            }
+        }
+        for entry in
+            std::fs::read_dir(&self.tmp).map_err(|e| FsError::io("read directory", &self.tmp, e))?
+        {
+            let entry = entry.map_err(|e| FsError::io("read directory", &self.tmp, e))?;
+            crate::sys::fs::remove_tree(&entry.path())?;
+            report.debris_removed += 1;
+        }
+        Ok(report)
+    }
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct GcReport {
+    pub layers_removed: Vec<Digest>,
+    pub blobs_removed: usize,
+    pub debris_removed: usize,
+    pub bytes_freed: u64,
+}
+
+/// Settles implied directories against the layers below, makes every new layer durable with
+/// one `syncfs`, then renames and records them bottom-up.
+fn commit_layers(
+    layers: &LayerStore,
+    db: &Mutex<Db>,
+    mut pending: Vec<Option<PendingLayer>>,
+    records: Vec<(LayerBlob, Digest, Option<Digest>)>,
+) -> Result<(), StoreError> {
+    if pending.iter().all(Option::is_none) {
+        return Ok(());
+    }
+    let current_dirs: Vec<PathBuf> = pending
+        .iter()
+        .zip(&records)
+        .map(|(p, (_, chain, _))| {
+            p.as_ref()
+                .and_then(|p| p.dir.clone())
+                .unwrap_or_else(|| layers.path(chain))
+        })
+        .collect();
+    let mut sizes = vec![0u64; pending.len()];
+    for (i, slot) in pending.iter().enumerate() {
+        let Some(p) = slot else { continue };
+        let lowers: Vec<PathBuf> = current_dirs[..i].iter().rev().cloned().collect();
+        let blob = &records[i].0.digest;
+        settle_implied_dirs(&current_dirs[i], &p.report.implied_dirs, &lowers).map_err(
+            |source| LayerError::Unpack {
+                blob: blob.clone(),
+                source,
+            },
+        )?;
+        sizes[i] = apparent_size(&current_dirs[i])?;
+    }
+    // One flush for every new layer: they share the filesystem of the store.
+    if let Some(dir) = current_dirs.first() {
+        syncfs(dir.parent().unwrap_or(dir))?;
+    }
+    for (i, slot) in pending.iter_mut().enumerate() {
+        let Some(p) = slot else { continue };
+        let (blob, chain_id, parent) = &records[i];
+        if let Some(dir) = p.dir.take() {
+            if let Err(e) = layers.commit(&dir, chain_id) {
+                layers.discard(&dir);
+                return Err(e.into());
+            }
+        }
+        let record = LayerRecord {
+            chain_id: chain_id.clone(),
+            diff_id: blob.diff_id.clone(),
+            parent: parent.clone(),
+            blob_digest: blob.digest.clone(),
+            media_type: blob.media_type.clone(),
+            compressed_size: blob.size,
+            unpacked_size: sizes[i],
+            created_at: now(),
+        };
+        db.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert_layer(&record)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! Durable, atomic file operations.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl FsError {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        FsError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A name for a temporary sibling that no other process or thread will pick.
+pub fn unique_temp_name(prefix: &str) -> String {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}{}-{n}-{nanos:x}", std::process::id())
+}
+
+/// Writes `bytes` to `path` so that a reader sees either the old content or the new, never a
+/// mix, and the new content survives a crash once this returns (temp + fsync + rename + fsync
+/// of the directory).
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(unique_temp_name(".tmp-"));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)
+            .map_err(|e| FsError::io("create", &tmp, e))?;
+        file.write_all(bytes)
+            .map_err(|e| FsError::io("write", &tmp, e))?;
+        file.sync_all().map_err(|e| FsError::io("fsync", &tmp, e))?;
+        fs::rename(&tmp, path).map_err(|e| FsError::io("rename", path, e))?;
+        fsync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Makes a directory's entries (creations, renames, removals) durable.
+pub fn fsync_dir(dir: &Path) -> Result<(), FsError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| FsError::io("fsync directory", dir, e))
+}
+
+/// Flushes every dirty inode of the filesystem holding `dir` in one call: one layer is made
+/// durable at once instead of one fsync per file.
+pub fn syncfs(dir: &Path) -> Result<(), FsError> {
+    let file = File::open(dir).map_err(|e| FsError::io("open", dir, e))?;
+    nix::unistd::syncfs(file.as_raw_fd())
+        .map_err(|e| FsError::io("syncfs", dir, std::io::Error::from(e)))
+}
+
+/// Creates `dir` and its parents with mode 0700 where missing.
+pub fn create_private_dir(dir: &Path) -> Result<(), FsError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| FsError::io("create directory", dir, e))
+}
+
+/// Apparent size of a tree as `du -sb` counts it: every entry's st_size (directories and
+/// symlinks included), each inode once.
+pub fn apparent_size(root: &Path) -> Result<u64, FsError> {
+    let mut seen = HashSet::new();
+    let mut total = 0u64;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(FsError::io("stat", &path, e)),
+        };
+        if meta.nlink() > 1 && !meta.is_dir() && !seen.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
+        total += meta.size();
+        if meta.is_dir() {
+            let entries =
+                fs::read_dir(&path).map_err(|e| FsError::io("read directory", &path, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| FsError::io("read directory", &path, e))?;
+                stack.push(entry.path());
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Removes a tree if it exists; a missing tree is not an error (removal is idempotent).
+pub fn remove_tree(path: &Path) -> Result<(), FsError> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(FsError::io("stat", path, e)),
+        Ok(meta) if meta.is_dir() => {
+            fs::remove_dir_all(path).map_err(|e| FsError::io("remove directory", path, e))
+        }
+        Ok(_) => fs::remove_file(path).map_err(|e| FsError::io("remove", path, e)),
+    }
+}
