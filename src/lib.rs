@@ -3,4 +3,5 @@
 
 pub mod config;
 pub mod image;
+pub mod runtime;
 pub mod sys;

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# layerlet's main job on bundled examples, offline: builds layerlet, prepares two example
+# images locally from Debian's static busybox (they share a base layer), serves them from a
+# local OCI registry, pulls both into one shared layer store and shows what sharing saves.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROOT=${LAYERLET_DEMO_ROOT:-/var/lib/layerlet-demo}
+PORT=${LAYERLET_DEMO_PORT:-5055}
+packages=(docker-registry busybox-static skopeo python3 curl)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cargo build --release --quiet
+layerlet=target/release/layerlet
+work=$(mktemp -d /tmp/layerlet-demo.XXXXXX)
+registry_pid=
+cleanup() {
+  [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== preparing example images from /bin/busybox (no network needed)"
+python3 scripts/make_image.py --out "$work/web" --ref example/web:1 --busybox \
+  --layer-random-mb 4 --seed 1 --cmd 'httpd -f -p 8080' >/dev/null
+python3 scripts/make_image.py --out "$work/worker" --ref example/worker:1 --busybox \
+  --layer-random-mb 2 --seed 2 --cmd 'sleep 3600' --volume /data >/dev/null
+
+cat > "$work/registry.yml" <<YML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $work/registry
+http:
+  addr: 127.0.0.1:$PORT
+YML
+docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 50); do
+  curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+for img in web worker; do
+  skopeo copy -q --dest-tls-verify=false "oci:$work/$img" "docker://127.0.0.1:$PORT/example/$img:1"
+done
+
+run() { echo; echo "\$ layerlet $*"; "$layerlet" --root "$ROOT" "$@"; }
+run pull "127.0.0.1:$PORT/example/web:1"
+run pull "127.0.0.1:$PORT/example/worker:1"
+run images
+run history "127.0.0.1:$PORT/example/worker:1"
+run df
+echo
+echo "Data root: $ROOT (remove it with: rm -rf $ROOT)"
