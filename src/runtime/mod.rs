@@ -1,2 +1,6 @@
+//! Containers: rootfs, process plan, logs. The pieces are pure where they can be and the
+//! effectful edges stay thin.
+
 pub mod logs;
 pub mod process;
+pub mod rootfs;
