@@ -3,5 +3,6 @@
 
 pub mod config;
 pub mod image;
+pub mod pod;
 pub mod runtime;
 pub mod sys;
