@@ -816,20 +816,24 @@ fn a_pull_killed_half_way_leaves_nothing_visible_and_the_next_pull_completes() {
     let node = Node::new();
     let image = registry.image_ref("crash/img", "1");
     let mut child = node.cmd().args(["pull", &image]).spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let _ = child.kill();
-    let _ = child.wait();
-    // Whatever was committed is complete: every layer directory has a record.
-    for layer in node.entries("layers") {
-        let out = node.json(&["df"]);
+    // Kill it while it is unpacking: as soon as an unpack directory exists.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while node.entries("tmp").is_empty() {
         assert!(
-            out["layers"].as_u64().unwrap() >= 1,
-            "layer {layer} on disk without a record"
+            std::time::Instant::now() < deadline,
+            "the pull never started unpacking"
         );
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    child.kill().unwrap();
+    child.wait().unwrap();
     assert!(
         node.json(&["images"]).as_array().unwrap().is_empty(),
         "no image is visible after the crash"
+    );
+    assert!(
+        node.entries("layers").len() < 3,
+        "the killed pull did not finish"
     );
     let out = pulled(&node, &image);
     assert_eq!(out[0]["layers"], 3);
@@ -839,6 +843,14 @@ fn a_pull_killed_half_way_leaves_nothing_visible_and_the_next_pull_completes() {
         "gc clears leftovers of the killed pull"
     );
     assert_eq!(node.entries("layers").len(), 3);
+    with_merged_view(&node, &image, |merged| {
+        for i in 0..3 {
+            let size = std::fs::metadata(merged.join(format!("big-{i}")))
+                .unwrap()
+                .len();
+            assert_eq!(size, 20_000_000, "big-{i} is complete");
+        }
+    });
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::digest::Digest;
+use crate::sys::lock::{FileLock, LockMode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -22,6 +23,8 @@ pub enum DbError {
         #[source]
         source: super::digest::DigestError,
     },
+    #[error(transparent)]
+    Lock(#[from] crate::sys::lock::LockError),
     #[error("metadata database {path} has schema version {found}, newer than this layerlet understands ({supported}); upgrade layerlet")]
     TooNew {
         path: PathBuf,
@@ -96,6 +99,12 @@ pub fn now() -> i64 {
 
 impl Db {
     pub fn open(path: &Path) -> Result<Self, DbError> {
+        // Switching a new database to WAL and migrating it can answer SQLITE_BUSY at once,
+        // without waiting on the busy timeout, when two processes open it together: serialise
+        // the opening itself.
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".open-lock");
+        let _opening = FileLock::acquire(Path::new(&lock_path), LockMode::Exclusive)?;
         let err = |source| DbError::Sqlite {
             path: path.to_path_buf(),
             source,
