@@ -114,6 +114,29 @@ fn pull_lists_image_history_and_disk_usage() {
     assert!(node.ok(&["df"]).contains("SAVED BY SHARING"));
     // Pulling again fetches nothing.
     assert_eq!(pulled(&node, &image)[0]["fetched_layers"], 0);
+
+    // By digest: the manifest bytes are checked against it.
+    let by_digest = format!(
+        "{}/library/busybox@{}",
+        registry.addr(),
+        pushed.manifest_digest
+    );
+    let fresh = Node::new();
+    assert_eq!(
+        pulled(&fresh, &by_digest)[0]["digest"],
+        pushed.manifest_digest.as_str()
+    );
+    assert_eq!(
+        fresh.json(&["images"])[0]["tag"],
+        format!("@{}", pushed.manifest_digest)
+    );
+    let wrong = format!(
+        "{}/library/busybox@sha256:{}",
+        registry.addr(),
+        "0".repeat(64)
+    );
+    let err = fresh.fails(&["pull", &wrong]);
+    assert!(err.contains("not found"), "{err}");
 }
 
 #[test]
