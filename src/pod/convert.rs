@@ -687,26 +687,20 @@ fn key_to_paths(items: Option<&[k8s::KeyToPath]>, path: &str) -> Result<Vec<KeyT
 }
 
 fn downward_file(f: &k8s::DownwardAPIVolumeFile, path: &str) -> Result<DownwardApiFile> {
-    let source = match (&f.field_ref, &f.resource_field_ref) {
-        (Some(field), None) => {
-            DownwardSource::Field(field_ref(field, &format!("{path}.fieldRef"))?)
-        }
-        (None, Some(r)) => {
-            DownwardSource::Resource(resource_field_ref(r, &format!("{path}.resourceFieldRef"))?)
-        }
-        (None, None) => {
-            return Err(FieldError::new(
-                path,
-                "must specify one of: fieldRef or resourceFieldRef",
-            ))
-        }
-        (Some(_), Some(_)) => {
-            return Err(FieldError::new(
-                path,
-                "may not have more than one field specified at a time",
-            ))
-        }
-    };
+    let mut found = Vec::new();
+    if let Some(field) = &f.field_ref {
+        found.push(DownwardSource::Field(field_ref(
+            field,
+            &format!("{path}.fieldRef"),
+        )?));
+    }
+    if let Some(r) = &f.resource_field_ref {
+        found.push(DownwardSource::Resource(resource_field_ref(
+            r,
+            &format!("{path}.resourceFieldRef"),
+        )?));
+    }
+    let source = exactly_one(found, path, "fieldRef or resourceFieldRef")?;
     Ok(DownwardApiFile {
         path: f.path.clone(),
         source,
@@ -917,71 +911,66 @@ fn env_var(e: &k8s::EnvVar, path: &str) -> Result<EnvVar> {
 }
 
 fn env_var_source(from: &k8s::EnvVarSource, path: &str) -> Result<EnvSource> {
-    let set = [
-        from.field_ref.is_some(),
-        from.resource_field_ref.is_some(),
-        from.config_map_key_ref.is_some(),
-        from.secret_key_ref.is_some(),
-    ]
-    .into_iter()
-    .filter(|s| *s)
-    .count();
-    if set > 1 {
+    let mut found = Vec::new();
+    if let Some(f) = &from.field_ref {
+        found.push(EnvSource::Field(field_ref(f, &format!("{path}.fieldRef"))?));
+    }
+    if let Some(r) = &from.resource_field_ref {
+        found.push(EnvSource::ResourceField(resource_field_ref(
+            r,
+            &format!("{path}.resourceFieldRef"),
+        )?));
+    }
+    if let Some(k) = &from.config_map_key_ref {
+        found.push(EnvSource::ConfigMapKey {
+            name: k.name.clone(),
+            key: k.key.clone(),
+            optional: k.optional.unwrap_or(false),
+        });
+    }
+    if let Some(k) = &from.secret_key_ref {
+        found.push(EnvSource::SecretKey {
+            name: k.name.clone(),
+            key: k.key.clone(),
+            optional: k.optional.unwrap_or(false),
+        });
+    }
+    exactly_one(
+        found,
+        path,
+        "fieldRef, resourceFieldRef, configMapKeyRef or secretKeyRef",
+    )
+}
+
+/// The one member of a Kubernetes "one of" group, or the API server's messages for none and
+/// several.
+fn exactly_one<T>(mut found: Vec<T>, path: &str, choices: &str) -> Result<T> {
+    if found.len() > 1 {
         return Err(FieldError::new(
             path,
             "may not have more than one field specified at a time",
         ));
     }
-    if let Some(f) = &from.field_ref {
-        Ok(EnvSource::Field(field_ref(f, &format!("{path}.fieldRef"))?))
-    } else if let Some(r) = &from.resource_field_ref {
-        Ok(EnvSource::ResourceField(resource_field_ref(
-            r,
-            &format!("{path}.resourceFieldRef"),
-        )?))
-    } else if let Some(k) = &from.config_map_key_ref {
-        Ok(EnvSource::ConfigMapKey {
-            name: k.name.clone(),
-            key: k.key.clone(),
-            optional: k.optional.unwrap_or(false),
-        })
-    } else if let Some(k) = &from.secret_key_ref {
-        Ok(EnvSource::SecretKey {
-            name: k.name.clone(),
-            key: k.key.clone(),
-            optional: k.optional.unwrap_or(false),
-        })
-    } else {
-        Err(FieldError::new(
-            path,
-            "must specify one of: fieldRef, resourceFieldRef, configMapKeyRef or secretKeyRef",
-        ))
-    }
+    found
+        .pop()
+        .ok_or_else(|| FieldError::new(path, format!("must specify one of: {choices}")))
 }
 
 fn env_from_source(e: &k8s::EnvFromSource, path: &str) -> Result<EnvFromSource> {
-    let source = match (&e.config_map_ref, &e.secret_ref) {
-        (Some(c), None) => EnvFromKind::ConfigMap {
+    let mut found = Vec::new();
+    if let Some(c) = &e.config_map_ref {
+        found.push(EnvFromKind::ConfigMap {
             name: c.name.clone(),
             optional: c.optional.unwrap_or(false),
-        },
-        (None, Some(s)) => EnvFromKind::Secret {
+        });
+    }
+    if let Some(s) = &e.secret_ref {
+        found.push(EnvFromKind::Secret {
             name: s.name.clone(),
             optional: s.optional.unwrap_or(false),
-        },
-        (None, None) => {
-            return Err(FieldError::new(
-                path,
-                "must specify one of: configMapRef or secretRef",
-            ))
-        }
-        (Some(_), Some(_)) => {
-            return Err(FieldError::new(
-                path,
-                "may not have more than one field specified at a time",
-            ))
-        }
-    };
+        });
+    }
+    let source = exactly_one(found, path, "configMapRef or secretRef")?;
     Ok(EnvFromSource {
         prefix: e.prefix.clone().unwrap_or_default(),
         source,

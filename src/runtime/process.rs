@@ -249,21 +249,25 @@ pub struct GroupEntry {
     pub members: Vec<String>,
 }
 
+/// The `fields`-field, colon-separated records of a passwd-style file with a name in the first
+/// field; blank lines, comments and malformed lines are skipped.
+fn colon_records(contents: &str, fields: usize) -> impl Iterator<Item = Vec<&str>> {
+    contents.lines().filter_map(move |line| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return None;
+        }
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() == fields && !f[0].is_empty()).then_some(f)
+    })
+}
+
 /// Parses /etc/passwd (`name:password:uid:gid:gecos:home:shell`), skipping blank lines,
 /// comments and any line without 7 fields or with a non-numeric uid/gid (such as NIS `+`
 /// lines), as libc does rather than failing the container.
 pub fn parse_passwd(contents: &str) -> Vec<PasswdEntry> {
-    contents
-        .lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                return None;
-            }
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() != 7 || f[0].is_empty() {
-                return None;
-            }
+    colon_records(contents, 7)
+        .filter_map(|f| {
             Some(PasswdEntry {
                 name: f[0].to_string(),
                 uid: f[2].trim().parse().ok()?,
@@ -277,17 +281,8 @@ pub fn parse_passwd(contents: &str) -> Vec<PasswdEntry> {
 /// Parses /etc/group (`name:password:gid:member,member`), skipping what is not a 4-field
 /// entry with a numeric gid.
 pub fn parse_group(contents: &str) -> Vec<GroupEntry> {
-    contents
-        .lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                return None;
-            }
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() != 4 || f[0].is_empty() {
-                return None;
-            }
+    colon_records(contents, 4)
+        .filter_map(|f| {
             Some(GroupEntry {
                 name: f[0].to_string(),
                 gid: f[2].trim().parse().ok()?,
