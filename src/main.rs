@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Helpers re-executed by layerlet itself: dispatched before anything else starts, so they
+    // stay single-threaded (a monitor forks and clones).
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(code) = cli::helpers::dispatch(&argv) {
+        return code;
+    }
     let args = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("LAYERLET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(args.log_level.as_str()));

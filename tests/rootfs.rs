@@ -23,8 +23,8 @@ fn each_container_writes_only_to_its_own_layer_and_diff_shows_what_it_changed() 
     let lowers = image_layers(dir.path());
     let a = ContainerLayer::under(&dir.path().join("containers/a"));
     let b = ContainerLayer::under(&dir.path().join("containers/b"));
-    a.mount(lowers.clone(), false).unwrap();
-    b.mount(lowers.clone(), false).unwrap();
+    a.mount(&lowers, false, &[]).unwrap();
+    b.mount(&lowers, false, &[]).unwrap();
 
     std::fs::write(a.merged.join("new-file"), "mine").unwrap();
     std::fs::write(a.merged.join("etc/config"), "changed").unwrap();
@@ -86,7 +86,7 @@ fn a_read_only_rootfs_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
     let lowers = image_layers(dir.path());
     let c = ContainerLayer::under(&dir.path().join("containers/ro"));
-    c.mount(lowers, true).unwrap();
+    c.mount(&lowers, true, &[]).unwrap();
     let err = std::fs::write(c.merged.join("x"), "x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
     c.destroy().unwrap();
@@ -96,5 +96,5 @@ fn a_read_only_rootfs_refuses_writes() {
 fn an_image_without_layers_cannot_make_a_rootfs() {
     let dir = tempfile::tempdir().unwrap();
     let c = ContainerLayer::under(dir.path());
-    assert!(c.mount(Vec::new(), false).is_err());
+    assert!(c.mount(&[], false, &[]).is_err());
 }

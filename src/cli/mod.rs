@@ -1,5 +1,7 @@
 //! Command-line surface: one file per command group.
 
+mod container;
+pub mod helpers;
 mod image;
 mod output;
 
@@ -51,6 +53,20 @@ pub enum Command {
     /// Image operations.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Run a pod from YAML, like `podman kube play`.
+    Run(container::RunArgs),
+    /// List pods' containers: state, image, copy-on-write bytes, restarts, age.
+    Ps(container::PsArgs),
+    /// Show a container as JSON: image layers, overlay dirs, state, mounts, namespaces.
+    Inspect(container::NameArg),
+    /// Show what a container changed in its writable layer (A added, C changed, D deleted).
+    Diff(container::NameArg),
+    /// Print a container's logs.
+    Logs(container::LogsArgs),
+    /// Stop pods: stop signal, grace period, then SIGKILL.
+    Stop(container::StopArgs),
+    /// Stop and remove pods and everything they left.
+    Rm(container::StopArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -67,13 +83,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rmi(args) => image::rmi(&ctx, args),
         Command::Gc => image::gc(&ctx),
         Command::Image(cmd) => image::image_command(&ctx, cmd),
+        Command::Run(args) => container::run(&ctx, args),
+        Command::Ps(args) => container::ps(&ctx, args),
+        Command::Inspect(args) => container::inspect(&ctx, args),
+        Command::Diff(args) => container::diff_cmd(&ctx, args),
+        Command::Logs(args) => container::logs(&ctx, args),
+        Command::Stop(args) => container::stop(&ctx, args),
+        Command::Rm(args) => container::rm(&ctx, args),
     }
 }
 
 /// What every command gets from the global options.
 pub struct Context {
     pub root: PathBuf,
-    #[allow(dead_code)]
     pub run_root: PathBuf,
     pub output: Output,
 }

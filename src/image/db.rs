@@ -54,6 +54,16 @@ const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY, image TEXT NOT NULL REFERENCES images(digest) ON DELETE CASCADE);
      CREATE TABLE image_users(
         container_id TEXT PRIMARY KEY, image TEXT NOT NULL REFERENCES images(digest));",
+    // 2: pods and containers.
+    "CREATE TABLE pods(
+        uid TEXT PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL,
+        owner TEXT NOT NULL, spec TEXT NOT NULL, created_at INTEGER NOT NULL,
+        UNIQUE(namespace, name));
+     CREATE TABLE containers(
+        id TEXT PRIMARY KEY, pod_uid TEXT NOT NULL REFERENCES pods(uid),
+        name TEXT NOT NULL, attempt INTEGER NOT NULL, image_ref TEXT NOT NULL,
+        image TEXT NOT NULL, created_at INTEGER NOT NULL);
+     CREATE INDEX containers_pod ON containers(pod_uid);",
 ];
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -86,8 +96,8 @@ pub struct BlobRecord {
 }
 
 pub struct Db {
-    conn: Connection,
-    path: PathBuf,
+    pub(crate) conn: Connection,
+    pub(crate) path: PathBuf,
 }
 
 pub fn now() -> i64 {
@@ -126,7 +136,7 @@ impl Db {
         Ok(db)
     }
 
-    fn err(&self, source: rusqlite::Error) -> DbError {
+    pub(crate) fn err(&self, source: rusqlite::Error) -> DbError {
         DbError::Sqlite {
             path: self.path.clone(),
             source,

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Kubernetes' default `terminationGracePeriodSeconds`.
 pub const DEFAULT_TERMINATION_GRACE_PERIOD: Duration = Duration::from_secs(30);
@@ -16,7 +16,7 @@ pub const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 /// Kubernetes' default file mode of configMap, secret and downwardAPI volume files.
 pub const DEFAULT_VOLUME_FILE_MODE: u32 = 0o644;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodSpec {
     pub namespace: String,
     pub name: String,
@@ -58,7 +58,7 @@ impl PodSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum RestartPolicy {
     #[default]
     Always,
@@ -66,7 +66,7 @@ pub enum RestartPolicy {
     Never,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum DnsPolicy {
     /// Kubernetes' default; with no cluster DNS on the node it behaves like `Default`.
     #[default]
@@ -78,27 +78,27 @@ pub enum DnsPolicy {
     None,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DnsConfig {
     pub nameservers: Vec<String>,
     pub searches: Vec<String>,
     pub options: Vec<DnsOption>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsOption {
     pub name: String,
     pub value: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostAlias {
     pub ip: String,
     pub hostnames: Vec<String>,
 }
 
 /// Pod-level securityContext; container settings win over these.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PodSecurity {
     pub run_as_user: Option<u32>,
     pub run_as_group: Option<u32>,
@@ -111,7 +111,7 @@ pub struct PodSecurity {
     pub sysctls: Vec<Sysctl>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum SupplementalGroupsPolicy {
     /// Groups from the image's /etc/group are added to the ones the pod names.
     #[default]
@@ -120,14 +120,14 @@ pub enum SupplementalGroupsPolicy {
     Strict,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum FsGroupChangePolicy {
     #[default]
     Always,
     OnRootMismatch,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SeccompProfile {
     RuntimeDefault,
     Unconfined,
@@ -135,19 +135,19 @@ pub enum SeccompProfile {
     Localhost(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sysctl {
     pub name: String,
     pub value: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Volume {
     pub name: String,
     pub source: VolumeSource,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VolumeSource {
     EmptyDir {
         medium: StorageMedium,
@@ -192,7 +192,7 @@ impl VolumeSource {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum StorageMedium {
     /// The node's disk (under the data root).
     #[default]
@@ -202,7 +202,7 @@ pub enum StorageMedium {
 }
 
 /// hostPath `type`: the check made before mounting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum HostPathType {
     /// No check.
     #[default]
@@ -216,14 +216,14 @@ pub enum HostPathType {
     BlockDevice,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyToPath {
     pub key: String,
     pub path: String,
     pub mode: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DownwardApiFile {
     pub path: String,
     pub source: DownwardSource,
@@ -231,14 +231,14 @@ pub struct DownwardApiFile {
 }
 
 /// What the downward API exposes: a pod field or a container resource.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DownwardSource {
     /// A field path such as `metadata.name` or `metadata.labels['app']`.
     Field(String),
     Resource(ResourceFieldRef),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceFieldRef {
     /// None in env means the container itself.
     pub container: Option<String>,
@@ -248,7 +248,7 @@ pub struct ResourceFieldRef {
     pub divisor: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerSpec {
     pub name: String,
     pub image: String,
@@ -275,7 +275,7 @@ pub struct ContainerSpec {
     pub tty: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PullPolicy {
     Always,
     IfNotPresent,
@@ -298,13 +298,13 @@ impl PullPolicy {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvVar {
     pub name: String,
     pub source: EnvSource,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EnvSource {
     /// A literal, where `$(VAR)` still has to be expanded by the runtime.
     Value(String),
@@ -323,19 +323,19 @@ pub enum EnvSource {
     ResourceField(ResourceFieldRef),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvFromSource {
     pub prefix: String,
     pub source: EnvFromKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EnvFromKind {
     ConfigMap { name: String, optional: bool },
     Secret { name: String, optional: bool },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerPort {
     pub name: Option<String>,
     pub container_port: u16,
@@ -344,7 +344,7 @@ pub struct ContainerPort {
     pub host_ip: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
 pub enum Protocol {
     #[default]
     #[serde(rename = "TCP")]
@@ -355,7 +355,7 @@ pub enum Protocol {
     Sctp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Resources {
     pub limits: ResourceList,
     /// Defaulted from `limits` for each resource that has a limit and no request, as the
@@ -363,7 +363,7 @@ pub struct Resources {
     pub requests: ResourceList,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ResourceList {
     pub cpu_millis: Option<u64>,
     /// Bytes.
@@ -372,7 +372,7 @@ pub struct ResourceList {
     pub ephemeral_storage: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeMount {
     pub name: String,
     pub mount_path: String,
@@ -383,7 +383,7 @@ pub struct VolumeMount {
     pub propagation: MountPropagation,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum MountPropagation {
     #[default]
     None,
@@ -392,7 +392,7 @@ pub enum MountPropagation {
 }
 
 /// Container-level securityContext. `None` means "inherit from the pod, then the image".
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ContainerSecurity {
     pub run_as_user: Option<u32>,
     pub run_as_group: Option<u32>,
@@ -407,13 +407,13 @@ pub struct ContainerSecurity {
 }
 
 /// Capability names as written in the pod (`NET_ADMIN`, `CAP_NET_ADMIN` or `ALL`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Capabilities {
     pub add: Vec<String>,
     pub drop: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum ProcMount {
     /// Masked and read-only paths applied.
     #[default]
@@ -421,7 +421,7 @@ pub enum ProcMount {
     Unmasked,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Probe {
     pub handler: ProbeHandler,
     pub initial_delay: Duration,
@@ -449,14 +449,14 @@ impl Probe {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProbeHandler {
     Exec { command: Vec<String> },
     HttpGet(HttpGet),
     TcpSocket { port: PortRef, host: Option<String> },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpGet {
     /// Defaults to `/`.
     pub path: String,
@@ -467,14 +467,14 @@ pub struct HttpGet {
     pub headers: Vec<HttpHeader>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PortRef {
     Number(u16),
     /// The name of one of the container's ports.
     Name(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum HttpScheme {
     #[default]
     #[serde(rename = "HTTP")]
@@ -483,27 +483,27 @@ pub enum HttpScheme {
     Https,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpHeader {
     pub name: String,
     pub value: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Lifecycle {
     pub post_start: Option<Handler>,
     pub pre_stop: Option<Handler>,
 }
 
 /// A lifecycle hook's action.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Handler {
     Exec { command: Vec<String> },
     HttpGet(HttpGet),
     Sleep(Duration),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum TerminationMessagePolicy {
     #[default]
     File,

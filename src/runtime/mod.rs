@@ -1,8 +1,14 @@
 //! Containers: rootfs, process plan, logs, lifecycle. The pieces are pure where they can be
 //! and the effectful edges stay thin.
 
+pub mod container;
+pub mod init;
 pub mod logs;
+pub mod monitor;
+pub mod pods;
 pub mod process;
+pub mod records;
 pub mod rootfs;
+pub mod sandbox;
 pub mod spec;
 pub mod state;

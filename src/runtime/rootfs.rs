@@ -23,6 +23,10 @@ pub enum RootfsError {
 /// The directories of one container's writable layer, under its container directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContainerLayer {
+    /// Mount points layerlet needs (/etc/hosts, /proc, ...), as a read-only layer of their
+    /// own between the image and the writable layer, so they never show in `diff` (docker's
+    /// "init layer").
+    pub init: PathBuf,
     pub upper: PathBuf,
     pub work: PathBuf,
     pub merged: PathBuf,
@@ -31,50 +35,96 @@ pub struct ContainerLayer {
 impl ContainerLayer {
     pub fn under(container_dir: &Path) -> Self {
         ContainerLayer {
+            init: container_dir.join("init"),
             upper: container_dir.join("upper"),
             work: container_dir.join("work"),
             merged: container_dir.join("merged"),
         }
     }
 
-    /// The overlay that makes the rootfs: `lowerdirs` topmost first.
-    pub fn overlay(&self, lowerdirs: Vec<PathBuf>, read_only: bool) -> OverlaySpec {
+    /// The image's layers (topmost first) with the init layer on top.
+    pub fn lowerdirs(&self, image_lowerdirs: &[PathBuf]) -> Vec<PathBuf> {
+        let mut lower = Vec::with_capacity(image_lowerdirs.len() + 1);
+        lower.push(self.init.clone());
+        lower.extend_from_slice(image_lowerdirs);
+        lower
+    }
+
+    /// The overlay that makes the rootfs: `image_lowerdirs` topmost first.
+    pub fn overlay(&self, image_lowerdirs: &[PathBuf], read_only: bool) -> OverlaySpec {
         OverlaySpec {
-            lower: lowerdirs,
+            lower: self.lowerdirs(image_lowerdirs),
             upper: self.upper.clone(),
             work: self.work.clone(),
             read_only,
         }
     }
 
-    /// Creates the writable layer and mounts the rootfs on `merged`.
+    /// Creates the init and writable layers and mounts the rootfs on `merged`.
+    /// `mount_points` are absolute paths inside the container, with whether each is a
+    /// directory.
     pub fn mount(
         &self,
-        lowerdirs: Vec<PathBuf>,
+        image_lowerdirs: &[PathBuf],
         read_only: bool,
+        mount_points: &[(&str, bool)],
     ) -> Result<OverlaySpec, RootfsError> {
-        if lowerdirs.is_empty() {
+        if image_lowerdirs.is_empty() {
             return Err(RootfsError::NoLayers);
         }
-        for dir in [&self.upper, &self.work, &self.merged] {
+        for dir in [&self.init, &self.upper, &self.work, &self.merged] {
             create_private_dir(dir)?;
         }
+        self.make_init_layer(mount_points)?;
         // The upper's root becomes the merged root's attributes: it must not stay 0700.
         fs::set_permissions(
             &self.upper,
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .map_err(|e| FsError::io("chmod", &self.upper, e))?;
-        let spec = self.overlay(lowerdirs, read_only);
+        let spec = self.overlay(image_lowerdirs, read_only);
         mount_overlay(&spec, &self.merged)?;
         Ok(spec)
+    }
+
+    fn make_init_layer(&self, mount_points: &[(&str, bool)]) -> Result<(), RootfsError> {
+        use std::os::unix::fs::PermissionsExt;
+        let chmod = |p: &Path, mode: u32| {
+            fs::set_permissions(p, fs::Permissions::from_mode(mode))
+                .map_err(|e| FsError::io("chmod", p, e))
+        };
+        chmod(&self.init, 0o755)?;
+        for (point, is_dir) in mount_points {
+            let rel = point.trim_start_matches('/');
+            if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+                continue;
+            }
+            let path = self.init.join(rel);
+            let parent = if *is_dir {
+                path.as_path()
+            } else {
+                path.parent().unwrap_or(&self.init)
+            };
+            fs::create_dir_all(parent).map_err(|e| FsError::io("create directory", parent, e))?;
+            let mut dir = parent.to_path_buf();
+            while dir != self.init {
+                chmod(&dir, 0o755)?;
+                if !dir.pop() {
+                    break;
+                }
+            }
+            if !*is_dir {
+                fs::write(&path, b"").map_err(|e| FsError::io("create", &path, e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Unmounts the rootfs and destroys the writable layer: deleting a container deletes
     /// everything it wrote outside volumes.
     pub fn destroy(&self) -> Result<(), RootfsError> {
         unmount(&self.merged)?;
-        for dir in [&self.merged, &self.work, &self.upper] {
+        for dir in [&self.merged, &self.work, &self.upper, &self.init] {
             remove_tree(dir)?;
         }
         Ok(())

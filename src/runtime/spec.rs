@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::process::{build_env, expand_vars, merge_command, resolve_user, ProcessError, ResolvedUser};
+use super::process::{
+    build_env, expand_vars, merge_command, resolve_user, ProcessError, ResolvedUser,
+};
 use crate::image::manifest::ImageConfig;
 use crate::pod::spec::{ContainerSpec, EnvSource, PodSpec};
 
@@ -140,11 +142,16 @@ fn downward_field(pod: &PodSpec, path: &str, node_name: &str, host_ip: &str) -> 
         "status.hostIP" | "status.podIP" if pod.host_network => Some(host_ip.to_string()),
         "status.hostIP" => Some(host_ip.to_string()),
         "status.podIP" => Some("127.0.0.1".into()),
-        _ => label("metadata.labels", &pod.labels).or_else(|| label("metadata.annotations", &pod.annotations)),
+        _ => label("metadata.labels", &pod.labels)
+            .or_else(|| label("metadata.annotations", &pod.annotations)),
     }
 }
 
-pub fn plan_container(pod: &PodSpec, container: &ContainerSpec, inputs: PlanInputs<'_>) -> Result<ContainerPlan, SpecError> {
+pub fn plan_container(
+    pod: &PodSpec,
+    container: &ContainerSpec,
+    inputs: PlanInputs<'_>,
+) -> Result<ContainerPlan, SpecError> {
     let process_err = |source| SpecError::Process {
         pod: pod.key(),
         container: container.name.clone(),
@@ -160,7 +167,8 @@ pub fn plan_container(pod: &PodSpec, container: &ContainerSpec, inputs: PlanInpu
             EnvSource::Field(path) => downward_field(pod, path, &inputs.node_name, &inputs.host_ip)
                 .map(|v| super::process::escape_vars(&v))
                 .unwrap_or_default(),
-            EnvSource::ConfigMapKey { name, optional, .. } | EnvSource::SecretKey { name, optional, .. } => {
+            EnvSource::ConfigMapKey { name, optional, .. }
+            | EnvSource::SecretKey { name, optional, .. } => {
                 if *optional {
                     continue;
                 }
@@ -182,12 +190,23 @@ pub fn plan_container(pod: &PodSpec, container: &ContainerSpec, inputs: PlanInpu
         };
         resolved.push((var.name.clone(), value));
     }
-    let env = build_env(image.env.as_deref().unwrap_or(&[]), &resolved, Some(&pod.hostname)).map_err(process_err)?;
+    let env = build_env(
+        image.env.as_deref().unwrap_or(&[]),
+        &resolved,
+        Some(&pod.hostname),
+    )
+    .map_err(process_err)?;
     let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
 
     let command = (!container.command.is_empty()).then_some(container.command.as_slice());
     let args = (!container.args.is_empty()).then_some(container.args.as_slice());
-    let merged = merge_command(image.entrypoint.as_deref(), image.cmd.as_deref(), command, args).map_err(process_err)?;
+    let merged = merge_command(
+        image.entrypoint.as_deref(),
+        image.cmd.as_deref(),
+        command,
+        args,
+    )
+    .map_err(process_err)?;
     // $(VAR) expansion applies to what the pod wrote, not to the image's own Entrypoint/Cmd.
     let args: Vec<String> = if command.is_some() || args.is_some() {
         merged.iter().map(|a| expand_vars(a, &lookup)).collect()
@@ -208,7 +227,13 @@ pub fn plan_container(pod: &PodSpec, container: &ContainerSpec, inputs: PlanInpu
         });
     }
 
-    let user = user_for(pod, container, &image.user.clone().unwrap_or_default(), &inputs).map_err(process_err)?;
+    let user = user_for(
+        pod,
+        container,
+        &image.user.clone().unwrap_or_default(),
+        &inputs,
+    )
+    .map_err(process_err)?;
     let mut env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", user.home));
@@ -247,7 +272,12 @@ pub fn plan_container(pod: &PodSpec, container: &ContainerSpec, inputs: PlanInpu
 
 /// The image's `User`, overridden by runAsUser/runAsGroup (container settings win over the
 /// pod's), plus the pod's supplemental groups.
-fn user_for(pod: &PodSpec, container: &ContainerSpec, image_user: &str, inputs: &PlanInputs<'_>) -> Result<ResolvedUser, ProcessError> {
+fn user_for(
+    pod: &PodSpec,
+    container: &ContainerSpec,
+    image_user: &str,
+    inputs: &PlanInputs<'_>,
+) -> Result<ResolvedUser, ProcessError> {
     let sc = &container.security_context;
     let ps = &pod.security_context;
     let run_as_user = sc.run_as_user.or(ps.run_as_user);
@@ -285,7 +315,9 @@ mod tests {
             id: "c1".into(),
             rootfs: "/r".into(),
             image,
-            passwd: Some("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n".into()),
+            passwd: Some(
+                "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n".into(),
+            ),
             group: Some("root:x:0:\napp:x:1000:\nextra:x:2000:app\n".into()),
             namespaces: NamespacePlan {
                 net: None,
@@ -330,10 +362,16 @@ spec:
                 "Env":["NAME=world"],"User":"app","WorkingDir":"/srv","StopSignal":"SIGQUIT"}}"#,
         );
         let plan = plan_container(&pod, &pod.containers[0], inputs(&img)).unwrap();
-        assert_eq!(plan.args, vec!["/bin/web", "--greet", "hello world", "$(GREETING)"]);
+        assert_eq!(
+            plan.args,
+            vec!["/bin/web", "--greet", "hello world", "$(GREETING)"]
+        );
         assert!(plan.env.contains(&"POD=web".to_string()));
         assert!(plan.env.contains(&"APP=shop".to_string()));
-        assert!(plan.env.iter().any(|e| e.starts_with("PATH=")), "default PATH added");
+        assert!(
+            plan.env.iter().any(|e| e.starts_with("PATH=")),
+            "default PATH added"
+        );
         assert!(plan.env.contains(&"HOME=/home/app".to_string()));
         assert_eq!((plan.uid, plan.gid), (1000, 1000));
         assert_eq!(plan.additional_gids, vec![2000]);
@@ -390,7 +428,9 @@ spec:
         )
         .unwrap();
         let img = image(r#"{"rootfs":{"diff_ids":[]}}"#);
-        let err = plan_container(&pod, &pod.containers[0], inputs(&img)).unwrap_err().to_string();
+        let err = plan_container(&pod, &pod.containers[0], inputs(&img))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("env K") && err.contains("settings"), "{err}");
     }
 }

@@ -83,9 +83,9 @@ pub fn check(container: &str, status: Status, action: Action) -> Result<Verdict,
     match (status, action) {
         (Status::Created, Action::Start) => Ok(Verdict::Proceed),
         (Status::Running, Action::Start) => Err(illegal(" (it is already running)")),
-        (Status::Exited, Action::Start) => {
-            Err(illegal(" (an exited container is replaced by a new one, not restarted)"))
-        }
+        (Status::Exited, Action::Start) => Err(illegal(
+            " (an exited container is replaced by a new one, not restarted)",
+        )),
         (Status::Running, Action::Stop) => Ok(Verdict::Proceed),
         (Status::Created | Status::Exited, Action::Stop) => Ok(Verdict::AlreadyDone),
         (Status::Created | Status::Exited, Action::Delete) => Ok(Verdict::Proceed),
@@ -126,7 +126,9 @@ pub struct StateFiles {
 
 impl StateFiles {
     pub fn new(dir: &Path) -> Self {
-        StateFiles { dir: dir.to_path_buf() }
+        StateFiles {
+            dir: dir.to_path_buf(),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -179,12 +181,14 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, StateError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| StateError::Corrupt {
-                path: path.to_path_buf(),
-                source,
-            }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StateError::Corrupt {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(FsError::io("read", path, e).into()),
     }
@@ -212,10 +216,17 @@ mod tests {
             (Exited, Exec, None),
         ];
         for (status, action, expected) in table {
-            assert_eq!(check("c", status, action).ok(), expected, "{status} {action:?}");
+            assert_eq!(
+                check("c", status, action).ok(),
+                expected,
+                "{status} {action:?}"
+            );
         }
         let err = check("web", Running, Delete).unwrap_err().to_string();
-        assert_eq!(err, "container web is running; cannot delete it; stop it first");
+        assert_eq!(
+            err,
+            "container web is running; cannot delete it; stop it first"
+        );
     }
 
     #[test]

@@ -130,3 +130,61 @@ pub fn remove_tree(path: &Path) -> Result<(), FsError> {
         Ok(_) => fs::remove_file(path).map_err(|e| FsError::io("remove", path, e)),
     }
 }
+
+/// Reads `rel` inside `root` as if `root` were `/` (openat2 RESOLVE_IN_ROOT): a symlink in an
+/// image (`/etc/passwd -> /etc/shadow`) resolves inside the image, never on the host.
+/// Returns None when the file does not exist.
+pub fn read_in_root(root: &Path, rel: &str, limit: u64) -> Result<Option<Vec<u8>>, FsError> {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    const RESOLVE_IN_ROOT: u64 = 0x10;
+    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+    let dir = File::open(root).map_err(|e| FsError::io("open", root, e))?;
+    let name = std::ffi::CString::new(rel.trim_start_matches('/'))
+        .map_err(|e| FsError::io("open", root.join(rel), std::io::Error::other(e)))?;
+    let how = OpenHow {
+        flags: (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: openat2 with a valid dirfd, path and open_how of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return Ok(None);
+        }
+        return Err(FsError::io("open", root.join(rel), e));
+    }
+    // SAFETY: fd is fresh and owned.
+    let file = unsafe { File::from_raw_fd(fd as i32) };
+    let mut out = Vec::new();
+    file.take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| FsError::io("read", root.join(rel), e))?;
+    Ok(Some(out))
+}
+
+/// A random 256-bit identifier in hex, as container IDs are.
+pub fn random_id() -> Result<String, FsError> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| FsError::io("read", "/dev/urandom", e))?;
+    Ok(hex::encode(bytes))
+}

@@ -1,0 +1,317 @@
+//! Container operations on the node: create (rootfs + plan + record), start (a detached
+//! monitor), stop (stop signal, grace period, SIGKILL), delete (unmount, destroy the writable
+//! layer, forget). The effectful edge over the pure pieces of this module's siblings.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::monitor::plan_path;
+use super::records::ContainerRecord;
+use super::rootfs::{ContainerLayer, RootfsError};
+use super::sandbox::Sandbox;
+use super::spec::{plan_container, ContainerPlan, PlanInputs, SpecError};
+use super::state::{check, Action, Exited, StateError, StateFiles, Status, Verdict};
+use crate::image::db::{now, DbError};
+use crate::image::digest::Digest;
+use crate::image::store::{Store, StoreError};
+use crate::pod::spec::{ContainerSpec, PodSpec};
+use crate::sys::fs::{
+    atomic_write, create_private_dir, random_id, read_in_root, remove_tree, FsError,
+};
+use crate::sys::process::{PidFd, ProcessError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("container {container}: start the monitor ({exe}): {reason}")]
+    Monitor {
+        container: String,
+        exe: String,
+        reason: String,
+    },
+    #[error("container {container} failed to start: {reason}")]
+    StartFailed { container: String, reason: String },
+    #[error(
+        "container {container}: no exit status after SIGKILL; its monitor may be gone (see {log})"
+    )]
+    Lost { container: String, log: String },
+}
+
+/// Where layerlet keeps things, and the binary it re-executes for helpers.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub root: PathBuf,
+    pub run_root: PathBuf,
+    pub exe: PathBuf,
+    pub node_name: String,
+}
+
+/// The directories of one container: data (writable layer, log) and run state.
+#[derive(Debug, Clone)]
+pub struct ContainerDirs {
+    pub data: PathBuf,
+    pub run: PathBuf,
+}
+
+impl ContainerDirs {
+    pub fn layer(&self) -> ContainerLayer {
+        ContainerLayer::under(&self.data)
+    }
+
+    pub fn state(&self) -> StateFiles {
+        StateFiles::new(&self.run)
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.data.join("container.log")
+    }
+}
+
+const PASSWD_LIMIT: u64 = 4 * 1024 * 1024;
+
+impl Runtime {
+    pub fn dirs(&self, id: &str) -> ContainerDirs {
+        ContainerDirs {
+            data: self.root.join("containers").join(id),
+            run: self.run_root.join("containers").join(id),
+        }
+    }
+
+    pub fn status(&self, id: &str) -> Result<Status, ContainerError> {
+        Ok(self.dirs(id).state().status()?)
+    }
+
+    pub fn plan(&self, id: &str) -> Result<Option<ContainerPlan>, ContainerError> {
+        let path = plan_path(&self.dirs(id).run);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(FsError::io("read", &path, e).into()),
+        }
+    }
+
+    /// Mounts the rootfs, plans the process and records the container (status created).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create(
+        &self,
+        store: &Store,
+        pod: &PodSpec,
+        sandbox: &Sandbox,
+        container: &ContainerSpec,
+        image: &Digest,
+        attempt: u32,
+    ) -> Result<ContainerRecord, ContainerError> {
+        let id = random_id()?;
+        let dirs = self.dirs(&id);
+        let result = self.create_in(store, pod, sandbox, container, image, attempt, &id, &dirs);
+        if result.is_err() {
+            let _ = dirs.layer().destroy();
+            let _ = remove_tree(&dirs.data);
+            let _ = remove_tree(&dirs.run);
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_in(
+        &self,
+        store: &Store,
+        pod: &PodSpec,
+        sandbox: &Sandbox,
+        container: &ContainerSpec,
+        image: &Digest,
+        attempt: u32,
+        id: &str,
+        dirs: &ContainerDirs,
+    ) -> Result<ContainerRecord, ContainerError> {
+        create_private_dir(&dirs.data)?;
+        create_private_dir(&dirs.run)?;
+        let layer = dirs.layer();
+        let config = store.image_config(image)?;
+        let mut mount_points: Vec<(&str, bool)> =
+            vec![("/proc", true), ("/sys", true), ("/dev", true)];
+        let sandbox_mounts = sandbox.mounts(pod);
+        mount_points.extend(
+            sandbox_mounts
+                .iter()
+                .filter(|m| !m.destination.starts_with("/dev/"))
+                .map(|m| (m.destination.as_str(), m.directory)),
+        );
+        layer.mount(&store.image_lowerdirs(image)?, false, &mount_points)?;
+        let text = |rel: &str| -> Result<Option<String>, ContainerError> {
+            Ok(read_in_root(&layer.merged, rel, PASSWD_LIMIT)?
+                .map(|b| String::from_utf8_lossy(&b).into_owned()))
+        };
+        let plan = plan_container(
+            pod,
+            container,
+            PlanInputs {
+                id: id.to_string(),
+                rootfs: layer.merged.clone(),
+                image: &config,
+                passwd: text("etc/passwd")?,
+                group: text("etc/group")?,
+                namespaces: sandbox.namespaces(pod),
+                mounts: sandbox.mounts(pod),
+                log_path: dirs.log(),
+                node_name: self.node_name.clone(),
+                host_ip: "127.0.0.1".into(),
+            },
+        )?;
+        let bytes = serde_json::to_vec_pretty(&plan).map_err(|e| {
+            FsError::io(
+                "encode plan",
+                plan_path(&dirs.run),
+                std::io::Error::other(e),
+            )
+        })?;
+        atomic_write(&plan_path(&dirs.run), &bytes)?;
+        let record = ContainerRecord {
+            id: id.to_string(),
+            pod_uid: pod.uid.clone(),
+            name: container.name.clone(),
+            attempt,
+            image_ref: container.image.clone(),
+            image: image.clone(),
+            created_at: now(),
+        };
+        store.db().insert_container(&record)?;
+        Ok(record)
+    }
+
+    /// Starts a created container; returns once its process has been executed.
+    pub fn start(&self, id: &str) -> Result<i32, ContainerError> {
+        let dirs = self.dirs(id);
+        check(id, dirs.state().status()?, Action::Start)?;
+        let log = std::fs::File::create(dirs.run.join("monitor.log"))
+            .map_err(|e| FsError::io("create", dirs.run.join("monitor.log"), e))?;
+        let monitor_err = |reason: String| ContainerError::Monitor {
+            container: id.to_string(),
+            exe: self.exe.display().to_string(),
+            reason,
+        };
+        let mut child = Command::new(&self.exe)
+            .arg("__monitor")
+            .arg(&dirs.run)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| monitor_err(e.to_string()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| monitor_err("no ready pipe".into()))?;
+        // The process we spawned forks the monitor and exits at once: reap it now.
+        let _ = child.wait();
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| monitor_err(e.to_string()))?;
+        let line = line.trim_end();
+        if let Some(pid) = line.strip_prefix("started ") {
+            return pid
+                .parse()
+                .map_err(|_| monitor_err(format!("bad report {line:?}")));
+        }
+        let reason = line.strip_prefix("failed ").unwrap_or(line);
+        let reason = if reason.is_empty() {
+            format!(
+                "the monitor exited without a report; see {}",
+                dirs.run.join("monitor.log").display()
+            )
+        } else {
+            reason.to_string()
+        };
+        Err(ContainerError::StartFailed {
+            container: id.to_string(),
+            reason,
+        })
+    }
+
+    /// Waits up to `timeout` for the exit record.
+    pub fn wait_exited(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Option<Exited>, ContainerError> {
+        let state = self.dirs(id).state();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(e) = state.exited()? {
+                return Ok(Some(e));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stop = the stop signal, `grace` to exit, then SIGKILL. Idempotent.
+    pub fn stop(&self, id: &str, grace: Duration) -> Result<Option<Exited>, ContainerError> {
+        let dirs = self.dirs(id);
+        let state = dirs.state();
+        if check(id, state.status()?, Action::Stop)? == Verdict::AlreadyDone {
+            return Ok(state.exited()?);
+        }
+        let plan = self.plan(id)?;
+        let signal = plan.map(|p| p.stop_signal).unwrap_or(libc::SIGTERM);
+        if let Some(started) = state.started()? {
+            if let Some(process) = PidFd::open_checked(started.pid, started.pid_start_ticks)? {
+                process.signal(signal)?;
+                if !process.wait_exit(grace) {
+                    // PID 1 of the container's PID namespace: killing it kills every process
+                    // in the namespace.
+                    process.signal(libc::SIGKILL)?;
+                    process.wait_exit(Duration::from_secs(10));
+                }
+            }
+        }
+        match self.wait_exited(id, Duration::from_secs(10))? {
+            Some(e) => Ok(Some(e)),
+            None => Err(ContainerError::Lost {
+                container: id.to_string(),
+                log: dirs.run.join("monitor.log").display().to_string(),
+            }),
+        }
+    }
+
+    /// Unmounts and destroys the container's writable layer and records. Refuses a running
+    /// container; a container already gone is fine.
+    pub fn delete(&self, store: &Store, id: &str) -> Result<(), ContainerError> {
+        let dirs = self.dirs(id);
+        check(id, dirs.state().status()?, Action::Delete)?;
+        dirs.layer().destroy()?;
+        remove_tree(&dirs.data)?;
+        remove_tree(&dirs.run)?;
+        store.db().remove_container(id)?;
+        Ok(())
+    }
+}
+
+/// Namespaces of a running process, as `inspect` shows them (`net:[4026532]`).
+pub fn namespace_ids(pid: i32) -> Vec<(String, String)> {
+    ["mnt", "pid", "net", "ipc", "uts", "cgroup"]
+        .iter()
+        .filter_map(|kind| {
+            let link = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()?;
+            Some((kind.to_string(), link.display().to_string()))
+        })
+        .collect()
+}

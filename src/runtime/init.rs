@@ -1,0 +1,415 @@
+//! The container's first moments, in the child the monitor cloned into new mount and PID
+//! namespaces: join the pod's namespaces, build the root filesystem's mounts, pivot into it,
+//! drop to the container's user and exec. Runs in a single-threaded process (the monitor), so
+//! allocating here is safe. Every failure is reported as text through `error_fd`.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{open, openat, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use nix::unistd::{chdir, dup2, execve, pivot_root, setgroups, setresgid, setresuid, Gid, Uid};
+
+use super::spec::ContainerPlan;
+
+/// A step that failed, with the reason.
+pub struct InitFailure(pub String);
+
+fn fail(step: impl std::fmt::Display, e: impl std::fmt::Display) -> InitFailure {
+    InitFailure(format!("{step}: {e}"))
+}
+
+/// Opens (creating where missing) `rel` under `root` without following any symlink, so a
+/// rootfs whose /proc or /dev/null is a symlink cannot point a mount at the host.
+fn open_in_root(root: &Path, rel: &str, directory: bool) -> Result<OwnedFd, InitFailure> {
+    let path_fd = |fd: i32| {
+        // SAFETY: fd is fresh and owned.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    };
+    let mut current = path_fd(
+        open(
+            root,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| fail(format!("open rootfs {}", root.display()), e))?,
+    );
+    let parts: Vec<&str> = rel
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    for (i, part) in parts.iter().enumerate() {
+        if *part == ".." {
+            return Err(InitFailure(format!(
+                "mount destination {rel:?} leaves the rootfs"
+            )));
+        }
+        let last = i + 1 == parts.len();
+        let want_dir = !last || directory;
+        let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let opened = openat(Some(current.as_raw_fd()), *part, flags, Mode::empty());
+        let fd = match opened {
+            Ok(fd) => path_fd(fd),
+            Err(nix::Error::ENOENT) => {
+                if want_dir {
+                    nix::sys::stat::mkdirat(
+                        Some(current.as_raw_fd()),
+                        *part,
+                        Mode::from_bits_truncate(0o755),
+                    )
+                    .map_err(|e| fail(format!("create {rel}"), e))?;
+                } else {
+                    let fd = openat(
+                        Some(current.as_raw_fd()),
+                        *part,
+                        OFlag::O_CREAT
+                            | OFlag::O_EXCL
+                            | OFlag::O_WRONLY
+                            | OFlag::O_NOFOLLOW
+                            | OFlag::O_CLOEXEC,
+                        Mode::from_bits_truncate(0o644),
+                    )
+                    .map_err(|e| fail(format!("create {rel}"), e))?;
+                    drop(path_fd(fd));
+                }
+                path_fd(
+                    openat(Some(current.as_raw_fd()), *part, flags, Mode::empty())
+                        .map_err(|e| fail(format!("open {rel}"), e))?,
+                )
+            }
+            Err(e) => return Err(fail(format!("open {rel}"), e)),
+        };
+        let meta =
+            nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| fail(format!("stat {rel}"), e))?;
+        let kind = SFlag::from_bits_truncate(meta.st_mode) & SFlag::S_IFMT;
+        if kind == SFlag::S_IFLNK {
+            return Err(InitFailure(format!(
+                "rootfs path /{} is a symlink; refusing to mount over it",
+                parts[..=i].join("/")
+            )));
+        }
+        if want_dir && kind != SFlag::S_IFDIR {
+            return Err(InitFailure(format!(
+                "rootfs path /{} is not a directory",
+                parts[..=i].join("/")
+            )));
+        }
+        current = fd;
+    }
+    Ok(current)
+}
+
+/// The path through which the kernel reaches an O_PATH fd: mounting there mounts on exactly
+/// the inode we checked.
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+fn mount_at(
+    root: &Path,
+    rel: &str,
+    directory: bool,
+    source: Option<&Path>,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), InitFailure> {
+    let target = open_in_root(root, rel, directory)?;
+    mount(source, &fd_path(&target), fstype, flags, data)
+        .map_err(|e| fail(format!("mount {rel}"), e))
+}
+
+fn join_namespaces(plan: &ContainerPlan) -> Result<(), InitFailure> {
+    for (path, flag, name) in [
+        (&plan.namespaces.ipc, CloneFlags::CLONE_NEWIPC, "ipc"),
+        (&plan.namespaces.uts, CloneFlags::CLONE_NEWUTS, "uts"),
+        (&plan.namespaces.net, CloneFlags::CLONE_NEWNET, "net"),
+    ] {
+        if let Some(path) = path {
+            let file = File::open(path)
+                .map_err(|e| fail(format!("open pod {name} namespace {}", path.display()), e))?;
+            setns(&file, flag).map_err(|e| fail(format!("join pod {name} namespace"), e))?;
+        }
+    }
+    Ok(())
+}
+
+fn setup_dev(root: &Path, plan: &ContainerPlan) -> Result<(), InitFailure> {
+    let nosuid_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    mount_at(
+        root,
+        "dev",
+        true,
+        Some(Path::new("tmpfs")),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )?;
+    let dev = open_in_root(root, "dev", true)?;
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        let path = fd_path(&dev).join(name);
+        mknod(
+            &path,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(major, minor),
+        )
+        .map_err(|e| fail(format!("mknod /dev/{name}"), e))?;
+        // mknod honours the umask: set the mode explicitly.
+        nix::sys::stat::fchmodat(
+            None,
+            &path,
+            Mode::from_bits_truncate(0o666),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(|e| fail(format!("chmod /dev/{name}"), e))?;
+    }
+    mount_at(
+        root,
+        "dev/pts",
+        true,
+        Some(Path::new("devpts")),
+        Some("devpts"),
+        nosuid_noexec,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), link)
+            .map_err(|e| fail(format!("symlink /dev/{link}"), e))?;
+    }
+    let shm_mounted = plan.mounts.iter().any(|m| m.destination == "/dev/shm");
+    if !shm_mounted {
+        mount_at(
+            root,
+            "dev/shm",
+            true,
+            Some(Path::new("shm")),
+            Some("tmpfs"),
+            nosuid_noexec | MsFlags::MS_NODEV,
+            Some("mode=1777,size=65536k"),
+        )?;
+    }
+    mount_at(
+        root,
+        "dev/mqueue",
+        true,
+        Some(Path::new("mqueue")),
+        Some("mqueue"),
+        nosuid_noexec | MsFlags::MS_NODEV,
+        None,
+    )?;
+    Ok(())
+}
+
+fn setup_mounts(plan: &ContainerPlan) -> Result<(), InitFailure> {
+    let root = plan.rootfs.as_path();
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| fail("make the mount namespace private", e))?;
+    // A bind of the rootfs onto itself: a mount point we can remount read-only and pivot into.
+    mount(
+        Some(root),
+        root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| fail("bind rootfs", e))?;
+    let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    mount_at(
+        root,
+        "proc",
+        true,
+        Some(Path::new("proc")),
+        Some("proc"),
+        nodev,
+        None,
+    )?;
+    setup_dev(root, plan)?;
+    if let Err(e) = mount_at(
+        root,
+        "sys",
+        true,
+        Some(Path::new("sysfs")),
+        Some("sysfs"),
+        nodev | MsFlags::MS_RDONLY,
+        None,
+    ) {
+        // Sharing the host's network namespace, a new sysfs is refused: bind the host's.
+        mount_at(
+            root,
+            "sys",
+            true,
+            Some(Path::new("/sys")),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )
+        .map_err(|_| e)?;
+        let target = open_in_root(root, "sys", true)?;
+        mount(
+            None::<&str>,
+            &fd_path(&target),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nodev,
+            None::<&str>,
+        )
+        .map_err(|e| fail("remount /sys read-only", e))?;
+    }
+    for m in &plan.mounts {
+        mount_at(
+            root,
+            &m.destination,
+            m.directory,
+            Some(&m.source),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+        if m.read_only {
+            let target = open_in_root(root, &m.destination, m.directory)?;
+            mount(
+                None::<&str>,
+                &fd_path(&target),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .map_err(|e| fail(format!("remount {} read-only", m.destination), e))?;
+        }
+    }
+    if plan.read_only_rootfs {
+        mount(
+            None::<&str>,
+            root,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(|e| fail("remount rootfs read-only", e))?;
+    }
+    chdir(root).map_err(|e| fail("chdir rootfs", e))?;
+    pivot_root(".", ".").map_err(|e| fail("pivot_root", e))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| fail("detach the old root", e))?;
+    chdir("/").map_err(|e| fail("chdir /", e))?;
+    Ok(())
+}
+
+fn find_executable(program: &str, env: &[String]) -> Result<CString, InitFailure> {
+    let cstr = |s: &[u8]| {
+        CString::new(s).map_err(|_| InitFailure(format!("{program:?} contains a NUL byte")))
+    };
+    if program.contains('/') {
+        return cstr(program.as_bytes());
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(super::process::DEFAULT_PATH);
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(program);
+        if nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok()
+            && candidate.is_file()
+        {
+            return cstr(candidate.as_os_str().as_bytes());
+        }
+    }
+    Err(InitFailure(format!(
+        "executable {program:?} not found in PATH {path}"
+    )))
+}
+
+fn become_user(plan: &ContainerPlan) -> Result<(), InitFailure> {
+    let groups: Vec<Gid> = plan
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    setgroups(&groups).map_err(|e| fail("setgroups", e))?;
+    let gid = Gid::from_raw(plan.gid);
+    setresgid(gid, gid, gid).map_err(|e| fail(format!("setgid {}", plan.gid), e))?;
+    let uid = Uid::from_raw(plan.uid);
+    setresuid(uid, uid, uid).map_err(|e| fail(format!("setuid {}", plan.uid), e))?;
+    Ok(())
+}
+
+/// Everything from joining namespaces to exec. Returns only on failure.
+pub fn run(plan: &ContainerPlan, stdout: RawFd, stderr: RawFd) -> InitFailure {
+    match prepare_and_exec(plan, stdout, stderr) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+enum Never {}
+
+fn prepare_and_exec(
+    plan: &ContainerPlan,
+    stdout: RawFd,
+    stderr: RawFd,
+) -> Result<Never, InitFailure> {
+    join_namespaces(plan)?;
+    setup_mounts(plan)?;
+    // The working directory is created if the image lacks it, as docker does.
+    std::fs::create_dir_all(&plan.cwd)
+        .map_err(|e| fail(format!("create workingDir {}", plan.cwd), e))?;
+    let program = plan
+        .args
+        .first()
+        .ok_or_else(|| InitFailure("empty command".into()))?;
+    let executable = find_executable(program, &plan.env)?;
+    become_user(plan)?;
+    chdir(plan.cwd.as_str()).map_err(|e| fail(format!("chdir to workingDir {}", plan.cwd), e))?;
+    let devnull =
+        open("/dev/null", OFlag::O_RDONLY, Mode::empty()).map_err(|e| fail("open /dev/null", e))?;
+    dup2(devnull, 0).map_err(|e| fail("stdin", e))?;
+    dup2(stdout, 1).map_err(|e| fail("stdout", e))?;
+    dup2(stderr, 2).map_err(|e| fail("stderr", e))?;
+    // No descriptor of layerlet survives exec (the error pipe is close-on-exec already and
+    // must stay open until exec succeeds).
+    // SAFETY: close_range with CLOEXEC flag only marks descriptors.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 4u32) };
+    let args: Vec<CString> = plan
+        .args
+        .iter()
+        .map(|a| {
+            CString::new(a.as_bytes())
+                .map_err(|_| InitFailure(format!("argument {a:?} contains a NUL byte")))
+        })
+        .collect::<Result<_, _>>()?;
+    let env: Vec<CString> = plan
+        .env
+        .iter()
+        .map(|e| {
+            CString::new(e.as_bytes())
+                .map_err(|_| InitFailure(format!("env {e:?} contains a NUL byte")))
+        })
+        .collect::<Result<_, _>>()?;
+    let e = execve(&executable, &args, &env)
+        .err()
+        .unwrap_or(nix::Error::UnknownErrno);
+    Err(fail(format!("exec {}", executable.to_string_lossy()), e))
+}

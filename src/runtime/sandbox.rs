@@ -1,0 +1,315 @@
+//! A pod's shared environment, with no pause process: network, IPC and UTS namespaces pinned
+//! by bind mounts of their nsfs files, one /dev/shm (a tmpfs), and the pod's /etc/hosts,
+//! /etc/hostname and /etc/resolv.conf. Everything lives under `RUN_ROOT/pods/<uid>/` and goes
+//! when the pod goes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+
+use super::spec::{BindMount, NamespacePlan};
+use crate::pod::spec::{DnsPolicy, PodSpec};
+use crate::sys::fs::{atomic_write, create_private_dir, remove_tree, FsError};
+use crate::sys::mount::{unmount, MountError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("pod {pod}: uid {uid:?} may only contain letters, digits and '-' (at most 64)")]
+    BadUid { pod: String, uid: String },
+    #[error("pod {pod}: create namespaces: {reason}")]
+    Namespaces { pod: String, reason: String },
+    #[error("pod {pod}: mount /dev/shm tmpfs: {source}")]
+    Shm {
+        pod: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Mount(#[from] MountError),
+}
+
+const NAMESPACES: [&str; 3] = ["net", "ipc", "uts"];
+
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    pub dir: PathBuf,
+}
+
+/// The directory of a pod's sandbox; the uid is checked because it comes from YAML.
+pub fn sandbox_dir(run_root: &Path, pod: &PodSpec) -> Result<PathBuf, SandboxError> {
+    let ok = !pod.uid.is_empty()
+        && pod.uid.len() <= 64
+        && pod
+            .uid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !ok {
+        return Err(SandboxError::BadUid {
+            pod: pod.key(),
+            uid: pod.uid.clone(),
+        });
+    }
+    Ok(run_root.join("pods").join(&pod.uid))
+}
+
+fn hosts_file(pod: &PodSpec) -> String {
+    if pod.host_network {
+        if let Ok(host) = std::fs::read_to_string("/etc/hosts") {
+            return host;
+        }
+    }
+    let mut out = String::from("# Kubernetes-managed hosts file (layerlet).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let fqdn = pod
+        .subdomain
+        .as_ref()
+        .map(|s| format!("{}.{s}.{}.svc.cluster.local ", pod.hostname, pod.namespace));
+    out.push_str(&format!(
+        "127.0.1.1\t{}{}\n",
+        fqdn.unwrap_or_default(),
+        pod.hostname
+    ));
+    for alias in &pod.host_aliases {
+        out.push_str(&format!(
+            "\n# Entries added by HostAliases.\n{}\t{}\n",
+            alias.ip,
+            alias.hostnames.join("\t")
+        ));
+    }
+    out
+}
+
+fn resolv_conf(pod: &PodSpec) -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out = if pod.dns_policy == DnsPolicy::None {
+        String::new()
+    } else {
+        host
+    };
+    if let Some(cfg) = &pod.dns_config {
+        for ns in &cfg.nameservers {
+            out.push_str(&format!("nameserver {ns}\n"));
+        }
+        if !cfg.searches.is_empty() {
+            out.push_str(&format!("search {}\n", cfg.searches.join(" ")));
+        }
+        let options: Vec<String> = cfg
+            .options
+            .iter()
+            .map(|o| match &o.value {
+                Some(v) => format!("{}:{v}", o.name),
+                None => o.name.clone(),
+            })
+            .collect();
+        if !options.is_empty() {
+            out.push_str(&format!("options {}\n", options.join(" ")));
+        }
+    }
+    out
+}
+
+impl Sandbox {
+    /// Creates the pod's namespaces, shm and files; `exe` is the layerlet binary, re-executed
+    /// as `__sandbox` to unshare (never a fork of a possibly multi-threaded caller).
+    pub fn create(exe: &Path, run_root: &Path, pod: &PodSpec) -> Result<Sandbox, SandboxError> {
+        let dir = sandbox_dir(run_root, pod)?;
+        create_private_dir(&dir.join("ns"))?;
+        // Containers' users must read these files: they are bind-mounted into the rootfs.
+        set_mode(&dir, 0o711)?;
+        atomic_write(&dir.join("hosts"), hosts_file(pod).as_bytes())?;
+        atomic_write(
+            &dir.join("hostname"),
+            format!("{}\n", pod.hostname).as_bytes(),
+        )?;
+        atomic_write(&dir.join("resolv.conf"), resolv_conf(pod).as_bytes())?;
+        let sandbox = Sandbox { dir };
+        if let Err(e) = sandbox.create_shared(exe, pod) {
+            let _ = Sandbox::destroy_dir(&sandbox.dir);
+            return Err(e);
+        }
+        Ok(sandbox)
+    }
+
+    fn create_shared(&self, exe: &Path, pod: &PodSpec) -> Result<(), SandboxError> {
+        if !pod.host_ipc {
+            let shm = self.dir.join("shm");
+            create_private_dir(&shm)?;
+            mount(
+                Some("shm"),
+                &shm,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some("mode=1777,size=65536k"),
+            )
+            .map_err(|source| SandboxError::Shm {
+                pod: pod.key(),
+                source,
+            })?;
+        }
+        let mut kinds = Vec::new();
+        if !pod.host_network {
+            kinds.push("net");
+            // Kubernetes shares the host's UTS namespace with host networking.
+            kinds.push("uts");
+        }
+        if !pod.host_ipc {
+            kinds.push("ipc");
+        }
+        if kinds.is_empty() {
+            return Ok(());
+        }
+        for kind in &kinds {
+            std::fs::write(self.dir.join("ns").join(kind), b"")
+                .map_err(|e| FsError::io("create", self.dir.join("ns").join(kind), e))?;
+        }
+        let out = Command::new(exe)
+            .arg("__sandbox")
+            .arg(&self.dir)
+            .arg(&pod.hostname)
+            .arg(kinds.join(","))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| SandboxError::Namespaces {
+                pod: pod.key(),
+                reason: format!("run {}: {e}", exe.display()),
+            })?;
+        if !out.status.success() {
+            return Err(SandboxError::Namespaces {
+                pod: pod.key(),
+                reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn open(run_root: &Path, pod: &PodSpec) -> Result<Sandbox, SandboxError> {
+        Ok(Sandbox {
+            dir: sandbox_dir(run_root, pod)?,
+        })
+    }
+
+    /// Where a container of this pod joins; None means the host's.
+    pub fn namespaces(&self, pod: &PodSpec) -> NamespacePlan {
+        let ns = |kind: &str, shared: bool| (!shared).then(|| self.dir.join("ns").join(kind));
+        NamespacePlan {
+            net: ns("net", pod.host_network),
+            uts: ns("uts", pod.host_network),
+            ipc: ns("ipc", pod.host_ipc),
+            host_pid: pod.host_pid,
+        }
+    }
+
+    /// The pod's files and shm, mounted into each of its containers.
+    pub fn mounts(&self, pod: &PodSpec) -> Vec<BindMount> {
+        let file = |name: &str, dest: &str| BindMount {
+            source: self.dir.join(name),
+            destination: dest.to_string(),
+            read_only: false,
+            directory: false,
+        };
+        let mut mounts = vec![
+            file("hosts", "/etc/hosts"),
+            file("hostname", "/etc/hostname"),
+            file("resolv.conf", "/etc/resolv.conf"),
+        ];
+        mounts.push(BindMount {
+            source: if pod.host_ipc {
+                PathBuf::from("/dev/shm")
+            } else {
+                self.dir.join("shm")
+            },
+            destination: "/dev/shm".into(),
+            read_only: false,
+            directory: true,
+        });
+        mounts
+    }
+
+    /// Unmounts and removes everything of the sandbox; a sandbox already gone is fine.
+    pub fn destroy_dir(dir: &Path) -> Result<(), SandboxError> {
+        for kind in NAMESPACES {
+            let path = dir.join("ns").join(kind);
+            if path.exists() {
+                unmount(&path)?;
+            }
+        }
+        let shm = dir.join("shm");
+        if shm.exists() {
+            unmount(&shm)?;
+        }
+        remove_tree(dir)?;
+        Ok(())
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), FsError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| FsError::io("chmod", path, e))
+}
+
+/// Brings the loopback interface of the current network namespace up.
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: plain socket + ioctl on a zeroed ifreq naming "lo".
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if sock < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        let result = if libc::ioctl(sock, libc::SIOCGIFFLAGS as _, &mut req) < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            if libc::ioctl(sock, libc::SIOCSIFFLAGS as _, &req) < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        };
+        libc::close(sock);
+        result
+    }
+}
+
+/// `layerlet __sandbox DIR HOSTNAME KINDS`: moves itself into new namespaces of the listed
+/// kinds, sets them up, and pins each with a bind mount of its nsfs file onto DIR/ns/KIND.
+pub fn sandbox_main(dir: &Path, hostname: &str, kinds: &str) -> Result<(), String> {
+    let mut flags = CloneFlags::empty();
+    for kind in kinds.split(',') {
+        flags |= match kind {
+            "net" => CloneFlags::CLONE_NEWNET,
+            "ipc" => CloneFlags::CLONE_NEWIPC,
+            "uts" => CloneFlags::CLONE_NEWUTS,
+            other => return Err(format!("unknown namespace kind {other:?}")),
+        };
+    }
+    unshare(flags).map_err(|e| format!("unshare: {e}"))?;
+    if flags.contains(CloneFlags::CLONE_NEWUTS) {
+        nix::unistd::sethostname(hostname).map_err(|e| format!("sethostname {hostname:?}: {e}"))?;
+    }
+    if flags.contains(CloneFlags::CLONE_NEWNET) {
+        loopback_up().map_err(|e| format!("bring up lo: {e}"))?;
+    }
+    for kind in kinds.split(',') {
+        let target = dir.join("ns").join(kind);
+        let source = format!("/proc/self/ns/{kind}");
+        mount(
+            Some(source.as_str()),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| format!("pin {kind} namespace on {}: {e}", target.display()))?;
+    }
+    Ok(())
+}
