@@ -63,6 +63,8 @@ pub enum Command {
     Diff(container::NameArg),
     /// Print a container's logs.
     Logs(container::LogsArgs),
+    /// Run a command in a running container (all its namespaces, its user).
+    Exec(container::ExecArgs),
     /// Stop pods: stop signal, grace period, then SIGKILL.
     Stop(container::StopArgs),
     /// Stop and remove pods and everything they left.
@@ -88,6 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => container::inspect(&ctx, args),
         Command::Diff(args) => container::diff_cmd(&ctx, args),
         Command::Logs(args) => container::logs(&ctx, args),
+        Command::Exec(args) => container::exec(&ctx, args),
         Command::Stop(args) => container::stop(&ctx, args),
         Command::Rm(args) => container::rm(&ctx, args),
     }

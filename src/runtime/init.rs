@@ -318,7 +318,7 @@ fn setup_mounts(plan: &ContainerPlan) -> Result<(), InitFailure> {
     Ok(())
 }
 
-fn find_executable(program: &str, env: &[String]) -> Result<CString, InitFailure> {
+pub fn find_executable(program: &str, env: &[String]) -> Result<CString, InitFailure> {
     let cstr = |s: &[u8]| {
         CString::new(s).map_err(|_| InitFailure(format!("{program:?} contains a NUL byte")))
     };
@@ -342,7 +342,7 @@ fn find_executable(program: &str, env: &[String]) -> Result<CString, InitFailure
     )))
 }
 
-fn become_user(plan: &ContainerPlan) -> Result<(), InitFailure> {
+pub fn become_user(plan: &ContainerPlan) -> Result<(), InitFailure> {
     let groups: Vec<Gid> = plan
         .additional_gids
         .iter()

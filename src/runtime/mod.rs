@@ -2,6 +2,7 @@
 //! and the effectful edges stay thin.
 
 pub mod container;
+pub mod exec;
 pub mod init;
 pub mod logs;
 pub mod monitor;
