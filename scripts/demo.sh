@@ -29,7 +29,7 @@ trap cleanup EXIT
 
 echo "== preparing example images from /bin/busybox (no network needed)"
 python3 scripts/make_image.py --out "$work/web" --ref example/web:1 --busybox \
-  --layer-random-mb 4 --seed 1 --cmd 'httpd -f -p 8080' >/dev/null
+  --layer-random-mb 4 --seed 1 --file 'etc/motd=welcome to the web image' --cmd 'httpd -f -p 8080' >/dev/null
 python3 scripts/make_image.py --out "$work/worker" --ref example/worker:1 --busybox \
   --layer-random-mb 2 --seed 2 --cmd 'sleep 3600' --volume /data >/dev/null
 
@@ -57,5 +57,22 @@ run pull "127.0.0.1:$PORT/example/worker:1"
 run images
 run history "127.0.0.1:$PORT/example/worker:1"
 run df
+
+# Pods from the bundled manifests: two containers of one image share its layers.
+"$layerlet" --root "$ROOT" rm web worker >/dev/null 2>&1 || true
+run run -d -f manifests/examples/web.yaml
+run run -d -f manifests/examples/worker.yaml
+sleep 2
+run ps
+echo; echo "\$ layerlet inspect web/server   (GraphDriver.Data)"
+"$layerlet" --root "$ROOT" inspect web/server | sed -n '/"GraphDriver"/,/"Name"/p'
+echo; echo "\$ layerlet inspect web/probe   (GraphDriver.Data)"
+"$layerlet" --root "$ROOT" inspect web/probe | sed -n '/"GraphDriver"/,/"Name"/p'
+run diff web/probe
+run diff web/server
+run exec web/probe -- sh -c 'hostname; /bin/busybox wget -qO- http://127.0.0.1:8080/'
+run logs web/probe
+run logs worker
+run rm web worker
 echo
 echo "Data root: $ROOT (remove it with: rm -rf $ROOT)"
