@@ -259,7 +259,27 @@ fn run_pod(
     }
     let app_images: Vec<Digest> = images[pod.init_containers.len()..].to_vec();
     let mut failed: Option<i32> = None;
+    let mut followers: Vec<(String, LogFollower)> = running
+        .iter()
+        .map(|(_, r, _)| (r.id.clone(), LogFollower::new(rt.dirs(&r.id).log())))
+        .collect();
+    let mut last_pump = Instant::now();
     loop {
+        let due = last_pump.elapsed() >= Duration::from_millis(50);
+        for (id, follower) in followers.iter_mut() {
+            if follower.done {
+                continue;
+            }
+            let exited = exit_of(rt, id).is_some();
+            if due || exited {
+                follower.pump();
+                // The monitor writes the exit record after the last log line: one final read.
+                follower.done = exited;
+            }
+        }
+        if due {
+            last_pump = Instant::now();
+        }
         if INTERRUPTED.load(Ordering::SeqCst) {
             eprintln!(
                 "stopping pod {} (grace period {}s)",
@@ -316,6 +336,60 @@ fn run_pod(
             return Ok(failed.unwrap_or(0));
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Streams what a container writes to its log onto our stdout and stderr, as `docker run`
+/// attaches: reads the CRI file from where it stopped last time.
+struct LogFollower {
+    path: PathBuf,
+    offset: u64,
+    pending: Vec<u8>,
+    done: bool,
+}
+
+impl LogFollower {
+    fn new(path: PathBuf) -> Self {
+        LogFollower {
+            path,
+            offset: 0,
+            pending: Vec::new(),
+            done: false,
+        }
+    }
+
+    fn pump(&mut self) {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let Ok(mut file) = std::fs::File::open(&self.path) else {
+            return;
+        };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len < self.offset {
+            self.offset = 0; // rotated
+        }
+        if file.seek(SeekFrom::Start(self.offset)).is_err() {
+            return;
+        }
+        let mut chunk = Vec::new();
+        if let Ok(n) = file.read_to_end(&mut chunk) {
+            self.offset += n as u64;
+        }
+        self.pending.extend_from_slice(&chunk);
+        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            if let Some(record) = layerlet::runtime::logs::parse_record(&line[..line.len() - 1]) {
+                let newline: &[u8] = if record.partial { b"" } else { b"\n" };
+                let _ = match record.stream {
+                    Stream::Stdout => {
+                        std::io::stdout().write_all(&[record.text.as_slice(), newline].concat())
+                    }
+                    Stream::Stderr => {
+                        std::io::stderr().write_all(&[record.text.as_slice(), newline].concat())
+                    }
+                };
+            }
+        }
+        let _ = std::io::stdout().flush();
     }
 }
 

@@ -10,7 +10,7 @@ use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, dup2, execve, fork, setsid, ForkResult};
 
-use super::init::{become_user, find_executable};
+use super::init::{find_executable, lock_down};
 use super::spec::ContainerPlan;
 
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +159,7 @@ fn grandchild(
     }
     let program = args.first().ok_or((126, "no command given".to_string()))?;
     let executable = find_executable(program, &plan.env).map_err(|e| (127, e.0))?;
-    become_user(plan).map_err(|e| (126, e.0))?;
+    lock_down(plan).map_err(|e| (126, e.0))?;
     if chdir(plan.cwd.as_str()).is_err() {
         chdir("/").map_err(|e| (126, format!("chdir /: {e}")))?;
     }

@@ -27,6 +27,17 @@ fn fail(step: impl std::fmt::Display, e: impl std::fmt::Display) -> InitFailure 
 /// Opens (creating where missing) `rel` under `root` without following any symlink, so a
 /// rootfs whose /proc or /dev/null is a symlink cannot point a mount at the host.
 fn open_in_root(root: &Path, rel: &str, directory: bool) -> Result<OwnedFd, InitFailure> {
+    open_in_root_opt(root, rel, directory, true)?
+        .ok_or_else(|| InitFailure(format!("{rel} is missing")))
+}
+
+/// Like [`open_in_root`]; with `create` false a missing path gives None.
+fn open_in_root_opt(
+    root: &Path,
+    rel: &str,
+    directory: bool,
+    create: bool,
+) -> Result<Option<OwnedFd>, InitFailure> {
     let path_fd = |fd: i32| {
         // SAFETY: fd is fresh and owned.
         unsafe { OwnedFd::from_raw_fd(fd) }
@@ -55,6 +66,7 @@ fn open_in_root(root: &Path, rel: &str, directory: bool) -> Result<OwnedFd, Init
         let opened = openat(Some(current.as_raw_fd()), *part, flags, Mode::empty());
         let fd = match opened {
             Ok(fd) => path_fd(fd),
+            Err(nix::Error::ENOENT) if !create => return Ok(None),
             Err(nix::Error::ENOENT) => {
                 if want_dir {
                     nix::sys::stat::mkdirat(
@@ -93,7 +105,7 @@ fn open_in_root(root: &Path, rel: &str, directory: bool) -> Result<OwnedFd, Init
                 parts[..=i].join("/")
             )));
         }
-        if want_dir && kind != SFlag::S_IFDIR {
+        if want_dir && kind != SFlag::S_IFDIR && (create || !last) {
             return Err(InitFailure(format!(
                 "rootfs path /{} is not a directory",
                 parts[..=i].join("/")
@@ -101,7 +113,133 @@ fn open_in_root(root: &Path, rel: &str, directory: bool) -> Result<OwnedFd, Init
         }
         current = fd;
     }
-    Ok(current)
+    Ok(Some(current))
+}
+
+fn is_dir_fd(fd: &OwnedFd) -> bool {
+    nix::sys::stat::fstat(fd.as_raw_fd())
+        .map(|m| SFlag::from_bits_truncate(m.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
+        .unwrap_or(false)
+}
+
+/// Masked paths become unreadable (an empty read-only tmpfs over a directory, the
+/// container's /dev/null over a file); read-only paths are remounted read-only.
+fn harden_paths(root: &Path, plan: &ContainerPlan) -> Result<(), InitFailure> {
+    let ro = MsFlags::MS_BIND
+        | MsFlags::MS_REMOUNT
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC;
+    for path in &plan.security.readonly_paths {
+        let Some(target) = open_in_root_opt(root, path, true, false)? else {
+            continue;
+        };
+        let at = fd_path(&target);
+        mount(
+            Some(&at),
+            &at,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| fail(format!("bind {path}"), e))?;
+        let again = open_in_root(root, path, is_dir_fd(&target))?;
+        mount(
+            None::<&str>,
+            &fd_path(&again),
+            None::<&str>,
+            ro,
+            None::<&str>,
+        )
+        .map_err(|e| fail(format!("make {path} read-only"), e))?;
+    }
+    let null = open_in_root(root, "dev/null", false)?;
+    for path in &plan.security.masked_paths {
+        let Some(target) = open_in_root_opt(root, path, true, false)? else {
+            continue;
+        };
+        if is_dir_fd(&target) {
+            mount(
+                Some("tmpfs"),
+                &fd_path(&target),
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some("size=0k"),
+            )
+            .map_err(|e| fail(format!("mask {path}"), e))?;
+        } else {
+            mount(
+                Some(&fd_path(&null)),
+                &fd_path(&target),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| fail(format!("mask {path}"), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The container's identity and limits: bounding set, user, capabilities, no_new_privs.
+/// Shared by the container's init and by `exec`.
+pub fn lock_down(plan: &ContainerPlan) -> Result<(), InitFailure> {
+    drop_bounding(plan)?;
+    become_user(plan)?;
+    set_capabilities(plan)?;
+    if plan.security.no_new_privileges {
+        // SAFETY: prctl with constant arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(fail("set no_new_privs", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+/// Capabilities: the bounding set first (needs CAP_SETPCAP, held until now).
+fn drop_bounding(plan: &ContainerPlan) -> Result<(), InitFailure> {
+    use std::str::FromStr;
+    let keep: Vec<caps::Capability> = plan
+        .security
+        .capabilities
+        .iter()
+        .filter_map(|c| caps::Capability::from_str(c).ok())
+        .collect();
+    for cap in caps::all() {
+        if !keep.contains(&cap) {
+            caps::drop(None, caps::CapSet::Bounding, cap)
+                .map_err(|e| fail(format!("drop {cap} from the bounding set"), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// After the switch of user: a root user keeps exactly the planned set; any other user has
+/// lost them all to setuid already, as in Kubernetes.
+fn set_capabilities(plan: &ContainerPlan) -> Result<(), InitFailure> {
+    use std::str::FromStr;
+    let set: caps::CapsHashSet = plan
+        .security
+        .capabilities
+        .iter()
+        .filter_map(|c| caps::Capability::from_str(c).ok())
+        .collect();
+    let target = if plan.uid == 0 {
+        set
+    } else {
+        caps::CapsHashSet::new()
+    };
+    for which in [
+        caps::CapSet::Effective,
+        caps::CapSet::Permitted,
+        caps::CapSet::Inheritable,
+    ] {
+        caps::set(None, which, &target)
+            .map_err(|e| fail(format!("set {which:?} capabilities"), e))?;
+    }
+    caps::clear(None, caps::CapSet::Ambient).map_err(|e| fail("clear ambient capabilities", e))?;
+    Ok(())
 }
 
 /// The path through which the kernel reaches an O_PATH fd: mounting there mounts on exactly
@@ -279,6 +417,18 @@ fn setup_mounts(plan: &ContainerPlan) -> Result<(), InitFailure> {
         )
         .map_err(|e| fail("remount /sys read-only", e))?;
     }
+    if plan.security.privileged {
+        let target = open_in_root(root, "sys", true)?;
+        mount(
+            None::<&str>,
+            &fd_path(&target),
+            None::<&str>,
+            MsFlags::MS_REMOUNT | nodev,
+            None::<&str>,
+        )
+        .map_err(|e| fail("remount /sys read-write for a privileged container", e))?;
+    }
+    harden_paths(root, plan)?;
     for m in &plan.mounts {
         mount_at(
             root,
@@ -342,7 +492,7 @@ pub fn find_executable(program: &str, env: &[String]) -> Result<CString, InitFai
     )))
 }
 
-pub fn become_user(plan: &ContainerPlan) -> Result<(), InitFailure> {
+fn become_user(plan: &ContainerPlan) -> Result<(), InitFailure> {
     let groups: Vec<Gid> = plan
         .additional_gids
         .iter()
@@ -381,8 +531,19 @@ fn prepare_and_exec(
         .first()
         .ok_or_else(|| InitFailure("empty command".into()))?;
     let executable = find_executable(program, &plan.env)?;
-    become_user(plan)?;
+    lock_down(plan)?;
     chdir(plan.cwd.as_str()).map_err(|e| fail(format!("chdir to workingDir {}", plan.cwd), e))?;
+    // CVE-2024-21626: a working directory reached through a leaked descriptor lies outside
+    // the new root, and getcwd says so.
+    match nix::unistd::getcwd() {
+        Ok(cwd) if cwd.starts_with("/") => {}
+        _ => {
+            return Err(InitFailure(format!(
+                "workingDir {} resolves outside the container",
+                plan.cwd
+            )))
+        }
+    }
     let devnull =
         open("/dev/null", OFlag::O_RDONLY, Mode::empty()).map_err(|e| fail("open /dev/null", e))?;
     dup2(devnull, 0).map_err(|e| fail("stdin", e))?;

@@ -11,5 +11,6 @@ pub mod process;
 pub mod records;
 pub mod rootfs;
 pub mod sandbox;
+pub mod security;
 pub mod spec;
 pub mod state;

@@ -35,7 +35,15 @@ pub enum SpecError {
         container: String,
         value: String,
     },
-    #[error("pod {pod} container {container}: workingDir {value:?} must be an absolute path")]
+    #[error(transparent)]
+    Security(#[from] super::security::SecurityError),
+    #[error("pod {pod} container {container}: a volume cannot be mounted on {destination}: the runtime owns it")]
+    ReservedMount {
+        pod: String,
+        container: String,
+        destination: String,
+    },
+    #[error("pod {pod} container {container}: workingDir {value:?} must be an absolute path inside the container, not under /proc")]
     WorkingDir {
         pod: String,
         container: String,
@@ -85,6 +93,7 @@ pub struct ContainerPlan {
     pub log_max_bytes: u64,
     pub log_max_files: usize,
     pub stop_signal: i32,
+    pub security: super::security::SecurityPlan,
 }
 
 /// What the plan needs from outside the pod spec.
@@ -227,13 +236,43 @@ pub fn plan_container(
         });
     }
 
-    let user = user_for(
-        pod,
-        container,
-        &image.user.clone().unwrap_or_default(),
-        &inputs,
-    )
-    .map_err(process_err)?;
+    let image_user = image.user.clone().unwrap_or_default();
+    let user = user_for(pod, container, &image_user, &inputs).map_err(process_err)?;
+    let origin = if container
+        .security_context
+        .run_as_user
+        .or(pod.security_context.run_as_user)
+        .is_some()
+    {
+        ", from runAsUser".to_string()
+    } else if image_user.is_empty() {
+        ", the image sets no User".to_string()
+    } else {
+        format!(", from the image's User {image_user:?}")
+    };
+    let security = super::security::plan_security(pod, container, user.uid, &origin)?;
+    if cwd.split('/').any(|c| c == "..") || cwd.starts_with("/proc/") || cwd == "/proc" {
+        return Err(SpecError::WorkingDir {
+            pod: pod.key(),
+            container: container.name.clone(),
+            value: cwd,
+        });
+    }
+    for m in &inputs.mounts {
+        let d = m.destination.trim_end_matches('/');
+        let reserved = d == "/proc"
+            || d.starts_with("/proc/")
+            || d == "/sys"
+            || d.starts_with("/sys/")
+            || d == "/dev";
+        if reserved || d.split('/').any(|c| c == "..") {
+            return Err(SpecError::ReservedMount {
+                pod: pod.key(),
+                container: container.name.clone(),
+                destination: m.destination.clone(),
+            });
+        }
+    }
     let mut env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", user.home));
@@ -267,6 +306,7 @@ pub fn plan_container(
         log_max_bytes: super::logs::DEFAULT_MAX_BYTES,
         log_max_files: super::logs::DEFAULT_MAX_FILES,
         stop_signal,
+        security,
     })
 }
 
