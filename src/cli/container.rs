@@ -85,12 +85,17 @@ fn node_runtime(ctx: &Context) -> anyhow::Result<Runtime> {
         node_name: nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "localhost".into()),
+        cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+        pids_limit: Some(DEFAULT_PIDS_LIMIT),
     })
 }
 
 fn open_store(ctx: &Context) -> anyhow::Result<Store> {
     Ok(Store::open(&ctx.root, StoreOptions::default())?)
 }
+
+/// Node default for pids.max per container.
+const DEFAULT_PIDS_LIMIT: u64 = 4096;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 

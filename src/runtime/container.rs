@@ -38,6 +38,8 @@ pub enum ContainerError {
     Fs(#[from] FsError),
     #[error(transparent)]
     Process(#[from] ProcessError),
+    #[error(transparent)]
+    Cgroup(#[from] super::cgroup::CgroupError),
     #[error("container {container}: start the monitor ({exe}): {reason}")]
     Monitor {
         container: String,
@@ -59,6 +61,10 @@ pub struct Runtime {
     pub run_root: PathBuf,
     pub exe: PathBuf,
     pub node_name: String,
+    /// Where cgroup hierarchies are mounted (/sys/fs/cgroup).
+    pub cgroup_root: PathBuf,
+    /// pids.max of every container (a node default), None for no limit.
+    pub pids_limit: Option<u64>,
 }
 
 /// The directories of one container: data (writable layer, log) and run state.
@@ -120,6 +126,11 @@ impl Runtime {
         let dirs = self.dirs(&id);
         let result = self.create_in(store, pod, sandbox, container, image, attempt, &id, &dirs);
         if result.is_err() {
+            if let Ok(Some(plan)) = self.plan(&id) {
+                if let Some(cg) = plan.cgroup {
+                    let _ = cg.remove();
+                }
+            }
             let _ = dirs.layer().destroy();
             let _ = remove_tree(&dirs.data);
             let _ = remove_tree(&dirs.run);
@@ -173,6 +184,15 @@ impl Runtime {
                 host_ip: "127.0.0.1".into(),
             },
         )?;
+        let mut plan = plan;
+        let layout = super::cgroup::detect(&self.cgroup_root)?;
+        let cgroup = super::cgroup::Cgroup::new(layout, &format!("layerlet/{}/{id}", pod.uid));
+        cgroup.create(&super::cgroup::limits_for(
+            &container.resources,
+            self.pids_limit,
+            plan.security.privileged,
+        ))?;
+        plan.cgroup = Some(cgroup);
         let bytes = serde_json::to_vec_pretty(&plan).map_err(|e| {
             FsError::io(
                 "encode plan",
@@ -283,6 +303,7 @@ impl Runtime {
                 }
             }
         }
+        self.kill_leftovers(id)?;
         match self.wait_exited(id, Duration::from_secs(10))? {
             Some(e) => Ok(Some(e)),
             None => Err(ContainerError::Lost {
@@ -292,11 +313,30 @@ impl Runtime {
         }
     }
 
+    /// SIGKILLs whatever is still in the container's cgroup (a host-PID container's init
+    /// takes no children with it).
+    fn kill_leftovers(&self, id: &str) -> Result<(), ContainerError> {
+        if let Some(cg) = self.plan(id)?.and_then(|p| p.cgroup) {
+            for pid in cg.pids() {
+                if let Some(ticks) = crate::sys::process::start_ticks(pid) {
+                    if let Some(p) = PidFd::open_checked(pid, ticks)? {
+                        p.signal(libc::SIGKILL)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Unmounts and destroys the container's writable layer and records. Refuses a running
     /// container; a container already gone is fine.
     pub fn delete(&self, store: &Store, id: &str) -> Result<(), ContainerError> {
         let dirs = self.dirs(id);
         check(id, dirs.state().status()?, Action::Delete)?;
+        if let Some(cg) = self.plan(id)?.and_then(|p| p.cgroup) {
+            self.kill_leftovers(id)?;
+            remove_cgroup(&cg)?;
+        }
         dirs.layer().destroy()?;
         remove_tree(&dirs.data)?;
         remove_tree(&dirs.run)?;
@@ -314,4 +354,20 @@ pub fn namespace_ids(pid: i32) -> Vec<(String, String)> {
             Some((kind.to_string(), link.display().to_string()))
         })
         .collect()
+}
+
+/// Removes a cgroup, waiting briefly for the kernel to let go of processes just killed.
+fn remove_cgroup(cg: &super::cgroup::Cgroup) -> Result<(), ContainerError> {
+    let mut attempt = 0;
+    loop {
+        match cg.remove() {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 100 => {
+                let _ = e;
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

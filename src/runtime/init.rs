@@ -521,6 +521,13 @@ fn prepare_and_exec(
     stdout: RawFd,
     stderr: RawFd,
 ) -> Result<Never, InitFailure> {
+    if let Some(cg) = &plan.cgroup {
+        cg.join_self()
+            .map_err(|e| fail("join the container's cgroup", e))?;
+        // Its own cgroup namespace: the container sees its cgroup as the root.
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| fail("new cgroup namespace", e))?;
+    }
     join_namespaces(plan)?;
     setup_mounts(plan)?;
     // The working directory is created if the image lacks it, as docker does.

@@ -138,9 +138,13 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
         WaitStatus::Signaled(_, sig, _) => (128 + sig as i32, Some(sig as i32)),
         _ => (255, None),
     };
+    // An OOM kill is read from the cgroup's counter, so it is known without an agent.
+    let oom = plan.cgroup.as_ref().is_some_and(|cg| cg.oom_killed());
     let exited = Exited {
         exit_code,
-        reason: if exit_code == 0 {
+        reason: if oom {
+            "OOMKilled".into()
+        } else if exit_code == 0 {
             "Completed".into()
         } else {
             "Error".into()

@@ -105,6 +105,11 @@ pub fn remove_pod(rt: &Runtime, store: &Store, pod: &PodRecord) -> Result<(), Po
         rt.delete(store, &c.id)?;
     }
     Sandbox::destroy_dir(&rt.run_root.join("pods").join(&pod.uid))?;
+    if let Ok(layout) = super::cgroup::detect(&rt.cgroup_root) {
+        super::cgroup::Cgroup::new(layout, &format!("layerlet/{}", pod.uid))
+            .remove()
+            .map_err(ContainerError::from)?;
+    }
     store.db().remove_pod(&pod.uid)?;
     Ok(())
 }

@@ -94,6 +94,8 @@ pub struct ContainerPlan {
     pub log_max_files: usize,
     pub stop_signal: i32,
     pub security: super::security::SecurityPlan,
+    /// The container's cgroup (created before start, removed on delete).
+    pub cgroup: Option<super::cgroup::Cgroup>,
 }
 
 /// What the plan needs from outside the pod spec.
@@ -307,6 +309,7 @@ pub fn plan_container(
         log_max_files: super::logs::DEFAULT_MAX_FILES,
         stop_signal,
         security,
+        cgroup: None,
     })
 }
 
