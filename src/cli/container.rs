@@ -22,6 +22,7 @@ use layerlet::runtime::records::ContainerRecord;
 use layerlet::runtime::rootfs::diff;
 use layerlet::runtime::sandbox::Sandbox;
 use layerlet::runtime::state::Status;
+use layerlet::runtime::volumes::PodVolumes;
 use layerlet::sys::fs::apparent_size;
 
 use super::output::{print_json, print_table, Output};
@@ -153,17 +154,38 @@ fn ensure_images(store: &Store, pod: &PodSpec, args: &RunArgs) -> anyhow::Result
     Ok(digests)
 }
 
+/// What every container of one pod is launched with.
+struct PodContext<'a> {
+    rt: &'a Runtime,
+    store: &'a Store,
+    pod: &'a PodSpec,
+    sandbox: &'a Sandbox,
+    volumes: &'a PodVolumes,
+}
+
 /// One container instance started (or recorded as failed to start).
 fn launch(
-    rt: &Runtime,
-    store: &Store,
-    pod: &PodSpec,
-    sandbox: &Sandbox,
+    ctx: &PodContext<'_>,
     c: &ContainerSpec,
     image: &Digest,
     attempt: u32,
 ) -> anyhow::Result<ContainerRecord> {
-    let record = rt.create(store, pod, sandbox, c, image, attempt)?;
+    let rt = ctx.rt;
+    let created = rt.create(
+        ctx.store,
+        ctx.pod,
+        ctx.sandbox,
+        ctx.volumes,
+        c,
+        image,
+        attempt,
+    )?;
+    if attempt == 0 {
+        for w in &created.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    let record = created.record;
     if let Err(e) = rt.start(&record.id) {
         eprintln!("error: {e}");
     }
@@ -193,9 +215,9 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     let rt = node_runtime(ctx)?;
     let images = ensure_images(&store, &pod, &args)?;
     catch_interrupts();
-    let sandbox = create_pod(&rt, &store, &pod, "cli")?;
+    let (sandbox, volumes) = create_pod(&rt, &store, &pod, "cli")?;
     let record = find_pod(&store.db(), &pod.key())?;
-    let outcome = run_pod(&rt, &store, &pod, &sandbox, &images, args.detach);
+    let outcome = run_pod(&rt, &store, &pod, &sandbox, &volumes, &images, args.detach);
     let code = match outcome {
         Ok(code) => code,
         Err(e) => {
@@ -223,16 +245,24 @@ fn run_pod(
     store: &Store,
     pod: &PodSpec,
     sandbox: &Sandbox,
+    volumes: &PodVolumes,
     images: &[Digest],
     detach: bool,
 ) -> anyhow::Result<i32> {
     let grace = pod.termination_grace_period;
+    let pctx = PodContext {
+        rt,
+        store,
+        pod,
+        sandbox,
+        volumes,
+    };
     let mut image_of = images.iter();
     for init in &pod.init_containers {
         let image = image_of.next().context("image list")?;
         let mut attempt = 0;
         loop {
-            let record = launch(rt, store, pod, sandbox, init, image, attempt)?;
+            let record = launch(&pctx, init, image, attempt)?;
             let code = loop {
                 if INTERRUPTED.load(Ordering::SeqCst) {
                     rt.stop(&record.id, grace)?;
@@ -257,7 +287,7 @@ fn run_pod(
     let mut running: Vec<(usize, ContainerRecord, Option<Instant>)> = Vec::new();
     for (i, c) in pod.containers.iter().enumerate() {
         let image = image_of.next().context("image list")?;
-        running.push((i, launch(rt, store, pod, sandbox, c, image, 0)?, None));
+        running.push((i, launch(&pctx, c, image, 0)?, None));
     }
     if detach {
         return Ok(0);
@@ -325,15 +355,7 @@ fn run_pod(
                         rt.delete(store, &old.id)?;
                     }
                 }
-                *record = launch(
-                    rt,
-                    store,
-                    pod,
-                    sandbox,
-                    c,
-                    &app_images[*i],
-                    record.attempt + 1,
-                )?;
+                *record = launch(&pctx, c, &app_images[*i], record.attempt + 1)?;
                 *restart_at = None;
             }
         }

@@ -4,6 +4,7 @@ mod container;
 pub mod helpers;
 mod image;
 mod output;
+mod volume;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +64,9 @@ pub enum Command {
     Diff(container::NameArg),
     /// Print a container's logs.
     Logs(container::LogsArgs),
+    /// Named volumes (persistentVolumeClaim) that outlive pods.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
     /// Run a command in a running container (all its namespaces, its user).
     Exec(container::ExecArgs),
     /// Stop pods: stop signal, grace period, then SIGKILL.
@@ -91,6 +95,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff(args) => container::diff_cmd(&ctx, args),
         Command::Logs(args) => container::logs(&ctx, args),
         Command::Exec(args) => container::exec(&ctx, args),
+        Command::Volume(cmd) => volume::volume(&ctx, cmd),
         Command::Stop(args) => container::stop(&ctx, args),
         Command::Rm(args) => container::rm(&ctx, args),
     }

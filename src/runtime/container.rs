@@ -11,8 +11,9 @@ use super::monitor::plan_path;
 use super::records::ContainerRecord;
 use super::rootfs::{ContainerLayer, RootfsError};
 use super::sandbox::Sandbox;
-use super::spec::{plan_container, ContainerPlan, PlanInputs, SpecError};
+use super::spec::{check_mount_destinations, plan_container, ContainerPlan, PlanInputs, SpecError};
 use super::state::{check, Action, Exited, StateError, StateFiles, Status, Verdict};
+use super::volumes::{container_mounts, unmounted_image_volumes, PodVolumes, VolumeError};
 use crate::image::db::{now, DbError};
 use crate::image::digest::Digest;
 use crate::image::store::{Store, StoreError};
@@ -39,6 +40,8 @@ pub enum ContainerError {
     #[error(transparent)]
     Process(#[from] ProcessError),
     #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error(transparent)]
     Cgroup(#[from] super::cgroup::CgroupError),
     #[error("container {container}: start the monitor ({exe}): {reason}")]
     Monitor {
@@ -52,6 +55,13 @@ pub enum ContainerError {
         "container {container}: no exit status after SIGKILL; its monitor may be gone (see {log})"
     )]
     Lost { container: String, log: String },
+}
+
+/// A container just created, and the warnings its plan raised (the data-loss guard).
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub record: ContainerRecord,
+    pub warnings: Vec<String>,
 }
 
 /// Where layerlet keeps things, and the binary it re-executes for helpers.
@@ -118,14 +128,18 @@ impl Runtime {
         store: &Store,
         pod: &PodSpec,
         sandbox: &Sandbox,
+        volumes: &PodVolumes,
         container: &ContainerSpec,
         image: &Digest,
         attempt: u32,
-    ) -> Result<ContainerRecord, ContainerError> {
+    ) -> Result<Created, ContainerError> {
         let id = random_id()?;
         let dirs = self.dirs(&id);
-        let result = self.create_in(store, pod, sandbox, container, image, attempt, &id, &dirs);
+        let result = self.create_in(
+            store, pod, sandbox, volumes, container, image, attempt, &id, &dirs,
+        );
         if result.is_err() {
+            let _ = crate::sys::mount::unmount_under(&dirs.data.join("subpaths"));
             if let Ok(Some(plan)) = self.plan(&id) {
                 if let Some(cg) = plan.cgroup {
                     let _ = cg.remove();
@@ -144,12 +158,13 @@ impl Runtime {
         store: &Store,
         pod: &PodSpec,
         sandbox: &Sandbox,
+        volumes: &PodVolumes,
         container: &ContainerSpec,
         image: &Digest,
         attempt: u32,
         id: &str,
         dirs: &ContainerDirs,
-    ) -> Result<ContainerRecord, ContainerError> {
+    ) -> Result<Created, ContainerError> {
         create_private_dir(&dirs.data)?;
         create_private_dir(&dirs.run)?;
         let layer = dirs.layer();
@@ -185,6 +200,22 @@ impl Runtime {
             },
         )?;
         let mut plan = plan;
+        let volume_mounts = container_mounts(pod, container, volumes, &plan.env, &dirs.data)?;
+        check_mount_destinations(pod, container, &volume_mounts)?;
+        plan.mounts.extend(volume_mounts);
+        let image_volumes: Vec<String> = config
+            .config
+            .as_ref()
+            .and_then(|c| c.volumes.as_ref())
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default();
+        let warnings: Vec<String> = unmounted_image_volumes(&image_volumes, &plan.mounts)
+            .into_iter()
+            .map(|path| format!("pod {} container {}: writes to {path} go into the writable layer and are lost when the container is deleted; mount a volume there", pod.key(), container.name))
+            .collect();
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
         let layout = super::cgroup::detect(&self.cgroup_root)?;
         let cgroup = super::cgroup::Cgroup::new(layout, &format!("layerlet/{}/{id}", pod.uid));
         cgroup.create(&super::cgroup::limits_for(
@@ -211,7 +242,7 @@ impl Runtime {
             created_at: now(),
         };
         store.db().insert_container(&record)?;
-        Ok(record)
+        Ok(Created { record, warnings })
     }
 
     /// Starts a created container; returns once its process has been executed.
@@ -338,6 +369,7 @@ impl Runtime {
             remove_cgroup(&cg)?;
         }
         dirs.layer().destroy()?;
+        crate::sys::mount::unmount_under(&dirs.data).map_err(RootfsError::from)?;
         remove_tree(&dirs.data)?;
         remove_tree(&dirs.run)?;
         store.db().remove_container(id)?;

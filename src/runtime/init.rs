@@ -439,6 +439,22 @@ fn setup_mounts(plan: &ContainerPlan) -> Result<(), InitFailure> {
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None,
         )?;
+        let propagation = match m.propagation {
+            super::spec::Propagation::Private => None,
+            super::spec::Propagation::Slave => Some(MsFlags::MS_REC | MsFlags::MS_SLAVE),
+            super::spec::Propagation::Shared => Some(MsFlags::MS_REC | MsFlags::MS_SHARED),
+        };
+        if let Some(flags) = propagation {
+            let target = open_in_root(root, &m.destination, m.directory)?;
+            mount(
+                None::<&str>,
+                &fd_path(&target),
+                None::<&str>,
+                flags,
+                None::<&str>,
+            )
+            .map_err(|e| fail(format!("set propagation of {}", m.destination), e))?;
+        }
         if m.read_only {
             let target = open_in_root(root, &m.destination, m.directory)?;
             mount(

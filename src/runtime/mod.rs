@@ -12,6 +12,8 @@ pub mod process;
 pub mod records;
 pub mod rootfs;
 pub mod sandbox;
+pub mod seccomp;
 pub mod security;
 pub mod spec;
 pub mod state;
+pub mod volumes;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::container::{ContainerError, Runtime};
 use super::records::{new_pod_record, ContainerRecord, PodRecord};
 use super::sandbox::{Sandbox, SandboxError};
+use super::volumes::{self, PodVolumes, VolumeError};
 use crate::image::db::{Db, DbError};
 use crate::image::store::Store;
 use crate::pod::spec::PodSpec;
@@ -29,27 +30,40 @@ pub enum PodError {
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error(transparent)]
     Container(#[from] ContainerError),
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
-/// Records a new pod and creates its sandbox.
+/// Records a new pod and creates its sandbox and volumes.
 pub fn create_pod(
     rt: &Runtime,
     store: &Store,
     pod: &PodSpec,
     owner: &str,
-) -> Result<Sandbox, PodError> {
+) -> Result<(Sandbox, PodVolumes), PodError> {
     if store.db().pod_by_name(&pod.namespace, &pod.name)?.is_some() {
         return Err(PodError::Exists(pod.key()));
     }
     let sandbox = Sandbox::create(&rt.exe, &rt.run_root, pod)?;
-    if let Err(e) = store.db().insert_pod(&new_pod_record(pod, owner)) {
+    let undo = |sandbox: &Sandbox| {
         let _ = Sandbox::destroy_dir(&sandbox.dir);
+        let _ = volumes::teardown(&rt.root, &pod.uid);
+    };
+    let prepared = match volumes::prepare(&rt.root, pod) {
+        Ok(v) => v,
+        Err(e) => {
+            undo(&sandbox);
+            return Err(e.into());
+        }
+    };
+    if let Err(e) = store.db().insert_pod(&new_pod_record(pod, owner)) {
+        undo(&sandbox);
         return Err(e.into());
     }
-    Ok(sandbox)
+    Ok((sandbox, prepared))
 }
 
 pub fn pod_spec(record: &PodRecord) -> Result<PodSpec, PodError> {
@@ -105,6 +119,7 @@ pub fn remove_pod(rt: &Runtime, store: &Store, pod: &PodRecord) -> Result<(), Po
         rt.delete(store, &c.id)?;
     }
     Sandbox::destroy_dir(&rt.run_root.join("pods").join(&pod.uid))?;
+    volumes::teardown(&rt.root, &pod.uid)?;
     if let Ok(layout) = super::cgroup::detect(&rt.cgroup_root) {
         super::cgroup::Cgroup::new(layout, &format!("layerlet/{}", pod.uid))
             .remove()

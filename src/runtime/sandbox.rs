@@ -211,6 +211,7 @@ impl Sandbox {
             destination: dest.to_string(),
             read_only: false,
             directory: false,
+            propagation: super::spec::Propagation::Private,
         };
         let mut mounts = vec![
             file("hosts", "/etc/hosts"),
@@ -226,6 +227,7 @@ impl Sandbox {
             destination: "/dev/shm".into(),
             read_only: false,
             directory: true,
+            propagation: super::spec::Propagation::Private,
         });
         mounts
     }

@@ -70,6 +70,42 @@ pub struct BindMount {
     pub read_only: bool,
     /// Whether the destination is a directory (else a file is created to mount on).
     pub directory: bool,
+    #[serde(default)]
+    pub propagation: Propagation,
+}
+
+/// Mount propagation of a bind mount (Kubernetes' None, HostToContainer, Bidirectional).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Propagation {
+    #[default]
+    Private,
+    Slave,
+    Shared,
+}
+
+/// Refuses mounts over what the runtime owns (/proc, /sys, /dev) and paths with `..`.
+pub fn check_mount_destinations(
+    pod: &PodSpec,
+    container: &ContainerSpec,
+    mounts: &[BindMount],
+) -> Result<(), SpecError> {
+    for m in mounts {
+        let d = m.destination.trim_end_matches('/');
+        let reserved = d.is_empty()
+            || d == "/proc"
+            || d.starts_with("/proc/")
+            || d == "/sys"
+            || d.starts_with("/sys/")
+            || d == "/dev";
+        if reserved || d.split('/').any(|c| c == "..") || !d.starts_with('/') {
+            return Err(SpecError::ReservedMount {
+                pod: pod.key(),
+                container: container.name.clone(),
+                destination: m.destination.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,21 +296,7 @@ pub fn plan_container(
             value: cwd,
         });
     }
-    for m in &inputs.mounts {
-        let d = m.destination.trim_end_matches('/');
-        let reserved = d == "/proc"
-            || d.starts_with("/proc/")
-            || d == "/sys"
-            || d.starts_with("/sys/")
-            || d == "/dev";
-        if reserved || d.split('/').any(|c| c == "..") {
-            return Err(SpecError::ReservedMount {
-                pod: pod.key(),
-                container: container.name.clone(),
-                destination: m.destination.clone(),
-            });
-        }
-    }
+    check_mount_destinations(pod, container, &inputs.mounts)?;
     let mut env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", user.home));

@@ -120,7 +120,19 @@ pub fn apparent_size(root: &Path) -> Result<u64, FsError> {
 }
 
 /// Removes a tree if it exists; a missing tree is not an error (removal is idempotent).
+/// Refuses a tree with a mount point inside: removing it would reach into whatever is
+/// mounted there (a volume, a host path).
 pub fn remove_tree(path: &Path) -> Result<(), FsError> {
+    if let Some(mounted) = crate::sys::mount::mounts_under(path).first() {
+        return Err(FsError::io(
+            "remove",
+            path,
+            std::io::Error::other(format!(
+                "{} is still mounted; unmount it first",
+                mounted.display()
+            )),
+        ));
+    }
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(FsError::io("stat", path, e)),
