@@ -82,7 +82,7 @@ fn node_runtime(ctx: &Context) -> anyhow::Result<Runtime> {
     Ok(Runtime {
         root: ctx.root.clone(),
         run_root: ctx.run_root.clone(),
-        exe: std::env::current_exe().context("find the layerlet binary")?,
+        exe: layerlet::sys::exe::sealed_exe()?,
         node_name: nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "localhost".into()),
@@ -592,6 +592,18 @@ pub fn inspect(ctx: &Context, args: NameArg) -> anyhow::Result<ExitCode> {
             "Args": p.args, "Env": p.env, "WorkingDir": p.cwd, "User": format!("{}:{}", p.uid, p.gid),
             "AdditionalGids": p.additional_gids, "Hostname": p.hostname, "ReadOnlyRootfs": p.read_only_rootfs,
             "StopSignal": p.stop_signal,
+        })),
+        "Security": plan.as_ref().map(|p| serde_json::json!({
+            "User": format!("{}:{}", p.uid, p.gid),
+            "Groups": p.additional_gids,
+            "Privileged": p.security.privileged,
+            "Capabilities": if p.uid == 0 { p.security.capabilities.clone() } else { Vec::new() },
+            "BoundingCapabilities": p.security.capabilities,
+            "NoNewPrivileges": p.security.no_new_privileges,
+            "Seccomp": p.security.seccomp.to_string(),
+            "MaskedPaths": p.security.masked_paths,
+            "ReadonlyPaths": p.security.readonly_paths,
+            "ReadOnlyRootfs": p.read_only_rootfs,
         })),
         "LogPath": dirs.log(),
     });

@@ -10,6 +10,10 @@ use nix::unistd::{fork, setsid, ForkResult};
 
 pub fn dispatch(argv: &[OsString]) -> Option<ExitCode> {
     let command = argv.get(1)?.to_str()?;
+    if command.starts_with("__") {
+        // Helpers may be seen by host-PID containers: keep their /proc files closed.
+        layerlet::sys::exe::make_non_dumpable();
+    }
     match (command, &argv[2..]) {
         ("__monitor", [run_dir]) => Some(monitor(Path::new(run_dir))),
         ("__sandbox", [dir, hostname, kinds]) => {

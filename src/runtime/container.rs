@@ -42,6 +42,8 @@ pub enum ContainerError {
     #[error(transparent)]
     Volume(#[from] VolumeError),
     #[error(transparent)]
+    Seccomp(#[from] super::seccomp::SeccompError),
+    #[error(transparent)]
     Cgroup(#[from] super::cgroup::CgroupError),
     #[error("container {container}: start the monitor ({exe}): {reason}")]
     Monitor {
@@ -200,6 +202,13 @@ impl Runtime {
             },
         )?;
         let mut plan = plan;
+        plan.security.seccomp_dir = self.root.join("seccomp");
+        // Compiled now, so a bad Localhost profile fails the create with its reason.
+        super::seccomp::compile(
+            &plan.security.seccomp,
+            &plan.security.seccomp_dir,
+            &plan.security.capabilities,
+        )?;
         let volume_mounts = container_mounts(pod, container, volumes, &plan.env, &dirs.data)?;
         check_mount_destinations(pod, container, &volume_mounts)?;
         plan.mounts.extend(volume_mounts);

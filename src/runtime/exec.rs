@@ -25,6 +25,8 @@ pub enum ExecError {
     Fork(#[source] nix::Error),
     #[error("wait: {0}")]
     Wait(#[source] nix::Error),
+    #[error(transparent)]
+    Seccomp(#[from] super::seccomp::SeccompError),
 }
 
 /// Where the new process's standard streams go.
@@ -90,11 +92,18 @@ pub fn spawn_in(
         let file = File::open(&path).map_err(|source| ExecError::Namespace { path, source })?;
         namespaces.push((file, flag, kind));
     }
+    let filter = super::seccomp::compile(
+        &plan.security.seccomp,
+        &plan.security.seccomp_dir,
+        &plan.security.capabilities,
+    )?;
     // SAFETY: documented precondition: the caller is single-threaded.
     match unsafe { fork() }.map_err(ExecError::Fork)? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
-            let code = match child(&namespaces, plan, args, stdio) {
+            // Inside the container's namespaces before exec: nobody there may reach our exe.
+            crate::sys::exe::make_non_dumpable();
+            let code = match child(&namespaces, plan, filter.as_ref(), args, stdio) {
                 Ok(code) => code,
                 Err((code, message)) => {
                     eprintln!("layerlet exec: {message}");
@@ -111,6 +120,7 @@ type ChildResult = Result<i32, (i32, String)>;
 fn child(
     namespaces: &[(File, CloneFlags, &str)],
     plan: &ContainerPlan,
+    filter: Option<&seccompiler::BpfProgram>,
     args: &[String],
     stdio: ExecStdio,
 ) -> ChildResult {
@@ -129,7 +139,7 @@ fn child(
             }
         },
         ForkResult::Child => {
-            let (code, message) = match grandchild(plan, args, stdio) {
+            let (code, message) = match grandchild(plan, filter, args, stdio) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -143,6 +153,7 @@ enum Never {}
 
 fn grandchild(
     plan: &ContainerPlan,
+    filter: Option<&seccompiler::BpfProgram>,
     args: &[String],
     stdio: ExecStdio,
 ) -> Result<Never, (i32, String)> {
@@ -159,6 +170,10 @@ fn grandchild(
     }
     let program = args.first().ok_or((126, "no command given".to_string()))?;
     let executable = find_executable(program, &plan.env).map_err(|e| (127, e.0))?;
+    if let Some(program) = filter {
+        super::seccomp::install(program)
+            .map_err(|e| (126, format!("install the seccomp filter: {e}")))?;
+    }
     lock_down(plan).map_err(|e| (126, e.0))?;
     if chdir(plan.cwd.as_str()).is_err() {
         chdir("/").map_err(|e| (126, format!("chdir /: {e}")))?;

@@ -523,8 +523,13 @@ fn become_user(plan: &ContainerPlan) -> Result<(), InitFailure> {
 }
 
 /// Everything from joining namespaces to exec. Returns only on failure.
-pub fn run(plan: &ContainerPlan, stdout: RawFd, stderr: RawFd) -> InitFailure {
-    match prepare_and_exec(plan, stdout, stderr) {
+pub fn run(
+    plan: &ContainerPlan,
+    seccomp: Option<&seccompiler::BpfProgram>,
+    stdout: RawFd,
+    stderr: RawFd,
+) -> InitFailure {
+    match prepare_and_exec(plan, seccomp, stdout, stderr) {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -534,6 +539,7 @@ enum Never {}
 
 fn prepare_and_exec(
     plan: &ContainerPlan,
+    seccomp: Option<&seccompiler::BpfProgram>,
     stdout: RawFd,
     stderr: RawFd,
 ) -> Result<Never, InitFailure> {
@@ -554,6 +560,11 @@ fn prepare_and_exec(
         .first()
         .ok_or_else(|| InitFailure("empty command".into()))?;
     let executable = find_executable(program, &plan.env)?;
+    // The filter goes on while CAP_SYS_ADMIN is still held (so it works without
+    // no_new_privs too); what follows (setuid, capset, chdir, execve) is allowed by it.
+    if let Some(program) = seccomp {
+        super::seccomp::install(program).map_err(|e| fail("install the seccomp filter", e))?;
+    }
     lock_down(plan)?;
     chdir(plan.cwd.as_str()).map_err(|e| fail(format!("chdir to workingDir {}", plan.cwd), e))?;
     // CVE-2024-21626: a working directory reached through a leaked descriptor lies outside

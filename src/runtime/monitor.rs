@@ -89,11 +89,17 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
     if !plan.namespaces.host_pid {
         flags |= CloneFlags::CLONE_NEWPID;
     }
+    let filter = super::seccomp::compile(
+        &plan.security.seccomp,
+        &plan.security.seccomp_dir,
+        &plan.security.capabilities,
+    )
+    .map_err(|e| format!("seccomp: {e}"))?;
     let mut stack = vec![0u8; CLONE_STACK];
     let (out_fd, err_fd, fail_fd) = (out_w.as_raw_fd(), err_w.as_raw_fd(), fail_w.as_raw_fd());
     let child_plan = plan.clone();
     let child = Box::new(move || {
-        let failure = super::init::run(&child_plan, out_fd, err_fd);
+        let failure = super::init::run(&child_plan, filter.as_ref(), out_fd, err_fd);
         // SAFETY: fail_fd is the write end of the failure pipe, open in this child.
         let mut pipe = unsafe { std::fs::File::from_raw_fd(fail_fd) };
         let _ = pipe.write_all(failure.0.as_bytes());

@@ -67,13 +67,7 @@ pub enum SecurityError {
     EscalationConflict { pod: String, container: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Seccomp {
-    RuntimeDefault,
-    Unconfined,
-    /// Relative to the node's profile directory.
-    Localhost(String),
-}
+pub use super::seccomp::SeccompPolicy as Seccomp;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecurityPlan {
@@ -85,6 +79,9 @@ pub struct SecurityPlan {
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
     pub seccomp: Seccomp,
+    /// Where Localhost profiles are read from (`ROOT/seccomp`).
+    #[serde(default)]
+    pub seccomp_dir: std::path::PathBuf,
 }
 
 /// Every capability the running kernel knows.
@@ -173,7 +170,7 @@ pub fn plan_security(
     {
         _ if sc.privileged => Seccomp::Unconfined,
         Some(SeccompProfile::Unconfined) => Seccomp::Unconfined,
-        Some(SeccompProfile::Localhost(path)) => Seccomp::Localhost(path.clone()),
+        Some(SeccompProfile::Localhost(path)) => Seccomp::Localhost(path.into()),
         // Kubernetes' SeccompDefault: RuntimeDefault when the pod says nothing.
         Some(SeccompProfile::RuntimeDefault) | None => Seccomp::RuntimeDefault,
     };
@@ -192,6 +189,7 @@ pub fn plan_security(
             READONLY_PATHS.iter().map(|s| s.to_string()).collect()
         },
         seccomp,
+        seccomp_dir: std::path::PathBuf::new(),
     })
 }
 

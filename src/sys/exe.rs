@@ -1,0 +1,132 @@
+//! The layerlet binary that helpers (monitors, sandbox, exec) run from: a copy made once per
+//! binary version and exposed through a read-only bind mount, so a container process that
+//! reaches a helper's /proc/PID/exe cannot overwrite layerlet (CVE-2019-5736). Helpers are
+//! also made non-dumpable, which keeps /proc/PID/exe closed to container processes.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, MsFlags};
+
+use super::fs::{unique_temp_name, FsError};
+use super::lock::{FileLock, LockMode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExeError {
+    #[error("find the layerlet binary: {0}")]
+    Current(#[source] std::io::Error),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Lock(#[from] super::lock::LockError),
+    #[error("make {path} read-only: {source}")]
+    Mount {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+/// Where read-only copies live: tmpfs, cleared by a reboot, shared by every data root.
+pub const SEALED_DIR: &str = "/run/layerlet-exe";
+
+fn is_mount_point(path: &Path) -> bool {
+    super::mount::mounts_under(path).iter().any(|m| m == path)
+}
+
+/// The read-only copy of the running binary, made on first use.
+pub fn sealed_exe() -> Result<PathBuf, ExeError> {
+    sealed_copy_of(
+        &std::env::current_exe().map_err(ExeError::Current)?,
+        Path::new(SEALED_DIR),
+    )
+}
+
+pub fn sealed_copy_of(exe: &Path, dir: &Path) -> Result<PathBuf, ExeError> {
+    let meta = std::fs::metadata(exe).map_err(|e| FsError::io("stat", exe, e))?;
+    let key = format!(
+        "{:x}-{:x}-{:x}-{:x}",
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime()
+    );
+    let target = dir.join(&key).join("layerlet");
+    if is_mount_point(&target) {
+        return Ok(target);
+    }
+    super::fs::create_private_dir(&dir.join(&key))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
+        .map_err(|e| FsError::io("chmod", dir, e))?;
+    std::fs::set_permissions(dir.join(&key), std::fs::Permissions::from_mode(0o711))
+        .map_err(|e| FsError::io("chmod", dir.join(&key), e))?;
+    let _lock = FileLock::acquire(&dir.join(format!("{key}.lock")), LockMode::Exclusive)?;
+    if is_mount_point(&target) {
+        return Ok(target);
+    }
+    if !target.exists() {
+        let tmp = dir.join(&key).join(unique_temp_name(".copy-"));
+        std::fs::copy(exe, &tmp).map_err(|e| FsError::io("copy", &tmp, e))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o555))
+            .map_err(|e| FsError::io("chmod", &tmp, e))?;
+        std::fs::rename(&tmp, &target).map_err(|e| FsError::io("rename", &target, e))?;
+    }
+    let err = |source| ExeError::Mount {
+        path: target.clone(),
+        source,
+    };
+    mount(
+        Some(&target),
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(err)?;
+    mount(
+        None::<&str>,
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV,
+        None::<&str>,
+    )
+    .map_err(err)?;
+    Ok(target)
+}
+
+/// Makes the calling process non-dumpable: its /proc/PID files, exe included, are then
+/// reachable only with CAP_SYS_PTRACE.
+pub fn make_non_dumpable() {
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sealed_copy_is_read_only_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("tool");
+        std::fs::write(&exe, b"#!/bin/sh\necho ok\n").unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sealed_dir = dir.path().join("sealed");
+        let sealed = sealed_copy_of(&exe, &sealed_dir).unwrap();
+        assert_eq!(
+            std::fs::read(&sealed).unwrap(),
+            std::fs::read(&exe).unwrap()
+        );
+        let err = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&sealed)
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+        assert_eq!(sealed_copy_of(&exe, &sealed_dir).unwrap(), sealed);
+        crate::sys::mount::unmount(&sealed).unwrap();
+    }
+}
