@@ -1,6 +1,7 @@
 //! layerlet: a Kubernetes-style node agent. Pod YAML in; containers out, each its image's
 //! shared read-only layers plus one writable copy-on-write layer on overlayfs.
 
+pub mod agent;
 pub mod config;
 pub mod image;
 pub mod pod;

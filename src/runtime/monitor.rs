@@ -120,6 +120,7 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
             reason: "StartError".into(),
             signal: None,
             finished_at: now(),
+            finished_unix_ms: super::state::unix_ms_now(),
             message: Some(failure.clone()),
         };
         state.write_exited(&exited).map_err(|e| e.to_string())?;
@@ -132,6 +133,7 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
         pid_start_ticks: start_ticks(pid.as_raw()).unwrap_or(0),
         monitor_pid: std::process::id() as i32,
         started_at: now(),
+        started_unix_ms: super::state::unix_ms_now(),
     };
     state.write_started(&started).map_err(|e| e.to_string())?;
     let _ = writeln!(ready, "started {}", pid.as_raw());
@@ -157,6 +159,7 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
         },
         signal,
         finished_at: now(),
+        finished_unix_ms: super::state::unix_ms_now(),
         message: None,
     };
     state.write_exited(&exited).map_err(|e| e.to_string())

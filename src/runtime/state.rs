@@ -104,6 +104,9 @@ pub struct Started {
     pub pid_start_ticks: u64,
     pub monitor_pid: i32,
     pub started_at: String,
+    /// The same instant in milliseconds since the epoch, for arithmetic (backoff, uptime).
+    #[serde(default)]
+    pub started_unix_ms: u64,
 }
 
 /// Written by the monitor when the container's process is gone.
@@ -114,6 +117,8 @@ pub struct Exited {
     pub reason: String,
     pub signal: Option<i32>,
     pub finished_at: String,
+    #[serde(default)]
+    pub finished_unix_ms: u64,
     /// Why the process could not start, when it could not.
     pub message: Option<String>,
 }
@@ -240,6 +245,7 @@ mod tests {
                 pid_start_ticks: 7,
                 monitor_pid: 41,
                 started_at: "t".into(),
+                started_unix_ms: 1,
             })
             .unwrap();
         assert_eq!(files.status().unwrap(), Status::Running);
@@ -249,10 +255,19 @@ mod tests {
                 reason: "Error".into(),
                 signal: None,
                 finished_at: "t".into(),
+                finished_unix_ms: 2,
                 message: None,
             })
             .unwrap();
         assert_eq!(files.status().unwrap(), Status::Exited);
         assert_eq!(files.exited().unwrap().unwrap().exit_code, 3);
     }
+}
+
+/// Milliseconds since the epoch, as the records keep them.
+pub fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
