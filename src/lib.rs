@@ -3,7 +3,9 @@
 
 pub mod agent;
 pub mod config;
+pub mod http;
 pub mod image;
 pub mod pod;
 pub mod runtime;
+pub mod source;
 pub mod sys;

@@ -1,3 +1,717 @@
 //! The node agent: watches pod YAML, reconciles it with what runs, reports status.
+//!
+//! One loop: a manifest change, a tick (for exits and backoff timers) or a finished step
+//! wakes it; it reads the desired state (manifests) and the observed state (records and the
+//! monitors' files), asks the pure planner for steps, and hands each pod's steps to a task of
+//! its own, so a pod stopping for its grace period holds up no other pod.
 
 pub mod plan;
+pub mod status;
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::http::{serve, HttpError, Response};
+use crate::image::digest::Digest;
+use crate::image::pull::{pull, PullOptions};
+use crate::image::store::Store;
+use crate::pod::spec::{PodSpec, PullPolicy};
+use crate::pod::Limits;
+use crate::runtime::container::Runtime;
+use crate::runtime::logs::format_rfc3339_nano;
+use crate::runtime::pods::{self, clean_orphans, open_pod, pod_spec, PodError};
+use crate::runtime::state::{unix_ms_now, Status};
+use crate::source::manifests::{scan, watch, Desired, ManifestState, SourceError};
+use crate::sys::lock::{FileLock, LockError, LockMode};
+use plan::{plan, Backoff, ObservedContainer, ObservedPod, PullFailure, Step};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("another layerlet agent runs on data root {root} (it holds {lock}); one agent per data root")]
+    AlreadyRunning { root: PathBuf, lock: PathBuf },
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error(transparent)]
+    Pod(#[from] PodError),
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub manifests: PathBuf,
+    pub listen: String,
+    pub rescan: Duration,
+    pub shutdown_pods: bool,
+    pub backoff: Backoff,
+    pub pull: PullOptions,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    #[serde(rename = "lastTimestamp")]
+    pub time: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub reason: String,
+    pub message: String,
+    #[serde(rename = "involvedObject")]
+    pub object: EventObject,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventObject {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    #[serde(rename = "fieldPath", skip_serializing_if = "Option::is_none")]
+    pub field_path: Option<String>,
+}
+
+/// What the HTTP side reads and the loop and tasks write.
+#[derive(Default)]
+pub struct Shared {
+    pub pods: Mutex<serde_json::Value>,
+    pub events: Mutex<VecDeque<Event>>,
+    pub ready: AtomicBool,
+    pub manifest_errors: AtomicU64,
+    pub reconcile_errors: AtomicU64,
+    pub reconciles: AtomicU64,
+}
+
+const MAX_EVENTS: usize = 1000;
+
+impl Shared {
+    pub fn event(
+        &self,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+        container: Option<&str>,
+        reason: &str,
+        message: String,
+    ) {
+        if kind == "Warning" {
+            tracing::warn!(pod = %format!("{namespace}/{name}"), container, reason, "{message}");
+        } else {
+            tracing::info!(pod = %format!("{namespace}/{name}"), container, reason, "{message}");
+        }
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if events.len() >= MAX_EVENTS {
+            events.pop_front();
+        }
+        events.push_back(Event {
+            time: format_rfc3339_nano(std::time::SystemTime::now()),
+            kind,
+            reason: reason.to_string(),
+            message,
+            object: EventObject {
+                kind: "Pod",
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                field_path: container.map(|c| format!("spec.containers{{{c}}}")),
+            },
+        });
+    }
+}
+
+struct Context {
+    rt: Runtime,
+    store: Arc<Store>,
+    cfg: AgentConfig,
+    shared: Arc<Shared>,
+    pulls: Mutex<BTreeMap<(String, String), PullFailure>>,
+    busy: Mutex<HashSet<String>>,
+    wake: mpsc::Sender<()>,
+}
+
+/// Records, containers and monitors' files of the pods the agent owns.
+/// The agent's pods as the node has them, exit reasons by container ID, and when each pod
+/// record was created.
+struct Observation {
+    pods: BTreeMap<String, ObservedPod>,
+    reasons: BTreeMap<String, String>,
+    created: BTreeMap<String, i64>,
+}
+
+fn observe(rt: &Runtime, store: &Store) -> Result<Observation, PodError> {
+    let records = store.db().pods()?;
+    let containers = store.db().containers()?;
+    let mut out = BTreeMap::new();
+    let mut reasons = BTreeMap::new();
+    let mut created = BTreeMap::new();
+    for record in records.iter().filter(|r| r.owner == "agent") {
+        let spec = pod_spec(record)?;
+        let mut observed = Vec::new();
+        for c in containers.iter().filter(|c| c.pod_uid == record.uid) {
+            let state = rt.dirs(&c.id).state();
+            let started = state.started().ok().flatten();
+            let exited = state.exited().ok().flatten();
+            let status = if exited.is_some() {
+                Status::Exited
+            } else if started.is_some() {
+                Status::Running
+            } else {
+                Status::Created
+            };
+            if let Some(e) = &exited {
+                reasons.insert(c.id.clone(), e.reason.clone());
+            }
+            observed.push(ObservedContainer {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                attempt: c.attempt,
+                status,
+                exit_code: exited.as_ref().map(|e| e.exit_code),
+                started_ms: started
+                    .as_ref()
+                    .map(|s| s.started_unix_ms)
+                    .or(exited.as_ref().map(|e| e.finished_unix_ms)),
+                finished_ms: exited.as_ref().map(|e| e.finished_unix_ms),
+            });
+        }
+        created.insert(spec.key(), record.created_at);
+        out.insert(
+            spec.key(),
+            ObservedPod {
+                uid: record.uid.clone(),
+                spec,
+                containers: observed,
+            },
+        );
+    }
+    Ok(Observation {
+        pods: out,
+        reasons,
+        created,
+    })
+}
+
+async fn ensure_image(
+    ctx: &Context,
+    spec: &PodSpec,
+    container: &crate::pod::spec::ContainerSpec,
+) -> Result<Digest, String> {
+    let present = ctx.store.resolve(&container.image).ok();
+    match (container.image_pull_policy, present) {
+        (PullPolicy::IfNotPresent | PullPolicy::Never, Some(d)) => Ok(d),
+        (PullPolicy::Never, None) => Err(format!(
+            "image {} is not present with pull policy Never",
+            container.image
+        )),
+        _ => {
+            ctx.shared.event(
+                "Normal",
+                &spec.namespace,
+                &spec.name,
+                Some(&container.name),
+                "Pulling",
+                format!("Pulling image {:?}", container.image),
+            );
+            let started = std::time::Instant::now();
+            match pull(&ctx.store, &container.image, &ctx.cfg.pull).await {
+                Ok(image) => {
+                    ctx.shared.event(
+                        "Normal",
+                        &spec.namespace,
+                        &spec.name,
+                        Some(&container.name),
+                        "Pulled",
+                        format!(
+                            "Successfully pulled image {:?} in {:.3}s",
+                            container.image,
+                            started.elapsed().as_secs_f64()
+                        ),
+                    );
+                    Ok(image.digest)
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, PodError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Runs one pod's steps in order.
+async fn apply_pod(ctx: Arc<Context>, key: String, steps: Vec<Step>, spec: Option<PodSpec>) {
+    for step in steps {
+        let result = apply_step(&ctx, &step, spec.as_ref()).await;
+        if let Err(message) = result {
+            ctx.shared.reconcile_errors.fetch_add(1, Ordering::Relaxed);
+            let (ns, name) = key.split_once('/').unwrap_or(("default", key.as_str()));
+            ctx.shared
+                .event("Warning", ns, name, None, "FailedSync", message);
+            break;
+        }
+    }
+    ctx.busy
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&key);
+    let _ = ctx.wake.try_send(());
+}
+
+async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> Result<(), String> {
+    let rt = ctx.rt.clone();
+    let store = ctx.store.clone();
+    match step {
+        Step::CreatePod { .. } => {
+            let spec = spec.cloned().ok_or("no spec")?;
+            blocking(move || pods::create_pod(&rt, &store, &spec, "agent").map(|_| ())).await
+        }
+        Step::RemovePod { key, uid } => {
+            let (ns, name) = key.split_once('/').unwrap_or(("default", key));
+            ctx.shared.event(
+                "Normal",
+                ns,
+                name,
+                None,
+                "Killing",
+                format!("Stopping pod {key}"),
+            );
+            let uid = uid.clone();
+            blocking(move || {
+                let record = store.db().pods()?.into_iter().find(|p| p.uid == uid);
+                match record {
+                    Some(r) => pods::remove_pod(&rt, &store, &r),
+                    None => Ok(()),
+                }
+            })
+            .await
+        }
+        Step::StartContainer { name, attempt, .. } => {
+            let spec = spec.cloned().ok_or("no spec")?;
+            let container = spec
+                .all_containers()
+                .find(|c| &c.name == name)
+                .cloned()
+                .ok_or_else(|| format!("no container {name}"))?;
+            let image = match ensure_image(ctx, &spec, &container).await {
+                Ok(d) => {
+                    ctx.pulls
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&(spec.uid.clone(), name.clone()));
+                    d
+                }
+                Err(message) => {
+                    let mut pulls = ctx.pulls.lock().unwrap_or_else(|p| p.into_inner());
+                    let entry =
+                        pulls
+                            .entry((spec.uid.clone(), name.clone()))
+                            .or_insert(PullFailure {
+                                failures: 0,
+                                last_ms: 0,
+                                message: String::new(),
+                            });
+                    entry.failures += 1;
+                    entry.last_ms = unix_ms_now();
+                    entry.message = message.clone();
+                    let reason = if entry.failures > 1 {
+                        "BackOff"
+                    } else {
+                        "Failed"
+                    };
+                    drop(pulls);
+                    ctx.shared.event(
+                        "Warning",
+                        &spec.namespace,
+                        &spec.name,
+                        Some(name),
+                        reason,
+                        format!("Failed to pull image {:?}: {message}", container.image),
+                    );
+                    return Ok(());
+                }
+            };
+            let attempt = *attempt;
+            let shared = ctx.shared.clone();
+            blocking(move || {
+                let (sandbox, volumes) = open_pod(&rt, &spec)?;
+                let created = rt.create(
+                    &store, &spec, &sandbox, &volumes, &container, &image, attempt,
+                )?;
+                for w in &created.warnings {
+                    shared.event(
+                        "Warning",
+                        &spec.namespace,
+                        &spec.name,
+                        Some(&container.name),
+                        "VolumeWithoutMount",
+                        w.clone(),
+                    );
+                }
+                shared.event(
+                    "Normal",
+                    &spec.namespace,
+                    &spec.name,
+                    Some(&container.name),
+                    "Created",
+                    format!("Created container {}", container.name),
+                );
+                match rt.start(&created.record.id) {
+                    Ok(_) => shared.event(
+                        "Normal",
+                        &spec.namespace,
+                        &spec.name,
+                        Some(&container.name),
+                        "Started",
+                        format!("Started container {}", container.name),
+                    ),
+                    Err(e) => shared.event(
+                        "Warning",
+                        &spec.namespace,
+                        &spec.name,
+                        Some(&container.name),
+                        "Failed",
+                        e.to_string(),
+                    ),
+                }
+                Ok(())
+            })
+            .await
+        }
+        Step::StopContainer { key, id } => {
+            let grace = spec
+                .map(|s| s.termination_grace_period)
+                .unwrap_or(Duration::from_secs(30));
+            let (ns, name) = key.split_once('/').unwrap_or(("default", key));
+            ctx.shared.event(
+                "Normal",
+                ns,
+                name,
+                None,
+                "Killing",
+                format!("Stopping container {}", &id[..12.min(id.len())]),
+            );
+            let id = id.clone();
+            blocking(move || rt.stop(&id, grace).map(|_| ()).map_err(PodError::from)).await
+        }
+        Step::DeleteContainer { id, .. } => {
+            let id = id.clone();
+            blocking(move || rt.delete(&store, &id).map_err(PodError::from)).await
+        }
+        Step::UpdateSpec { .. } => {
+            let spec = spec.cloned().ok_or("no spec")?;
+            blocking(move || {
+                let json = serde_json::to_string(&spec).unwrap_or_default();
+                store.db().update_pod_spec(&spec.uid, &json)?;
+                Ok(())
+            })
+            .await
+        }
+    }
+}
+
+fn report_scan(shared: &Shared, desired: &Desired, seen: &mut HashSet<String>) {
+    for (file, message) in &desired.errors {
+        if seen.insert(message.clone()) {
+            shared.manifest_errors.fetch_add(1, Ordering::Relaxed);
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            shared.event(
+                "Warning",
+                "",
+                &name,
+                None,
+                "FailedValidation",
+                message.clone(),
+            );
+        }
+    }
+    for (pod, warning) in &desired.warnings {
+        let text = format!("{pod}: {}: {}", warning.field, warning.message);
+        if seen.insert(text.clone()) {
+            let (ns, name) = pod.split_once('/').unwrap_or(("default", pod));
+            shared.event(
+                "Normal",
+                ns,
+                name,
+                None,
+                "IgnoredField",
+                format!("{}: {}", warning.field, warning.message),
+            );
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` completes. Holds the data root's agent lock throughout.
+pub async fn run(
+    rt: Runtime,
+    store: Arc<Store>,
+    cfg: AgentConfig,
+    shared: Arc<Shared>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let lock_path = rt.root.join("agent.lock");
+    let _lock = match FileLock::try_acquire(&lock_path, LockMode::Exclusive) {
+        Ok(l) => l,
+        Err(LockError::WouldBlock { .. }) => {
+            return Err(AgentError::AlreadyRunning {
+                root: rt.root.clone(),
+                lock: lock_path,
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    {
+        let (rt2, store2) = (rt.clone(), store.clone());
+        let report = tokio::task::spawn_blocking(move || clean_orphans(&rt2, &store2, 30))
+            .await
+            .map_err(|e| AgentError::Task(e.to_string()))??;
+        if !report.containers.is_empty() || !report.pods.is_empty() {
+            tracing::warn!(containers = ?report.containers, pods = ?report.pods, "removed leftovers of a crash");
+        }
+    }
+    let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
+    let ctx = Arc::new(Context {
+        rt,
+        store,
+        cfg: cfg.clone(),
+        shared: shared.clone(),
+        pulls: Mutex::new(BTreeMap::new()),
+        busy: Mutex::new(HashSet::new()),
+        wake: wake_tx,
+    });
+    let http_shared = shared.clone();
+    let handler = Arc::new(move |path: &str| handle(&http_shared, path));
+    let (addr, server) = serve(&cfg.listen, handler).await?;
+    tracing::info!(%addr, manifests = %cfg.manifests.display(), "layerlet agent started");
+    let server = tokio::spawn(server);
+
+    let mut changes = watch(&cfg.manifests)?;
+    let mut manifests = ManifestState::default();
+    let mut seen_errors = HashSet::new();
+    let mut desired = manifests.update(scan(&cfg.manifests, &cfg.limits));
+    report_scan(&shared, &desired, &mut seen_errors);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut rescan = tokio::time::interval(cfg.rescan);
+    tokio::pin!(shutdown);
+    loop {
+        let mut rescan_now = false;
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(()) = changes.recv() => rescan_now = true,
+            _ = rescan.tick() => rescan_now = true,
+            Some(()) = wake_rx.recv() => {},
+            _ = tick.tick() => {},
+        }
+        if rescan_now {
+            desired = manifests.update(scan(&cfg.manifests, &cfg.limits));
+            report_scan(&shared, &desired, &mut seen_errors);
+        }
+        if let Err(e) = reconcile(&ctx, &desired).await {
+            shared.reconcile_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "reconcile failed");
+        }
+    }
+    server.abort();
+    if cfg.shutdown_pods {
+        let (rt, store) = (ctx.rt.clone(), ctx.store.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), PodError> {
+            for record in store
+                .db()
+                .pods()?
+                .into_iter()
+                .filter(|p| p.owner == "agent")
+            {
+                let grace = pod_spec(&record)
+                    .map(|s| s.termination_grace_period)
+                    .unwrap_or(Duration::from_secs(30));
+                pods::stop_pod(&rt, &store, &record, grace)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| AgentError::Task(e.to_string()))??;
+    }
+    Ok(())
+}
+
+async fn reconcile(ctx: &Arc<Context>, desired: &Desired) -> Result<(), AgentError> {
+    let (rt, store) = (ctx.rt.clone(), ctx.store.clone());
+    let Observation {
+        pods: observed,
+        reasons,
+        created,
+    } = tokio::task::spawn_blocking(move || observe(&rt, &store))
+        .await
+        .map_err(|e| AgentError::Task(e.to_string()))??;
+    let now = unix_ms_now();
+    let pulls = ctx.pulls.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let steps = plan(&desired.pods, &observed, &pulls, &ctx.cfg.backoff, now);
+    ctx.shared.reconciles.fetch_add(1, Ordering::Relaxed);
+    let mut by_pod: BTreeMap<String, Vec<Step>> = BTreeMap::new();
+    for step in steps {
+        by_pod
+            .entry(step.pod_key().to_string())
+            .or_default()
+            .push(step);
+    }
+    for (key, steps) in by_pod {
+        if !ctx
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone())
+        {
+            continue; // still working on this pod; the next round sees the result
+        }
+        tokio::spawn(apply_pod(
+            ctx.clone(),
+            key.clone(),
+            steps,
+            desired.pods.get(&key).cloned(),
+        ));
+    }
+    publish(ctx, desired, &observed, &pulls, &reasons, &created, now);
+    Ok(())
+}
+
+fn publish(
+    ctx: &Context,
+    desired: &Desired,
+    observed: &BTreeMap<String, ObservedPod>,
+    pulls: &BTreeMap<(String, String), PullFailure>,
+    reasons: &BTreeMap<String, String>,
+    created: &BTreeMap<String, i64>,
+    now: u64,
+) {
+    let mut items = Vec::new();
+    let mut keys: Vec<&String> = desired.pods.keys().collect();
+    for k in observed.keys() {
+        if !desired.pods.contains_key(k) {
+            keys.push(k);
+        }
+    }
+    for key in keys {
+        let spec = desired.pods.get(key).or(observed.get(key).map(|o| &o.spec));
+        let Some(spec) = spec else { continue };
+        let created_ms = created.get(key).map(|s| (*s as u64) * 1000).unwrap_or(now);
+        items.push(status::pod_json(
+            spec,
+            observed.get(key),
+            pulls,
+            reasons,
+            &BTreeMap::new(),
+            &ctx.rt.node_name,
+            created_ms,
+            now,
+        ));
+    }
+    *ctx.shared.pods.lock().unwrap_or_else(|p| p.into_inner()) = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "PodList",
+        "items": items,
+    });
+    ctx.shared.ready.store(true, Ordering::Relaxed);
+}
+
+fn handle(shared: &Shared, path: &str) -> Response {
+    match path {
+        "/healthz" => Response::ok("text/plain; charset=utf-8", "ok\n"),
+        "/readyz" => {
+            if shared.ready.load(Ordering::Relaxed) {
+                Response::ok("text/plain; charset=utf-8", "ok\n")
+            } else {
+                Response {
+                    status: 503,
+                    content_type: "text/plain; charset=utf-8",
+                    body: b"starting\n".to_vec(),
+                }
+            }
+        }
+        "/api/v1/pods" => {
+            let pods = shared
+                .pods
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            Response::ok(
+                "application/json",
+                serde_json::to_vec_pretty(&pods).unwrap_or_default(),
+            )
+        }
+        "/api/v1/events" => {
+            let events: Vec<Event> = shared
+                .events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned()
+                .collect();
+            let list =
+                serde_json::json!({"apiVersion": "v1", "kind": "EventList", "items": events});
+            Response::ok(
+                "application/json",
+                serde_json::to_vec_pretty(&list).unwrap_or_default(),
+            )
+        }
+        "/metrics" => Response::ok(
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics_text(shared),
+        ),
+        _ => Response::not_found(),
+    }
+}
+
+fn metrics_text(shared: &Shared) -> String {
+    let pods = shared
+        .pods
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut phases: BTreeMap<String, u64> = BTreeMap::new();
+    for item in pods["items"].as_array().into_iter().flatten() {
+        *phases
+            .entry(
+                item["status"]["phase"]
+                    .as_str()
+                    .unwrap_or("Unknown")
+                    .to_string(),
+            )
+            .or_insert(0) += 1;
+    }
+    let mut out = String::new();
+    out.push_str(
+        "# HELP layerlet_pods Pods the agent knows, by phase.\n# TYPE layerlet_pods gauge\n",
+    );
+    for (phase, n) in phases {
+        out.push_str(&format!("layerlet_pods{{phase=\"{phase}\"}} {n}\n"));
+    }
+    out.push_str(&format!(
+        "# HELP layerlet_manifest_errors_total Manifest files found invalid.\n# TYPE layerlet_manifest_errors_total counter\nlayerlet_manifest_errors_total {}\n",
+        shared.manifest_errors.load(Ordering::Relaxed)
+    ));
+    out.push_str(&format!(
+        "# HELP layerlet_reconcile_errors_total Reconcile steps that failed.\n# TYPE layerlet_reconcile_errors_total counter\nlayerlet_reconcile_errors_total {}\n",
+        shared.reconcile_errors.load(Ordering::Relaxed)
+    ));
+    out.push_str(&format!(
+        "# HELP layerlet_reconciles_total Reconcile rounds.\n# TYPE layerlet_reconciles_total counter\nlayerlet_reconciles_total {}\n",
+        shared.reconciles.load(Ordering::Relaxed)
+    ));
+    out
+}

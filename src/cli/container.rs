@@ -78,7 +78,7 @@ pub struct StopArgs {
     pub time: Option<u64>,
 }
 
-fn node_runtime(ctx: &Context) -> anyhow::Result<Runtime> {
+pub fn node_runtime(ctx: &Context) -> anyhow::Result<Runtime> {
     Ok(Runtime {
         root: ctx.root.clone(),
         run_root: ctx.run_root.clone(),

@@ -1,5 +1,6 @@
 //! Command-line surface: one file per command group.
 
+mod agent;
 mod container;
 pub mod helpers;
 mod image;
@@ -39,6 +40,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the node agent: reconcile the pods of a manifest directory.
+    Agent(agent::AgentArgs),
     /// Pull an image from a registry into the shared layer store.
     Pull(image::PullArgs),
     /// List images with their sizes, shared and unique bytes.
@@ -82,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         output: cli.output,
     };
     match cli.command {
+        Command::Agent(args) => agent::agent(&ctx, args),
         Command::Pull(args) => image::pull(&ctx, args),
         Command::Images => image::images(&ctx),
         Command::History(args) => image::history(&ctx, args),

@@ -386,6 +386,12 @@ impl Runtime {
     }
 }
 
+impl ContainerError {
+    pub fn from_mount(e: crate::sys::mount::MountError) -> Self {
+        ContainerError::Rootfs(RootfsError::Mount(e))
+    }
+}
+
 /// Namespaces of a running process, as `inspect` shows them (`net:[4026532]`).
 pub fn namespace_ids(pid: i32) -> Vec<(String, String)> {
     ["mnt", "pid", "net", "ipc", "uts", "cgroup"]

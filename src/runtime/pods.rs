@@ -1,6 +1,7 @@
 //! Pods on the node: sandbox + containers + records, created and removed as a unit, and the
 //! names people use for them (`[NAMESPACE/]POD[/CONTAINER]` or an ID prefix).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::container::{ContainerError, Runtime};
@@ -10,6 +11,7 @@ use super::volumes::{self, PodVolumes, VolumeError};
 use crate::image::db::{Db, DbError};
 use crate::image::store::Store;
 use crate::pod::spec::PodSpec;
+use crate::sys::fs::{atomic_write, FsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
@@ -59,11 +61,39 @@ pub fn create_pod(
             return Err(e.into());
         }
     };
+    let saved = serde_json::to_vec(&prepared)
+        .map_err(|e| {
+            FsError::io(
+                "encode",
+                sandbox.dir.join(VOLUMES_FILE),
+                std::io::Error::other(e),
+            )
+        })
+        .and_then(|bytes| atomic_write(&sandbox.dir.join(VOLUMES_FILE), &bytes));
+    if let Err(e) = saved {
+        undo(&sandbox);
+        return Err(SandboxError::from(e).into());
+    }
     if let Err(e) = store.db().insert_pod(&new_pod_record(pod, owner)) {
         undo(&sandbox);
         return Err(e.into());
     }
     Ok((sandbox, prepared))
+}
+
+const VOLUMES_FILE: &str = "volumes.json";
+
+/// The sandbox and volumes of a pod created earlier (by this process or before a restart).
+pub fn open_pod(rt: &Runtime, pod: &PodSpec) -> Result<(Sandbox, PodVolumes), PodError> {
+    let sandbox = Sandbox::open(&rt.run_root, pod)?;
+    let path = sandbox.dir.join(VOLUMES_FILE);
+    let bytes =
+        std::fs::read(&path).map_err(|e| SandboxError::from(FsError::io("read", &path, e)))?;
+    let volumes = serde_json::from_slice(&bytes).map_err(|source| PodError::BadRecord {
+        pod: pod.key(),
+        source,
+    })?;
+    Ok((sandbox, volumes))
 }
 
 pub fn pod_spec(record: &PodRecord) -> Result<PodSpec, PodError> {
@@ -197,4 +227,91 @@ pub fn find_container(db: &Db, name: &str) -> Result<(PodRecord, ContainerRecord
         }
     }
     Err(PodError::UnknownContainer(name.to_string()))
+}
+
+/// What a restart found left over by a crash and removed.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Cleanup {
+    pub containers: Vec<String>,
+    pub pods: Vec<String>,
+}
+
+fn older_than(path: &std::path::Path, secs: u64) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age.as_secs() >= secs)
+}
+
+/// Removes what no record owns: container directories (with their mounts and cgroups),
+/// pod sandboxes and volumes, and containers recorded but never started (a crash between
+/// create and start). Entries younger than `min_age_secs` are left alone: a concurrent
+/// `layerlet run` may be creating them.
+pub fn clean_orphans(rt: &Runtime, store: &Store, min_age_secs: u64) -> Result<Cleanup, PodError> {
+    let mut report = Cleanup::default();
+    let pods = store.db().pods()?;
+    let containers = store.db().containers()?;
+    let known_containers: std::collections::HashSet<&str> =
+        containers.iter().map(|c| c.id.as_str()).collect();
+    let known_pods: std::collections::HashSet<&str> = pods.iter().map(|p| p.uid.as_str()).collect();
+    let list = |dir: PathBuf| -> Vec<(String, PathBuf)> {
+        std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for base in [rt.root.join("containers"), rt.run_root.join("containers")] {
+        for (id, path) in list(base) {
+            if known_containers.contains(id.as_str()) || !older_than(&path, min_age_secs) {
+                continue;
+            }
+            if let Ok(Some(plan)) = rt.plan(&id) {
+                if let Some(cg) = plan.cgroup {
+                    for pid in cg.pids() {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                    let _ = cg.remove();
+                }
+            }
+            crate::sys::mount::unmount_under(&path).map_err(ContainerError::from_mount)?;
+            crate::sys::fs::remove_tree(&path).map_err(|e| PodError::Sandbox(e.into()))?;
+            if !report.containers.contains(&id) {
+                report.containers.push(id);
+            }
+        }
+    }
+    // Recorded, never started, and no monitor: half-created.
+    for c in &containers {
+        let dirs = rt.dirs(&c.id);
+        if dirs.state().started().ok().flatten().is_none()
+            && dirs.state().exited().ok().flatten().is_none()
+            && older_than(&dirs.run, min_age_secs)
+        {
+            rt.delete(store, &c.id)?;
+            report.containers.push(c.id.clone());
+        }
+    }
+    for base in [rt.run_root.join("pods"), rt.root.join("pods")] {
+        for (uid, path) in list(base) {
+            if known_pods.contains(uid.as_str()) || !older_than(&path, min_age_secs) {
+                continue;
+            }
+            crate::sys::mount::unmount_under(&path).map_err(ContainerError::from_mount)?;
+            crate::sys::fs::remove_tree(&path).map_err(|e| PodError::Sandbox(e.into()))?;
+            if let Ok(layout) = super::cgroup::detect(&rt.cgroup_root) {
+                let _ = super::cgroup::Cgroup::new(layout, &format!("layerlet/{uid}")).remove();
+            }
+            if !report.pods.contains(&uid) {
+                report.pods.push(uid);
+            }
+        }
+    }
+    Ok(report)
 }

@@ -160,6 +160,17 @@ impl Db {
         tx.commit().map_err(err)
     }
 
+    /// Records a pod's current spec (after its containers were replaced for a new one).
+    pub fn update_pod_spec(&mut self, uid: &str, spec: &str) -> Result<(), DbError> {
+        self.conn
+            .execute(
+                "UPDATE pods SET spec = ?2 WHERE uid = ?1",
+                params![uid, spec],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     pub fn remove_pod(&mut self, uid: &str) -> Result<(), DbError> {
         self.conn
             .execute("DELETE FROM pods WHERE uid = ?1", params![uid])

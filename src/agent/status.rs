@@ -1,0 +1,252 @@
+//! Pod status as kubelet reports it, computed purely from the spec, what runs and the pull
+//! failures: phase, conditions and containerStatuses, as Kubernetes-shaped JSON.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::plan::{ObservedContainer, ObservedPod, PullFailure};
+use crate::pod::spec::{ContainerSpec, PodSpec, RestartPolicy};
+use crate::runtime::logs::format_rfc3339_nano;
+use crate::runtime::state::Status;
+
+fn time(ms: Option<u64>) -> Value {
+    match ms {
+        Some(ms) if ms > 0 => Value::String(format_rfc3339_nano(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+        )),
+        _ => Value::Null,
+    }
+}
+
+fn state_of(c: &ObservedContainer, reason: Option<&str>) -> Value {
+    match c.status {
+        Status::Running => json!({"running": {"startedAt": time(c.started_ms)}}),
+        Status::Created => json!({"waiting": {"reason": "ContainerCreating"}}),
+        Status::Exited => json!({"terminated": {
+            "exitCode": c.exit_code.unwrap_or(-1),
+            "reason": reason.unwrap_or(if c.exit_code == Some(0) { "Completed" } else { "Error" }),
+            "startedAt": time(c.started_ms),
+            "finishedAt": time(c.finished_ms),
+            "containerID": format!("layerlet://{}", c.id),
+        }}),
+    }
+}
+
+/// One entry of containerStatuses / initContainerStatuses.
+#[allow(clippy::too_many_arguments)]
+fn container_status(
+    spec: &ContainerSpec,
+    pod: Option<&ObservedPod>,
+    pull: Option<&PullFailure>,
+    policy: RestartPolicy,
+    reasons: &BTreeMap<String, String>,
+    image_id: Option<&str>,
+    init: bool,
+    now_ms: u64,
+) -> (Value, bool, bool) {
+    let mut instances: Vec<&ObservedContainer> = pod
+        .map(|p| {
+            p.containers
+                .iter()
+                .filter(|c| c.name == spec.name)
+                .collect()
+        })
+        .unwrap_or_default();
+    instances.sort_by_key(|c| std::cmp::Reverse(c.attempt));
+    let latest = instances.first().copied();
+    let previous = instances.get(1).copied();
+    let reason = |c: &ObservedContainer| reasons.get(&c.id).map(String::as_str);
+    let waiting = |reason: &str, message: Option<&str>| json!({"waiting": {"reason": reason, "message": message}});
+    let restart_expected = latest.is_some_and(|c| {
+        c.status == Status::Exited
+            && match policy {
+                RestartPolicy::Always => !init,
+                RestartPolicy::OnFailure => c.exit_code != Some(0),
+                RestartPolicy::Never => false,
+            }
+            || (init
+                && c.status == Status::Exited
+                && c.exit_code != Some(0)
+                && policy != RestartPolicy::Never)
+    });
+    let (state, last_state) = match (latest, pull) {
+        (None, Some(p)) => {
+            let backoff = now_ms < p.last_ms + 10_000;
+            (
+                waiting(
+                    if backoff && p.failures > 1 {
+                        "ImagePullBackOff"
+                    } else {
+                        "ErrImagePull"
+                    },
+                    Some(&p.message),
+                ),
+                json!({}),
+            )
+        }
+        (None, None) => (waiting("ContainerCreating", None), json!({})),
+        (Some(c), _) if restart_expected => (
+            waiting(
+                "CrashLoopBackOff",
+                Some(&format!(
+                    "back-off restarting failed container {}",
+                    spec.name
+                )),
+            ),
+            state_of(c, reason(c)),
+        ),
+        (Some(c), _) => (
+            state_of(c, reason(c)),
+            previous
+                .map(|p| state_of(p, reason(p)))
+                .unwrap_or_else(|| json!({})),
+        ),
+    };
+    let running = latest.is_some_and(|c| c.status == Status::Running);
+    let succeeded = latest.is_some_and(|c| c.status == Status::Exited && c.exit_code == Some(0));
+    let value = json!({
+        "name": spec.name,
+        "image": spec.image,
+        "imageID": image_id.unwrap_or(""),
+        "containerID": latest.map(|c| format!("layerlet://{}", c.id)),
+        "state": state,
+        "lastState": last_state,
+        "ready": running && !init,
+        "started": running,
+        "restartCount": latest.map(|c| c.attempt).unwrap_or(0),
+    });
+    (value, running, succeeded)
+}
+
+/// The whole pod object, as `kubectl get pod -o json` shows it.
+#[allow(clippy::too_many_arguments)]
+pub fn pod_json(
+    spec: &PodSpec,
+    pod: Option<&ObservedPod>,
+    pulls: &BTreeMap<(String, String), PullFailure>,
+    reasons: &BTreeMap<String, String>,
+    image_ids: &BTreeMap<String, String>,
+    node_name: &str,
+    created_ms: u64,
+    now_ms: u64,
+) -> Value {
+    let pull = |name: &str| pulls.get(&(spec.uid.clone(), name.to_string()));
+    let mut init_statuses = Vec::new();
+    let mut initialized = true;
+    let mut init_failed = false;
+    let mut init_done = 0;
+    for c in &spec.init_containers {
+        let (v, _, ok) = container_status(
+            c,
+            pod,
+            pull(&c.name),
+            spec.restart_policy,
+            reasons,
+            image_ids.get(&c.name).map(String::as_str),
+            true,
+            now_ms,
+        );
+        if ok {
+            init_done += 1;
+        } else {
+            initialized = false;
+            if v["state"]["terminated"]["exitCode"]
+                .as_i64()
+                .is_some_and(|c| c != 0)
+            {
+                init_failed = true;
+            }
+        }
+        init_statuses.push(v);
+    }
+    let mut statuses = Vec::new();
+    let (mut running, mut terminated, mut failed) = (0, 0, 0);
+    for c in &spec.containers {
+        let (v, is_running, _) = container_status(
+            c,
+            pod,
+            pull(&c.name),
+            spec.restart_policy,
+            reasons,
+            image_ids.get(&c.name).map(String::as_str),
+            false,
+            now_ms,
+        );
+        if is_running {
+            running += 1;
+        }
+        if let Some(code) = v["state"]["terminated"]["exitCode"].as_i64() {
+            terminated += 1;
+            if code != 0 {
+                failed += 1;
+            }
+        }
+        statuses.push(v);
+    }
+    let all = spec.containers.len();
+    let phase = if init_failed && spec.restart_policy == RestartPolicy::Never {
+        "Failed"
+    } else if !initialized {
+        "Pending"
+    } else if terminated == all && all > 0 {
+        if failed > 0 {
+            "Failed"
+        } else {
+            "Succeeded"
+        }
+    } else if running > 0 {
+        "Running"
+    } else {
+        "Pending"
+    };
+    let ready = initialized && running == all && all > 0;
+    let condition = |kind: &str, status: bool| json!({"type": kind, "status": if status { "True" } else { "False" }});
+    let reason_summary = if !initialized && !spec.init_containers.is_empty() {
+        let crash = init_statuses
+            .iter()
+            .any(|s| s["state"]["waiting"]["reason"] == "CrashLoopBackOff");
+        if crash {
+            Some("Init:CrashLoopBackOff".to_string())
+        } else if init_failed {
+            Some("Init:Error".to_string())
+        } else {
+            Some(format!("Init:{init_done}/{}", spec.init_containers.len()))
+        }
+    } else {
+        None
+    };
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": spec.name,
+            "namespace": spec.namespace,
+            "uid": spec.uid,
+            "labels": spec.labels,
+            "annotations": spec.annotations,
+            "creationTimestamp": time(Some(created_ms)),
+        },
+        "spec": {
+            "nodeName": node_name,
+            "restartPolicy": format!("{:?}", spec.restart_policy),
+            "containers": spec.containers.iter().map(|c| json!({"name": c.name, "image": c.image})).collect::<Vec<_>>(),
+            "initContainers": spec.init_containers.iter().map(|c| json!({"name": c.name, "image": c.image})).collect::<Vec<_>>(),
+        },
+        "status": {
+            "phase": phase,
+            "reason": reason_summary,
+            "hostIP": "127.0.0.1",
+            "podIP": if spec.host_network { "127.0.0.1" } else { "127.0.1.1" },
+            "startTime": time(Some(created_ms)),
+            "conditions": [
+                condition("PodScheduled", true),
+                condition("Initialized", initialized),
+                condition("ContainersReady", ready),
+                condition("Ready", ready),
+            ],
+            "initContainerStatuses": init_statuses,
+            "containerStatuses": statuses,
+        },
+    })
+}

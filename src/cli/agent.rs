@@ -1,0 +1,81 @@
+//! `layerlet agent`: the node agent on the manifest directory.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use layerlet::agent::plan::Backoff;
+use layerlet::agent::{run, AgentConfig, Shared};
+use layerlet::image::pull::PullOptions;
+use layerlet::image::registry::RegistryOptions;
+use layerlet::image::store::{Store, StoreOptions};
+use layerlet::pod::Limits;
+
+use super::container::node_runtime;
+use super::Context;
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Static pod manifest directory (kubelet's staticPodPath).
+    #[arg(long, default_value = "/etc/layerlet/manifests")]
+    pub manifests: PathBuf,
+    /// Address of /metrics, /healthz, /readyz and /api/v1/pods.
+    #[arg(long, default_value = "127.0.0.1:10265")]
+    pub listen: String,
+    /// Full rescan of the manifest directory every this many seconds (inotify sees changes
+    /// at once; this catches anything missed).
+    #[arg(long, default_value_t = 20)]
+    pub rescan_seconds: u64,
+    /// On SIGTERM, stop the agent's pods gracefully (default: leave them running, as kubelet).
+    #[arg(long)]
+    pub shutdown_pods: bool,
+    /// First CrashLoopBackOff delay in seconds (doubles up to --backoff-max-seconds).
+    #[arg(long, default_value_t = 10)]
+    pub backoff_seconds: u64,
+    #[arg(long, default_value_t = 300)]
+    pub backoff_max_seconds: u64,
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    #[arg(long, value_name = "PATH")]
+    pub auth_file: Option<PathBuf>,
+}
+
+pub fn agent(ctx: &Context, args: AgentArgs) -> anyhow::Result<ExitCode> {
+    let rt = node_runtime(ctx)?;
+    let store = Arc::new(Store::open(&ctx.root, StoreOptions::default())?);
+    let cfg = AgentConfig {
+        manifests: args.manifests,
+        listen: args.listen,
+        rescan: Duration::from_secs(args.rescan_seconds.max(1)),
+        shutdown_pods: args.shutdown_pods,
+        backoff: Backoff {
+            initial_ms: args.backoff_seconds * 1000,
+            max_ms: args.backoff_max_seconds * 1000,
+            ..Backoff::default()
+        },
+        pull: PullOptions {
+            registry: RegistryOptions {
+                insecure: args.insecure_registries,
+                auth_file: args.auth_file,
+            },
+            platform: None,
+        },
+        limits: Limits::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; }, None => std::future::pending::<()>().await } } => {},
+            }
+        };
+        run(rt, store, cfg, Arc::new(Shared::default()), shutdown).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

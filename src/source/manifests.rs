@@ -1,0 +1,266 @@
+//! The static-pod manifest directory (kubelet's staticPodPath): Pod, ConfigMap and Secret
+//! objects in .yaml, .yml and .json files. Dotfiles are not read (as kubelet), but a change
+//! to them still triggers a rescan, which is how the ConfigMap-volume pattern (visible files
+//! are symlinks into a `..data` symlink swapped atomically) is seen. Watched with inotify,
+//! with a periodic full rescan behind it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use tokio::sync::mpsc;
+
+use crate::pod::spec::PodSpec;
+use crate::pod::{
+    parse_manifest_file, ConfigMapObject, Limits, ParsedObject, SecretObject, Warning,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("watch manifest directory {path}: {source}")]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+/// What one file holds, or why it holds nothing usable.
+#[derive(Debug, Clone)]
+pub enum FileContent {
+    Objects(Vec<ParsedObject>),
+    Invalid(String),
+}
+
+/// One scan of the directory: each manifest file's content.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    pub files: BTreeMap<PathBuf, FileContent>,
+}
+
+fn is_manifest(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    !name.starts_with('.')
+        && matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        )
+}
+
+/// Reads every manifest file of `dir` (a missing directory is empty).
+pub fn scan(dir: &Path, limits: &Limits) -> Scan {
+    let mut out = Scan::default();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !is_manifest(&path) || !path.is_file() {
+            continue;
+        }
+        let content = match read_bounded(&path, limits.max_bytes) {
+            Err(e) => FileContent::Invalid(e),
+            Ok(bytes) => match parse_manifest_file(&path, &bytes, limits) {
+                Ok(objects) => FileContent::Objects(objects),
+                Err(e) => FileContent::Invalid(e.to_string()),
+            },
+        };
+        out.files.insert(path, content);
+    }
+    out
+}
+
+fn read_bounded(path: &Path, max: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() > max {
+        return Err(format!(
+            "{}: larger than {max} bytes; refused",
+            path.display()
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The objects the agent acts on, merged over files, each from its last good version.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    pub pods: BTreeMap<String, PodSpec>,
+    /// Where each pod came from.
+    pub origin: BTreeMap<String, PathBuf>,
+    pub config_maps: BTreeMap<String, ConfigMapObject>,
+    pub secrets: BTreeMap<String, SecretObject>,
+    /// Problems found in this scan: (file, message), for the log, events and metrics.
+    pub errors: Vec<(PathBuf, String)>,
+    pub warnings: Vec<(String, Warning)>,
+}
+
+/// Keeps each file's last good content, so a pod whose file turns invalid keeps running on
+/// its last good spec, and merges the files into one desired state.
+#[derive(Debug, Default)]
+pub struct ManifestState {
+    last_good: BTreeMap<PathBuf, Vec<ParsedObject>>,
+}
+
+impl ManifestState {
+    pub fn update(&mut self, scan: Scan) -> Desired {
+        let mut desired = Desired::default();
+        // Files that are gone take their objects with them.
+        self.last_good
+            .retain(|path, _| scan.files.contains_key(path));
+        for (path, content) in scan.files {
+            match content {
+                FileContent::Objects(objects) => {
+                    self.last_good.insert(path, objects);
+                }
+                FileContent::Invalid(message) => desired.errors.push((path, message)),
+            }
+        }
+        for (path, objects) in &self.last_good {
+            for object in objects {
+                let key = object.key();
+                match object {
+                    ParsedObject::Pod(pod) => {
+                        if let Some(first) = desired.origin.get(&key) {
+                            desired.errors.push((
+                                path.clone(),
+                                format!("{}: document {}: pod {key} is also defined in {}; this one is ignored", path.display(), pod.document, first.display()),
+                            ));
+                            continue;
+                        }
+                        for w in &pod.warnings {
+                            desired.warnings.push((key.clone(), w.clone()));
+                        }
+                        desired.origin.insert(key.clone(), path.clone());
+                        desired.pods.insert(key, pod.spec.clone());
+                    }
+                    ParsedObject::ConfigMap(c) => {
+                        desired.config_maps.insert(key, c.clone());
+                    }
+                    ParsedObject::Secret(s) => {
+                        desired.secrets.insert(key, s.clone());
+                    }
+                }
+            }
+        }
+        desired
+    }
+}
+
+/// Watches `dir` with inotify on a thread of its own; every change (dotfiles included)
+/// sends a wake-up. The directory is created if missing, so it can be watched.
+pub fn watch(dir: &Path) -> Result<mpsc::Receiver<()>, SourceError> {
+    let err = |source| SourceError::Watch {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| err(nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC).map_err(err)?;
+    let flags = AddWatchFlags::IN_CREATE
+        | AddWatchFlags::IN_CLOSE_WRITE
+        | AddWatchFlags::IN_MODIFY
+        | AddWatchFlags::IN_DELETE
+        | AddWatchFlags::IN_MOVED_FROM
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_ATTRIB
+        | AddWatchFlags::IN_DELETE_SELF
+        | AddWatchFlags::IN_MOVE_SELF;
+    inotify.add_watch(dir, flags).map_err(err)?;
+    let (tx, rx) = mpsc::channel(1);
+    std::thread::Builder::new()
+        .name("manifest-watch".into())
+        .spawn(move || loop {
+            match inotify.read_events() {
+                Ok(_) => {
+                    // A full channel already holds a wake-up: the next scan sees this too.
+                    let _ = tx.try_send(());
+                    if tx.is_closed() {
+                        return;
+                    }
+                }
+                Err(nix::Error::EINTR) => continue,
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })
+        .map_err(|e| err(nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - {name: app, image: x:1}\n";
+
+    #[test]
+    fn dotfiles_and_other_extensions_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("web.yaml"), POD).unwrap();
+        std::fs::write(
+            dir.path().join(".hidden.yaml"),
+            POD.replace("web", "hidden"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        let desired = ManifestState::default().update(scan(dir.path(), &Limits::default()));
+        assert_eq!(desired.pods.keys().collect::<Vec<_>>(), vec!["default/web"]);
+        assert!(desired.errors.is_empty());
+    }
+
+    #[test]
+    fn an_invalid_file_keeps_its_last_good_pods_and_reports_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("web.yaml");
+        std::fs::write(&file, POD).unwrap();
+        let mut state = ManifestState::default();
+        assert_eq!(
+            state
+                .update(scan(dir.path(), &Limits::default()))
+                .pods
+                .len(),
+            1
+        );
+        std::fs::write(&file, POD.replace("image: x:1", "image: \"\"")).unwrap();
+        let desired = state.update(scan(dir.path(), &Limits::default()));
+        assert_eq!(desired.pods.len(), 1, "the pod keeps its last good spec");
+        assert_eq!(desired.errors.len(), 1);
+        assert!(
+            desired.errors[0].1.contains("web.yaml"),
+            "{:?}",
+            desired.errors
+        );
+        std::fs::remove_file(&file).unwrap();
+        assert!(
+            state
+                .update(scan(dir.path(), &Limits::default()))
+                .pods
+                .is_empty(),
+            "deleting the file removes the pod"
+        );
+    }
+
+    #[test]
+    fn the_same_pod_in_two_files_is_an_error_on_the_second() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), POD).unwrap();
+        std::fs::write(dir.path().join("b.yaml"), POD).unwrap();
+        let desired = ManifestState::default().update(scan(dir.path(), &Limits::default()));
+        assert_eq!(desired.origin["default/web"], dir.path().join("a.yaml"));
+        assert!(
+            desired.errors[0].1.contains("also defined in"),
+            "{:?}",
+            desired.errors
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! Desired state: where pods come from. Today the static-pod manifest directory.
+
+pub mod manifests;
