@@ -5,6 +5,7 @@ mod container;
 pub mod helpers;
 mod image;
 mod output;
+mod validate;
 mod volume;
 
 use std::path::PathBuf;
@@ -42,6 +43,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the node agent: reconcile the pods of a manifest directory.
     Agent(agent::AgentArgs),
+    /// Check manifest files as the agent would, offline; exit 1 on an error.
+    Validate(validate::ValidateArgs),
     /// Pull an image from a registry into the shared layer store.
     Pull(image::PullArgs),
     /// List images with their sizes, shared and unique bytes.
@@ -86,6 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Agent(args) => agent::agent(&ctx, args),
+        Command::Validate(args) => validate::validate(&ctx, args),
         Command::Pull(args) => image::pull(&ctx, args),
         Command::Images => image::images(&ctx),
         Command::History(args) => image::history(&ctx, args),
