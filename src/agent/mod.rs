@@ -531,12 +531,9 @@ pub async fn run(
     if cfg.shutdown_pods {
         let (rt, store) = (ctx.rt.clone(), ctx.store.clone());
         tokio::task::spawn_blocking(move || -> Result<(), PodError> {
-            for record in store
-                .db()
-                .pods()?
-                .into_iter()
-                .filter(|p| p.owner == "agent")
-            {
+            // Bound first: the database guard must not live across stop_pod, which takes it.
+            let records = store.db().pods()?;
+            for record in records.into_iter().filter(|p| p.owner == "agent") {
                 let grace = pod_spec(&record)
                     .map(|s| s.termination_grace_period)
                     .unwrap_or(Duration::from_secs(30));

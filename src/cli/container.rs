@@ -87,16 +87,13 @@ pub fn node_runtime(ctx: &Context) -> anyhow::Result<Runtime> {
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "localhost".into()),
         cgroup_root: PathBuf::from("/sys/fs/cgroup"),
-        pids_limit: Some(DEFAULT_PIDS_LIMIT),
+        pids_limit: ctx.pids_limit,
     })
 }
 
 fn open_store(ctx: &Context) -> anyhow::Result<Store> {
     Ok(Store::open(&ctx.root, StoreOptions::default())?)
 }
-
-/// Node default for pids.max per container.
-const DEFAULT_PIDS_LIMIT: u64 = 4096;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 

@@ -32,6 +32,9 @@ pub struct Cli {
     /// Output format of listings.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Node default for each container's pids.max; 0 for no limit.
+    #[arg(long, global = true, value_name = "N", default_value_t = 4096)]
+    pub pids_limit: u64,
     /// Log level (error, warn, info, debug, trace); LAYERLET_LOG overrides.
     #[arg(long, global = true, default_value = "warn")]
     pub log_level: String,
@@ -86,6 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         root: cli.root,
         run_root: cli.run_root,
         output: cli.output,
+        pids_limit: (cli.pids_limit > 0).then_some(cli.pids_limit),
     };
     match cli.command {
         Command::Agent(args) => agent::agent(&ctx, args),
@@ -114,6 +118,7 @@ pub struct Context {
     pub root: PathBuf,
     pub run_root: PathBuf,
     pub output: Output,
+    pub pids_limit: Option<u64>,
 }
 
 /// A current-thread runtime for commands that talk to the network.

@@ -145,6 +145,30 @@ pub fn limits_for(resources: &Resources, pids_max: Option<u64>, privileged: bool
     }
 }
 
+/// The pod's own cgroup: shares are the sum of its containers' requests (so pods weigh
+/// against each other by what they request, as kubelet sets them), and memory and CPU
+/// limits are the sums when every container has one.
+pub fn pod_limits(pod: &crate::pod::spec::PodSpec) -> CgroupLimits {
+    let containers = &pod.containers;
+    let requested: u64 = containers
+        .iter()
+        .filter_map(|c| c.resources.requests.cpu_millis)
+        .sum();
+    let sum_if_all =
+        |get: &dyn Fn(&crate::pod::spec::ContainerSpec) -> Option<u64>| -> Option<u64> {
+            containers.iter().map(get).sum::<Option<u64>>()
+        };
+    CgroupLimits {
+        memory_bytes: sum_if_all(&|c| c.resources.limits.memory),
+        cpu_quota_us: sum_if_all(&|c| c.resources.limits.cpu_millis)
+            .map(|m| (m * DEFAULT_CPU_PERIOD_US / 1000).max(1000)),
+        cpu_period_us: DEFAULT_CPU_PERIOD_US,
+        cpu_shares: (requested * 1024 / 1000).max(2),
+        pids_max: None,
+        devices: None,
+    }
+}
+
 /// cgroup v2 cpu.weight from v1 shares (the conversion runc and crun use).
 pub fn shares_to_weight(shares: u64) -> u64 {
     1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
@@ -205,6 +229,11 @@ impl Cgroup {
                 let memory = self.controller("memory");
                 if let Some(bytes) = limits.memory_bytes {
                     write(&memory, "memory.limit_in_bytes", &bytes.to_string())?;
+                    // Swap is bounded too, as kubelet does: a node with swap must not let the
+                    // container page out instead of being OOM-killed.
+                    if memory.join("memory.memsw.limit_in_bytes").exists() {
+                        write(&memory, "memory.memsw.limit_in_bytes", &bytes.to_string())?;
+                    }
                 }
                 let cpu = self.controller("cpu");
                 write(&cpu, "cpu.shares", &limits.cpu_shares.to_string())?;

@@ -110,6 +110,13 @@ impl Runtime {
         }
     }
 
+    /// The pod's cgroup, relative to each hierarchy: unique per data root, so two data roots
+    /// on one node (or two test suites) never share one.
+    pub fn pod_cgroup_path(&self, pod_uid: &str) -> String {
+        let root = Digest::of_bytes(self.root.as_os_str().as_encoded_bytes());
+        format!("layerlet/{}/{pod_uid}", &root.hex()[..12])
+    }
+
     pub fn status(&self, id: &str) -> Result<Status, ContainerError> {
         Ok(self.dirs(id).state().status()?)
     }
@@ -222,11 +229,12 @@ impl Runtime {
             .into_iter()
             .map(|path| format!("pod {} container {}: writes to {path} go into the writable layer and are lost when the container is deleted; mount a volume there", pod.key(), container.name))
             .collect();
-        for w in &warnings {
-            tracing::warn!("{w}");
-        }
         let layout = super::cgroup::detect(&self.cgroup_root)?;
-        let cgroup = super::cgroup::Cgroup::new(layout, &format!("layerlet/{}/{id}", pod.uid));
+        let pod_cgroup =
+            super::cgroup::Cgroup::new(layout.clone(), &self.pod_cgroup_path(&pod.uid));
+        pod_cgroup.create(&super::cgroup::pod_limits(pod))?;
+        let cgroup =
+            super::cgroup::Cgroup::new(layout, &format!("{}/{id}", self.pod_cgroup_path(&pod.uid)));
         cgroup.create(&super::cgroup::limits_for(
             &container.resources,
             self.pids_limit,

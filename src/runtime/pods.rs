@@ -151,7 +151,7 @@ pub fn remove_pod(rt: &Runtime, store: &Store, pod: &PodRecord) -> Result<(), Po
     Sandbox::destroy_dir(&rt.run_root.join("pods").join(&pod.uid))?;
     volumes::teardown(&rt.root, &pod.uid)?;
     if let Ok(layout) = super::cgroup::detect(&rt.cgroup_root) {
-        super::cgroup::Cgroup::new(layout, &format!("layerlet/{}", pod.uid))
+        super::cgroup::Cgroup::new(layout, &rt.pod_cgroup_path(&pod.uid))
             .remove()
             .map_err(ContainerError::from)?;
     }
@@ -306,7 +306,7 @@ pub fn clean_orphans(rt: &Runtime, store: &Store, min_age_secs: u64) -> Result<C
             crate::sys::mount::unmount_under(&path).map_err(ContainerError::from_mount)?;
             crate::sys::fs::remove_tree(&path).map_err(|e| PodError::Sandbox(e.into()))?;
             if let Ok(layout) = super::cgroup::detect(&rt.cgroup_root) {
-                let _ = super::cgroup::Cgroup::new(layout, &format!("layerlet/{uid}")).remove();
+                let _ = super::cgroup::Cgroup::new(layout, &rt.pod_cgroup_path(&uid)).remove();
             }
             if !report.pods.contains(&uid) {
                 report.pods.push(uid);
