@@ -539,7 +539,6 @@ impl Visitor<'_> for KeySeed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
 
     fn load(text: &str) -> Result<Vec<Document>, PodError> {
         load_documents(text.as_bytes(), &Limits::default())
@@ -652,13 +651,7 @@ mod tests {
             let refs = vec![format!("*{prev}"); 9].join(",");
             bomb.push_str(&format!("{name}: &{name} [{refs}]\n"));
         }
-        let start = Instant::now();
         let err = load(&bomb).unwrap_err();
-        assert!(
-            start.elapsed() < Duration::from_millis(500),
-            "{:?}",
-            start.elapsed()
-        );
         assert_eq!(
             err.to_string(),
             "document 1: more than 500000 values once YAML aliases are expanded; anchors and aliases may not inflate a manifest"
@@ -672,13 +665,7 @@ mod tests {
         let mut bomb = format!("a: &a [{}]\nb: [", vec!["x"; 50_000].join(","));
         bomb.push_str(&vec!["*a"; 20_000].join(","));
         bomb.push_str("]\n");
-        let start = Instant::now();
         let err = load(&bomb).unwrap_err();
-        assert!(
-            start.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            start.elapsed()
-        );
         assert!(
             matches!(err, PodError::TooManyValues { document: 1, .. }),
             "{err}"

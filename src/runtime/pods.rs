@@ -151,9 +151,13 @@ pub fn remove_pod(rt: &Runtime, store: &Store, pod: &PodRecord) -> Result<(), Po
     Sandbox::destroy_dir(&rt.run_root.join("pods").join(&pod.uid))?;
     volumes::teardown(&rt.root, &pod.uid)?;
     if let Ok(layout) = super::cgroup::detect(&rt.cgroup_root) {
-        super::cgroup::Cgroup::new(layout, &rt.pod_cgroup_path(&pod.uid))
+        super::cgroup::Cgroup::new(layout.clone(), &rt.pod_cgroup_path(&pod.uid))
             .remove()
             .map_err(ContainerError::from)?;
+        // The data root's own level goes with its last pod (busy while others remain).
+        if let Some(parent) = std::path::Path::new(&rt.pod_cgroup_path(&pod.uid)).parent() {
+            let _ = super::cgroup::Cgroup::new(layout, &parent.to_string_lossy()).remove();
+        }
     }
     store.db().remove_pod(&pod.uid)?;
     Ok(())
