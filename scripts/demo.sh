@@ -21,7 +21,9 @@ cargo build --release --quiet
 layerlet=target/release/layerlet
 work=$(mktemp -d /tmp/layerlet-demo.XXXXXX)
 registry_pid=
+agent_pid=
 cleanup() {
+  [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
   [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
   rm -rf "$work"
 }
@@ -58,11 +60,28 @@ run images
 run history "127.0.0.1:$PORT/example/worker:1"
 run df
 
-# Pods from the bundled manifests: two containers of one image share its layers.
+# The main job: the agent reconciles the bundled example pods (manifests/examples).
 "$layerlet" --root "$ROOT" rm web worker >/dev/null 2>&1 || true
-run run -d -f manifests/examples/web.yaml
-run run -d -f manifests/examples/worker.yaml
-sleep 2
+manifests="$work/manifests"
+mkdir -p "$manifests"
+cp manifests/examples/*.yaml "$manifests/"
+LISTEN=${LAYERLET_DEMO_LISTEN:-127.0.0.1:10265}
+echo; echo "\$ layerlet agent --manifests $manifests --listen $LISTEN --shutdown-pods &"
+"$layerlet" --root "$ROOT" agent --manifests "$manifests" --listen "$LISTEN" --shutdown-pods \
+  >"$work/agent.log" 2>&1 &
+agent_pid=$!
+for _ in $(seq 100); do
+  running=$(curl -fsS "http://$LISTEN/api/v1/pods" 2>/dev/null | grep -c '"phase": "Running"' || true)
+  [ "$running" = 2 ] && break
+  sleep 0.1
+done
+echo; echo "\$ curl -s http://$LISTEN/api/v1/pods   (name, phase, ready)"
+curl -fsS "http://$LISTEN/api/v1/pods" | python3 -c 'import json,sys
+for p in json.load(sys.stdin)["items"]:
+    s = p["status"]
+    print(p["metadata"]["namespace"] + "/" + p["metadata"]["name"], s["phase"],
+          "ready" if any(c["type"] == "Ready" and c["status"] == "True" for c in s["conditions"]) else "not-ready")'
+sleep 1
 run ps
 echo; echo "\$ layerlet inspect web/server   (GraphDriver.Data)"
 "$layerlet" --root "$ROOT" inspect web/server | sed -n '/"GraphDriver"/,/"Name"/p'
@@ -73,6 +92,14 @@ run diff web/server
 run exec web/probe -- sh -c 'hostname; /bin/busybox wget -qO- http://127.0.0.1:8080/'
 run logs web/probe
 run logs worker
-run rm web worker
+
+echo; echo "\$ rm $manifests/worker.yaml   (the agent stops and deletes the pod)"
+rm "$manifests/worker.yaml"
+sleep 4
+run ps -a
+echo; echo "\$ kill -TERM <agent>   (--shutdown-pods: the agent stops its pods before exiting)"
+kill -TERM "$agent_pid"; wait "$agent_pid" || true
+run ps -a
+run rm web
 echo
 echo "Data root: $ROOT (remove it with: rm -rf $ROOT)"

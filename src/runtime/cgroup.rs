@@ -121,6 +121,9 @@ pub struct CgroupLimits {
     pub pids_max: Option<u64>,
     /// None: all devices (privileged).
     pub devices: Option<Vec<DeviceRule>>,
+    /// Whether to write device rules at all: a pod's cgroup leaves them to its containers
+    /// (v1 refuses "allow all" on a cgroup that has children).
+    pub manage_devices: bool,
 }
 
 /// kubelet's conversions: shares = millicores * 1024 / 1000 (at least 2); quota =
@@ -142,6 +145,7 @@ pub fn limits_for(resources: &Resources, pids_max: Option<u64>, privileged: bool
         cpu_shares: shares,
         pids_max,
         devices: (!privileged).then(default_devices),
+        manage_devices: true,
     }
 }
 
@@ -166,6 +170,7 @@ pub fn pod_limits(pod: &crate::pod::spec::PodSpec) -> CgroupLimits {
         cpu_shares: (requested * 1024 / 1000).max(2),
         pids_max: None,
         devices: None,
+        manage_devices: false,
     }
 }
 
@@ -246,6 +251,7 @@ impl Cgroup {
                 }
                 let devices = self.controller("devices");
                 match &limits.devices {
+                    _ if !limits.manage_devices => {}
                     Some(rules) => {
                         write(&devices, "devices.deny", "a")?;
                         for r in rules {

@@ -111,3 +111,272 @@ pub fn du_sb(path: &Path) -> u64 {
         .and_then(|n| n.parse().ok())
         .expect("du output")
 }
+
+/// A `layerlet agent` of a [`Node`], on a free loopback port, with its log in the node's
+/// scratch directory. On drop it SIGKILLs the agent and then removes every pod of the node
+/// (`layerlet rm -t 0`), so no process, mount or cgroup outlives the test, pass or fail.
+/// [`Agent::signal`] and [`Agent::restart`] let a test stop and start it again under the
+/// same guard.
+pub struct Agent<'n> {
+    pub node: &'n Node,
+    /// The manifest directory (`--manifests`).
+    pub manifests: PathBuf,
+    /// `127.0.0.1:PORT` of the running instance.
+    pub addr: String,
+    /// Arguments after `--listen`; [`Agent::restart`] uses them as they are then.
+    pub extra: Vec<String>,
+    child: Option<std::process::Child>,
+    /// One log file per instance started.
+    logs: Vec<PathBuf>,
+}
+
+/// How long an agent gets to answer /readyz.
+const AGENT_START_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl<'n> Agent<'n> {
+    /// Starts `layerlet agent --manifests NODE_DIR/manifests EXTRA...` and waits for /readyz.
+    pub fn start(node: &'n Node, extra: &[&str]) -> Agent<'n> {
+        let manifests = node.dir.path().join("manifests");
+        std::fs::create_dir_all(&manifests).expect("create manifest dir");
+        let mut agent = Agent {
+            node,
+            manifests,
+            addr: String::new(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            logs: Vec::new(),
+        };
+        agent.restart();
+        agent
+    }
+
+    /// Starts the agent again (after [`Agent::signal`]), with the same arguments and a new port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the agent is still running");
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let addr = format!("127.0.0.1:{port}");
+            let (child, log) = self.spawn_raw(&addr);
+            self.child = Some(child);
+            self.logs.push(log);
+            self.addr = addr;
+            let deadline = std::time::Instant::now() + AGENT_START_DEADLINE;
+            loop {
+                if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
+                    self.child = None;
+                    let log = self.log();
+                    if log.contains("Address already in use") {
+                        break; // someone took the port: try another
+                    }
+                    panic!("the agent exited ({status}) before it was ready:\n{log}");
+                }
+                if http_status(&self.addr, "/readyz") == Some(200) {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the agent was not ready after {AGENT_START_DEADLINE:?}:\n{}",
+                    self.log()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        panic!("could not find a free port for the agent");
+    }
+
+    /// Spawns `layerlet agent` on `addr` with this guard's directory and arguments, output to
+    /// a new log file; does not wait for anything and does not adopt the process.
+    pub fn spawn_raw(&self, addr: &str) -> (std::process::Child, PathBuf) {
+        let log = self
+            .node
+            .dir
+            .path()
+            .join(format!("agent-{}.log", self.logs.len() + 1));
+        let out = std::fs::File::create(&log).expect("agent log");
+        let err = out.try_clone().expect("agent log");
+        let child = self
+            .node
+            .cmd()
+            .args(["--log-level", "info", "agent", "--manifests"])
+            .arg(&self.manifests)
+            .args(["--listen", addr])
+            .args(&self.extra)
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn layerlet agent");
+        (child, log)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the agent runs").id()
+    }
+
+    /// Sends `signal` and waits for the agent to exit; returns how it exited.
+    pub fn signal(&mut self, signal: i32) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the agent runs");
+        // SAFETY: kill(2) on our own child, which has not been reaped yet.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the agent did not exit within 60 s of signal {signal}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Everything every instance of this agent logged.
+    pub fn log(&self) -> String {
+        let mut text = String::new();
+        for (i, path) in self.logs.iter().enumerate() {
+            text.push_str(&format!("--- agent instance {} ---\n", i + 1));
+            text.push_str(&std::fs::read_to_string(path).unwrap_or_default());
+        }
+        text
+    }
+
+    /// `GET path` on the agent: status and body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.addr, path)
+            .unwrap_or_else(|e| panic!("GET {path} on the agent: {e}\n{}", self.log()))
+    }
+
+    /// `GET path`, which must answer 200 with JSON.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: bad JSON ({e}): {body}"))
+    }
+}
+
+impl Drop for Agent<'_> {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("agent log:\n{}", self.log());
+        }
+        remove_all_pods(self.node);
+        scrub(self.node);
+    }
+}
+
+/// Last resort after [`remove_all_pods`], for debris no record owns (what a killed agent
+/// may leave): the cgroups of container directories still present, then every mount under
+/// the node's scratch directory (detached, deepest first).
+pub fn scrub(node: &Node) {
+    let mut ids = node.entries("containers");
+    ids.extend(list_dir(&node.run_root().join("containers")));
+    for id in &ids {
+        for hierarchy in list_dir(Path::new("/sys/fs/cgroup")) {
+            let base = Path::new("/sys/fs/cgroup").join(hierarchy).join("layerlet");
+            for pod in list_dir(&base) {
+                let cg = base.join(&pod).join(id);
+                if cg.is_dir() {
+                    if let Ok(procs) = std::fs::read_to_string(cg.join("cgroup.procs")) {
+                        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                            // SAFETY: kill(2) of a process in a cgroup of this test's node.
+                            unsafe { libc::kill(pid, libc::SIGKILL) };
+                        }
+                    }
+                    let _ = std::fs::remove_dir(&cg);
+                    let _ = std::fs::remove_dir(base.join(&pod));
+                }
+            }
+        }
+    }
+    let prefix = format!("{}/", node.dir.path().display());
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        if let Ok(c) = std::ffi::CString::new(m.clone()) {
+            // SAFETY: umount2 of a path under this test's scratch directory.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        eprintln!("cleanup: detached {m}");
+    }
+}
+
+/// `layerlet rm -t 0` of every pod `ps -a` lists.
+pub fn remove_all_pods(node: &Node) {
+    let out = node.run(&["--output", "json", "ps", "-a"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut pods: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["namespace"].as_str().unwrap_or("default"),
+                r["pod"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    pods.sort();
+    pods.dedup();
+    for pod in pods {
+        let out = node.run(&["rm", "-t", "0", &pod]);
+        if !out.status.success() {
+            eprintln!(
+                "cleanup: layerlet rm {pod} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// The status code of `GET path`, or None if nothing answered.
+pub fn http_status(addr: &str, path: &str) -> Option<u16> {
+    http_get(addr, path).ok().map(|(status, _)| status)
+}
+
+/// A plain `GET` over HTTP/1.1 with `Connection: close`: status and body (not chunked).
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("no HTTP head in {text:?}"),
+        )
+    })?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("bad status line in {head:?}"),
+            )
+        })?;
+    Ok((status, body.to_string()))
+}
