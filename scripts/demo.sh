@@ -26,6 +26,7 @@ cleanup() {
   [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
   [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
   rm -rf "$work"
+  return 0
 }
 trap cleanup EXIT
 
@@ -99,7 +100,9 @@ sleep 4
 run ps -a
 echo; echo "\$ kill -TERM <agent>   (--shutdown-pods: the agent stops its pods before exiting)"
 kill -TERM "$agent_pid"; wait "$agent_pid" || true
+agent_pid=
 run ps -a
 run rm web
 echo
 echo "Data root: $ROOT (remove it with: rm -rf $ROOT)"
+exit 0
