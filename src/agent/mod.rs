@@ -155,6 +155,7 @@ fn observe(rt: &Runtime, store: &Store) -> Result<Observation, PodError> {
         let spec = pod_spec(record)?;
         let mut observed = Vec::new();
         for c in containers.iter().filter(|c| c.pod_uid == record.uid) {
+            rt.settle_lost(&c.id)?;
             let state = rt.dirs(&c.id).state();
             let started = state.started().ok().flatten();
             let exited = state.exited().ok().flatten();

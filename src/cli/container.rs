@@ -287,6 +287,19 @@ fn run_pod(
         running.push((i, launch(&pctx, c, image, 0)?, None));
     }
     if detach {
+        // A container that could not start fails a detached run too.
+        for (_, record, _) in &running {
+            if let Some(exited) = rt.dirs(&record.id).state().exited()? {
+                if exited.reason == "StartError" {
+                    anyhow::bail!(
+                        "pod {} container {} failed to start: {}",
+                        pod.key(),
+                        record.name,
+                        exited.message.unwrap_or_default()
+                    );
+                }
+            }
+        }
         return Ok(0);
     }
     let app_images: Vec<Digest> = images[pod.init_containers.len()..].to_vec();
@@ -672,9 +685,13 @@ pub fn logs(ctx: &Context, args: LogsArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     Vec::new()
                 });
-                for (_, line) in lines.iter().skip(printed) {
-                    out.write_all(line)?;
-                    out.write_all(b"\n")?;
+                for (stream, line) in lines.iter().skip(printed) {
+                    let sink: &mut dyn Write = match stream {
+                        Stream::Stdout => &mut out,
+                        Stream::Stderr => &mut err,
+                    };
+                    sink.write_all(line)?;
+                    sink.write_all(b"\n")?;
                 }
             }
             return Ok(ExitCode::SUCCESS);

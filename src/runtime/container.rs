@@ -118,7 +118,44 @@ impl Runtime {
     }
 
     pub fn status(&self, id: &str) -> Result<Status, ContainerError> {
+        self.settle_lost(id)?;
         Ok(self.dirs(id).state().status()?)
+    }
+
+    /// A container whose monitor and process are both gone without an exit record (the
+    /// monitor was killed) is recorded as exited with reason Unknown, so it can be stopped,
+    /// removed and restarted instead of looking alive forever.
+    pub fn settle_lost(&self, id: &str) -> Result<(), ContainerError> {
+        let state = self.dirs(id).state();
+        let Some(started) = state.started()? else {
+            return Ok(());
+        };
+        if state.exited()?.is_some() {
+            return Ok(());
+        }
+        let alive = |pid: i32, ticks: u64| {
+            let now = crate::sys::process::start_ticks(pid);
+            now.is_some() && (ticks == 0 || now == Some(ticks))
+        };
+        if alive(started.monitor_pid, started.monitor_start_ticks)
+            || alive(started.pid, started.pid_start_ticks)
+        {
+            return Ok(());
+        }
+        // The monitor may have written its record between the two reads above.
+        if state.exited()?.is_some() {
+            return Ok(());
+        }
+        let now = super::state::unix_ms_now();
+        state.write_exited(&Exited {
+            exit_code: 255,
+            reason: "Unknown".into(),
+            signal: None,
+            finished_at: super::logs::format_rfc3339_nano(std::time::SystemTime::now()),
+            finished_unix_ms: now,
+            message: Some("the container's monitor process died; its exit code is unknown".into()),
+        })?;
+        Ok(())
     }
 
     pub fn plan(&self, id: &str) -> Result<Option<ContainerPlan>, ContainerError> {
@@ -335,6 +372,7 @@ impl Runtime {
     pub fn stop(&self, id: &str, grace: Duration) -> Result<Option<Exited>, ContainerError> {
         let dirs = self.dirs(id);
         let state = dirs.state();
+        self.settle_lost(id)?;
         if check(id, state.status()?, Action::Stop)? == Verdict::AlreadyDone {
             return Ok(state.exited()?);
         }
@@ -352,7 +390,15 @@ impl Runtime {
             }
         }
         self.kill_leftovers(id)?;
-        match self.wait_exited(id, Duration::from_secs(10))? {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Some(e) = state.exited()? {
+                return Ok(Some(e));
+            }
+            self.settle_lost(id)?;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        match state.exited()? {
             Some(e) => Ok(Some(e)),
             None => Err(ContainerError::Lost {
                 container: id.to_string(),
@@ -380,6 +426,7 @@ impl Runtime {
     /// container; a container already gone is fine.
     pub fn delete(&self, store: &Store, id: &str) -> Result<(), ContainerError> {
         let dirs = self.dirs(id);
+        self.settle_lost(id)?;
         check(id, dirs.state().status()?, Action::Delete)?;
         if let Some(cg) = self.plan(id)?.and_then(|p| p.cgroup) {
             self.kill_leftovers(id)?;

@@ -132,6 +132,7 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
         pid: pid.as_raw(),
         pid_start_ticks: start_ticks(pid.as_raw()).unwrap_or(0),
         monitor_pid: std::process::id() as i32,
+        monitor_start_ticks: start_ticks(std::process::id() as i32).unwrap_or(0),
         started_at: now(),
         started_unix_ms: super::state::unix_ms_now(),
     };

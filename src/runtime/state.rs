@@ -103,6 +103,9 @@ pub struct Started {
     /// pid it names the process uniquely, so a recycled pid is never signalled.
     pub pid_start_ticks: u64,
     pub monitor_pid: i32,
+    /// With monitor_pid, names the monitor process (0: not recorded).
+    #[serde(default)]
+    pub monitor_start_ticks: u64,
     pub started_at: String,
     /// The same instant in milliseconds since the epoch, for arithmetic (backoff, uptime).
     #[serde(default)]
@@ -252,6 +255,7 @@ mod tests {
                 pid: 42,
                 pid_start_ticks: 7,
                 monitor_pid: 41,
+                monitor_start_ticks: 0,
                 started_at: "t".into(),
                 started_unix_ms: 1,
             })
