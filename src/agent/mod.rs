@@ -133,6 +133,9 @@ struct Context {
     shared: Arc<Shared>,
     pulls: Mutex<BTreeMap<(String, String), PullFailure>>,
     busy: Mutex<HashSet<String>>,
+    /// Pods whose last steps failed: (failures, when), so a pod that cannot be created is
+    /// retried with backoff instead of every round.
+    failing: Mutex<BTreeMap<String, (u32, u64)>>,
     wake: mpsc::Sender<()>,
 }
 
@@ -255,6 +258,7 @@ async fn blocking<T: Send + 'static>(
 
 /// Runs one pod's steps in order.
 async fn apply_pod(ctx: Arc<Context>, key: String, steps: Vec<Step>, spec: Option<PodSpec>) {
+    let mut failed = false;
     for step in steps {
         let result = apply_step(&ctx, &step, spec.as_ref()).await;
         if let Err(message) = result {
@@ -262,7 +266,18 @@ async fn apply_pod(ctx: Arc<Context>, key: String, steps: Vec<Step>, spec: Optio
             let (ns, name) = key.split_once('/').unwrap_or(("default", key.as_str()));
             ctx.shared
                 .event("Warning", ns, name, None, "FailedSync", message);
+            failed = true;
             break;
+        }
+    }
+    {
+        let mut failing = ctx.failing.lock().unwrap_or_else(|p| p.into_inner());
+        if failed {
+            let entry = failing.entry(key.clone()).or_insert((0, 0));
+            entry.0 += 1;
+            entry.1 = unix_ms_now();
+        } else {
+            failing.remove(&key);
         }
     }
     ctx.busy
@@ -494,6 +509,7 @@ pub async fn run(
         shared: shared.clone(),
         pulls: Mutex::new(BTreeMap::new()),
         busy: Mutex::new(HashSet::new()),
+        failing: Mutex::new(BTreeMap::new()),
         wake: wake_tx,
     });
     let http_shared = shared.clone();
@@ -508,6 +524,7 @@ pub async fn run(
     let mut desired = manifests.update(scan(&cfg.manifests, &cfg.limits));
     report_scan(&shared, &desired, &mut seen_errors);
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut last_cleanup = std::time::Instant::now();
     let mut rescan = tokio::time::interval(cfg.rescan);
     tokio::pin!(shutdown);
     loop {
@@ -522,6 +539,26 @@ pub async fn run(
         if rescan_now {
             desired = manifests.update(scan(&cfg.manifests, &cfg.limits));
             report_scan(&shared, &desired, &mut seen_errors);
+        }
+        if last_cleanup.elapsed() >= Duration::from_secs(30) {
+            last_cleanup = std::time::Instant::now();
+            // Debris of a crash (a half-created container) that the start-up pass found too
+            // young to be sure of.
+            let (rt, store) = (ctx.rt.clone(), ctx.store.clone());
+            let busy = ctx
+                .busy
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty();
+            if busy {
+                match tokio::task::spawn_blocking(move || clean_orphans(&rt, &store, 30)).await {
+                    Ok(Ok(report)) if !report.containers.is_empty() || !report.pods.is_empty() => {
+                        tracing::warn!(containers = ?report.containers, pods = ?report.pods, "removed leftovers of a crash");
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cleanup of leftovers failed"),
+                    _ => {}
+                }
+            }
         }
         if let Err(e) = reconcile(&ctx, &desired).await {
             shared.reconcile_errors.fetch_add(1, Ordering::Relaxed);
@@ -568,7 +605,23 @@ async fn reconcile(ctx: &Arc<Context>, desired: &Desired) -> Result<(), AgentErr
             .or_default()
             .push(step);
     }
+    let failing = ctx
+        .failing
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     for (key, steps) in by_pod {
+        if let Some((failures, last)) = failing.get(&key) {
+            // 1 s doubling to the backoff maximum between retries of a pod whose steps fail.
+            let delay = Backoff {
+                initial_ms: 1_000,
+                ..ctx.cfg.backoff
+            }
+            .delay_ms(failures.saturating_sub(1));
+            if now < last + delay {
+                continue;
+            }
+        }
         if !ctx
             .busy
             .lock()

@@ -64,6 +64,11 @@ pub fn scan(dir: &Path, limits: &Limits) -> Scan {
         }
         let content = match read_bounded(&path, limits.max_bytes) {
             Err(e) => FileContent::Invalid(e),
+            // A file rewritten in place is empty for a moment: an error (its pods keep their
+            // last good spec), not a file without pods, as kubelet treats it.
+            Ok(bytes) if bytes.iter().all(|b| b.is_ascii_whitespace()) => {
+                FileContent::Invalid(format!("{}: the file is empty", path.display()))
+            }
             Ok(bytes) => match parse_manifest_file(&path, &bytes, limits) {
                 Ok(objects) => FileContent::Objects(objects),
                 Err(e) => FileContent::Invalid(e.to_string()),

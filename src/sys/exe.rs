@@ -36,10 +36,8 @@ fn is_mount_point(path: &Path) -> bool {
 
 /// The read-only copy of the running binary, made on first use.
 pub fn sealed_exe() -> Result<PathBuf, ExeError> {
-    sealed_copy_of(
-        &std::env::current_exe().map_err(ExeError::Current)?,
-        Path::new(SEALED_DIR),
-    )
+    // /proc/self/exe reaches the running binary even when its file was replaced meanwhile.
+    sealed_copy_of(Path::new("/proc/self/exe"), Path::new(SEALED_DIR))
 }
 
 pub fn sealed_copy_of(exe: &Path, dir: &Path) -> Result<PathBuf, ExeError> {
