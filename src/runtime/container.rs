@@ -51,7 +51,7 @@ pub enum ContainerError {
         exe: String,
         reason: String,
     },
-    #[error("container {container} failed to start: {reason}")]
+    #[error("{container} failed to start: {reason}")]
     StartFailed { container: String, reason: String },
     #[error(
         "container {container}: no exit status after SIGKILL; its monitor may be gone (see {log})"
@@ -343,10 +343,16 @@ impl Runtime {
         } else {
             reason.to_string()
         };
-        Err(ContainerError::StartFailed {
-            container: id.to_string(),
-            reason,
-        })
+        let container = match self.plan(id) {
+            Ok(Some(plan)) => format!(
+                "pod {} container {} ({})",
+                plan.pod,
+                plan.name,
+                &id[..12.min(id.len())]
+            ),
+            _ => format!("container {id}"),
+        };
+        Err(ContainerError::StartFailed { container, reason })
     }
 
     /// Waits up to `timeout` for the exit record.

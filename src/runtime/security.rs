@@ -63,6 +63,8 @@ pub enum SecurityError {
         container: String,
         name: String,
     },
+    #[error("pod {pod} container {container}: procMount: Unmasked needs a user namespace (hostUsers: false), which layerlet does not support; without one it would let the container write the host's sysctls")]
+    UnmaskedProc { pod: String, container: String },
     #[error("pod {pod} container {container}: allowPrivilegeEscalation: false cannot be combined with privileged: true or CAP_SYS_ADMIN")]
     EscalationConflict { pod: String, container: String },
 }
@@ -84,9 +86,19 @@ pub struct SecurityPlan {
     pub seccomp_dir: std::path::PathBuf,
 }
 
-/// Every capability the running kernel knows.
+/// Every capability this node can grant: the bounding set of the planning process (a
+/// kind or minikube node may lack some), as containerd's privileged containers get.
 pub fn all_capabilities() -> Vec<String> {
-    caps::all().iter().map(|c| c.to_string()).collect()
+    let mut names: Vec<String> = match caps::read(None, caps::CapSet::Bounding) {
+        Ok(set) => set.iter().map(|c| c.to_string()).collect(),
+        Err(_) => caps::all().iter().map(|c| c.to_string()).collect(),
+    };
+    names.sort();
+    names
+}
+
+fn known_capability(name: &str) -> bool {
+    caps::all().iter().any(|c| c.to_string() == name)
 }
 
 fn normalise(name: &str) -> String {
@@ -126,7 +138,7 @@ pub fn plan_security(
         let name = normalise(name);
         if name == "ALL" {
             capabilities.clear();
-        } else if !known.contains(&name) {
+        } else if !known_capability(&name) {
             return Err(SecurityError::UnknownCapability {
                 pod: pod.key(),
                 container: container.name.clone(),
@@ -140,13 +152,14 @@ pub fn plan_security(
         let name = normalise(name);
         if name == "ALL" {
             capabilities = known.clone();
-        } else if !known.contains(&name) {
+        } else if !known_capability(&name) {
             return Err(SecurityError::UnknownCapability {
                 pod: pod.key(),
                 container: container.name.clone(),
                 name,
             });
-        } else if !capabilities.contains(&name) {
+        } else if !capabilities.contains(&name) && known.contains(&name) {
+            // A capability the node itself lacks cannot be granted: left out, as containerd.
             capabilities.push(name);
         }
     }
@@ -162,7 +175,13 @@ pub fn plan_security(
         // The runtime's default, per this project's standard: no_new_privs on.
         None => sc.privileged,
     };
-    let unmasked = sc.privileged || sc.proc_mount == ProcMount::Unmasked;
+    if sc.proc_mount == ProcMount::Unmasked && !sc.privileged {
+        return Err(SecurityError::UnmaskedProc {
+            pod: pod.key(),
+            container: container.name.clone(),
+        });
+    }
+    let unmasked = sc.privileged;
     let seccomp = match sc
         .seccomp_profile
         .as_ref()
@@ -259,10 +278,14 @@ mod tests {
     }
 
     #[test]
-    fn unmasked_proc_mount_and_unconfined_seccomp_are_honoured() {
-        let p = pod("{procMount: Unmasked, seccompProfile: {type: Unconfined}, allowPrivilegeEscalation: true}");
+    fn unmasked_proc_without_a_user_namespace_is_refused_and_unconfined_seccomp_is_honoured() {
+        let p = pod("{procMount: Unmasked}");
+        let err = plan_security(&p, &p.containers[0], 0, "")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("user namespace"), "{err}");
+        let p = pod("{seccompProfile: {type: Unconfined}, allowPrivilegeEscalation: true}");
         let plan = plan_security(&p, &p.containers[0], 0, "").unwrap();
-        assert!(plan.masked_paths.is_empty());
         assert_eq!(plan.seccomp, Seccomp::Unconfined);
         assert!(!plan.no_new_privileges);
     }

@@ -148,6 +148,21 @@ pub struct PlanInputs<'a> {
     pub host_ip: String,
 }
 
+/// Collapses repeated slashes and `.` components (not `..`, which is refused separately).
+fn normalise_path(path: &str) -> String {
+    let absolute = path.starts_with('/');
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    let joined = parts.join("/");
+    if absolute {
+        format!("/{joined}")
+    } else {
+        joined
+    }
+}
+
 /// Signal numbers by the names images use in STOPSIGNAL.
 pub fn parse_signal(value: &str) -> Option<i32> {
     let name = value.trim().to_ascii_uppercase();
@@ -266,6 +281,8 @@ pub fn plan_container(
         .clone()
         .or_else(|| image.working_dir.clone().filter(|w| !w.is_empty()))
         .unwrap_or_else(|| "/".into());
+    // `//proc/self/fd/7` is `/proc/self/fd/7`: checks see the normalised path.
+    let cwd = normalise_path(&cwd);
     if !cwd.starts_with('/') {
         return Err(SpecError::WorkingDir {
             pod: pod.key(),
