@@ -370,6 +370,10 @@ fn run_pod(
             }
         }
         if done == running.len() {
+            // The exits may have been seen after this round's reads: read what is left.
+            for (_, follower) in followers.iter_mut().filter(|(_, f)| !f.done) {
+                follower.pump();
+            }
             return Ok(failed.unwrap_or(0));
         }
         std::thread::sleep(Duration::from_millis(5));
