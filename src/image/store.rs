@@ -255,32 +255,30 @@ impl Store {
             .map_err(|e| StoreError::Task(e.to_string()))??
         };
 
-        let pending: Vec<Option<PendingLayer>> =
-            stream::iter(blobs.iter().cloned().zip(chain.iter().cloned()))
-                .map(|(blob, chain_id)| self.ensure_layer(source.clone(), blob, chain_id))
-                .buffered(self.options.parallel_layers.max(1))
-                .try_collect()
-                .await?;
-        let fetched_layers = pending.iter().filter(|p| p.is_some()).count();
-        let fetched_bytes: u64 = pending
-            .iter()
-            .zip(&blobs)
-            .filter(|(p, _)| p.is_some())
-            .map(|(_, b)| b.size)
-            .sum();
-
-        let layers = self.layers.clone();
-        let db = self.db.clone();
-        let records: Vec<(LayerBlob, Digest, Option<Digest>)> = blobs
+        // Each layer is committed as soon as it is unpacked and every layer below it is in
+        // the store (fetched here or by another process): lower layers never wait for upper
+        // ones, so two pulls that share layers cannot wait on each other.
+        let jobs: Vec<(usize, LayerBlob, Digest)> = blobs
             .iter()
             .cloned()
             .zip(chain.iter().cloned())
             .enumerate()
-            .map(|(i, (b, c))| (b, c, i.checked_sub(1).map(|p| chain[p].clone())))
+            .map(|(i, (b, c))| (i, b, c))
             .collect();
-        tokio::task::spawn_blocking(move || commit_layers(&layers, &db, pending, records))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))??;
+        let fetched: Vec<bool> = stream::iter(jobs)
+            .map(|(i, blob, chain_id)| {
+                self.fetch_and_commit(source.clone(), blob, chain_id, &chain[..i])
+            })
+            .buffered(self.options.parallel_layers.max(1))
+            .try_collect()
+            .await?;
+        let fetched_layers = fetched.iter().filter(|f| **f).count();
+        let fetched_bytes: u64 = fetched
+            .iter()
+            .zip(&blobs)
+            .filter(|(f, _)| **f)
+            .map(|(_, b)| b.size)
+            .sum();
 
         self.content.write(
             &config_digest,
@@ -332,6 +330,38 @@ impl Store {
 
     fn committed(&self, chain_id: &Digest) -> Result<bool, StoreError> {
         Ok(self.db().layer(chain_id)?.is_some() && self.layers.path(chain_id).is_dir())
+    }
+
+    /// Makes one layer present: fetched and committed by this call (true), or already there
+    /// or committed meanwhile by another process (false).
+    async fn fetch_and_commit(
+        &self,
+        source: LayerSource,
+        blob: LayerBlob,
+        chain_id: Digest,
+        lowers: &[Digest],
+    ) -> Result<bool, StoreError> {
+        let Some(pending) = self
+            .ensure_layer(source, blob.clone(), chain_id.clone())
+            .await?
+        else {
+            return Ok(false);
+        };
+        for lower in lowers {
+            while !self.committed(lower)? {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let layers = self.layers.clone();
+        let db = self.db.clone();
+        let parent = lowers.last().cloned();
+        let lower_dirs: Vec<PathBuf> = lowers.iter().rev().map(|c| self.layers.path(c)).collect();
+        tokio::task::spawn_blocking(move || {
+            commit_layer(&layers, &db, pending, &blob, &chain_id, parent, &lower_dirs)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))??;
+        Ok(true)
     }
 
     async fn ensure_layer(
@@ -571,65 +601,47 @@ pub struct GcReport {
     pub bytes_freed: u64,
 }
 
-/// Settles implied directories against the layers below, makes every new layer durable with
-/// one `syncfs`, then renames and records them bottom-up.
-fn commit_layers(
+/// Settles a new layer's implied directories against the (committed) layers below, makes it
+/// durable with one `syncfs`, renames it into place and records it.
+fn commit_layer(
     layers: &LayerStore,
     db: &Mutex<Db>,
-    mut pending: Vec<Option<PendingLayer>>,
-    records: Vec<(LayerBlob, Digest, Option<Digest>)>,
+    mut pending: PendingLayer,
+    blob: &LayerBlob,
+    chain_id: &Digest,
+    parent: Option<Digest>,
+    lower_dirs: &[PathBuf],
 ) -> Result<(), StoreError> {
-    if pending.iter().all(Option::is_none) {
+    let Some(dir) = pending.dir.take() else {
         return Ok(());
-    }
-    let current_dirs: Vec<PathBuf> = pending
-        .iter()
-        .zip(&records)
-        .map(|(p, (_, chain, _))| {
-            p.as_ref()
-                .and_then(|p| p.dir.clone())
-                .unwrap_or_else(|| layers.path(chain))
-        })
-        .collect();
-    let mut sizes = vec![0u64; pending.len()];
-    for (i, slot) in pending.iter().enumerate() {
-        let Some(p) = slot else { continue };
-        let lowers: Vec<PathBuf> = current_dirs[..i].iter().rev().cloned().collect();
-        let blob = &records[i].0.digest;
-        settle_implied_dirs(&current_dirs[i], &p.report.implied_dirs, &lowers).map_err(
-            |source| LayerError::Unpack {
-                blob: blob.clone(),
+    };
+    let result = (|| -> Result<(), StoreError> {
+        settle_implied_dirs(&dir, &pending.report.implied_dirs, lower_dirs).map_err(|source| {
+            LayerError::Unpack {
+                blob: blob.digest.clone(),
                 source,
-            },
-        )?;
-        sizes[i] = apparent_size(&current_dirs[i])?;
-    }
-    // One flush for every new layer: they share the filesystem of the store.
-    if let Some(dir) = current_dirs.first() {
-        syncfs(dir.parent().unwrap_or(dir))?;
-    }
-    for (i, slot) in pending.iter_mut().enumerate() {
-        let Some(p) = slot else { continue };
-        let (blob, chain_id, parent) = &records[i];
-        if let Some(dir) = p.dir.take() {
-            if let Err(e) = layers.commit(&dir, chain_id) {
-                layers.discard(&dir);
-                return Err(e.into());
             }
-        }
+        })?;
+        let size = apparent_size(&dir)?;
+        syncfs(&dir)?;
+        layers.commit(&dir, chain_id)?;
         let record = LayerRecord {
             chain_id: chain_id.clone(),
             diff_id: blob.diff_id.clone(),
-            parent: parent.clone(),
+            parent,
             blob_digest: blob.digest.clone(),
             media_type: blob.media_type.clone(),
             compressed_size: blob.size,
-            unpacked_size: sizes[i],
+            unpacked_size: size,
             created_at: now(),
         };
         db.lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert_layer(&record)?;
+        Ok(())
+    })();
+    if result.is_err() && dir.exists() {
+        layers.discard(&dir);
     }
-    Ok(())
+    result
 }
