@@ -23,6 +23,8 @@ work=$(mktemp -d /tmp/layerlet-demo.XXXXXX)
 registry_pid=
 agent_pid=
 cleanup() {
+  # Best effort: a helper already gone must not change the exit status (set -e).
+  set +e
   [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
   [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
   rm -rf "$work"
