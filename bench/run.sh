@@ -285,11 +285,16 @@ kill_ours() {
 CGROUPS_AT_START=$BASE/cgroups-start
 helper cgroups >"$CGROUPS_AT_START"
 
-# This run's per-pod/per-container cgroups: layerlet's layerlet/<pod uid>[/<id>] (our pods'
-# uids start with ID_PREFIX), ctr's default/<ID_PREFIX>-..., podman's (cgroupfs)
-# libpod_parent/libpod-<64 hex> that were not there at the start.
+# This run's per-pod/per-container cgroups: layerlet's layerlet/<data root hash>[/<pod uid>
+# [/<id>]] (the hash is the first 12 hex of sha256 of the --root path, src/runtime/container.rs;
+# our pods' uids also start with ID_PREFIX), ctr's default/<ID_PREFIX>-..., podman's
+# (cgroupfs) libpod_parent/libpod-<64 hex> that were not there at the start.
+LL_CGROUP=$(printf '%s' "$LL_ROOT" | sha256sum | cut -c1-12)
+CG_LAYERLET="/layerlet/($LL_CGROUP(/|\$)|([^/]+/)?$ID_PREFIX-)"
+CG_CONTAINERD="/default/$ID_PREFIX-"
+CG_PODMAN="/libpod_parent/libpod-[0-9a-f]{64}(/|\$)"
 our_cgroups() {
-    helper cgroups | grep -E "/layerlet/$ID_PREFIX-|/default/$ID_PREFIX-|/libpod_parent/libpod-[0-9a-f]{64}$" \
+    helper cgroups | grep -E "$CG_LAYERLET|$CG_CONTAINERD|$CG_PODMAN" \
         | grep -vxF -f "$CGROUPS_AT_START" || true
 }
 
@@ -533,7 +538,7 @@ leftovers_layerlet() {
         dirs_in "$LL_ROOT/containers" "$LL_RUN/pods" "$LL_RUN/containers"
         mounts_under "$LL_ROOT" "$LL_RUN"
         procs_of layerlet "$LL_ROOT" "$LL_RUN" "$LL" "$SEALED"
-        cgroups_of "/layerlet/$ID_PREFIX-"
+        cgroups_of "$CG_LAYERLET"
         local n
         n=$(ll ps -a --output json 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' || echo "?")
         [[ $n == 0 ]] || echo "$n containers in layerlet ps -a"
@@ -551,7 +556,7 @@ leftovers_containerd() {
         dirs_in -d "$CTR_DIR/state/io.containerd.runtime.v2.task/default"
         mounts_under "$CTR_DIR"
         procs_of "shim/container" "$CTR_SOCK" "$CTR_DIR/root" "$CTR_DIR/state"
-        cgroups_of "/default/$ID_PREFIX-"
+        cgroups_of "$CG_CONTAINERD"
     } | join_lines
 }
 leftovers_podman() {
@@ -562,13 +567,14 @@ leftovers_podman() {
         dirs_in -d "$PM_DIR/root/overlay-containers"
         mounts_under "$PM_DIR"
         procs_of "conmon/container" "$PM_DIR"
-        cgroups_of "/libpod_parent/libpod-"
+        cgroups_of "$CG_PODMAN"
     } | join_lines
 }
-cgroups_of() { # pattern: "n cgroup directories (first...)" of ours that match
-    local n
-    n=$(our_cgroups | grep -cF "$1" || true)
-    ((n == 0)) || echo "$n cgroup directories ($(our_cgroups | grep -F "$1" | head -1)...)"
+cgroups_of() { # ERE: "n cgroup directories (first...)" of ours that match
+    local all n
+    all=$(our_cgroups | grep -E "$1" || true)
+    n=$(grep -c . <<<"$all" || true)
+    ((n == 0)) || echo "$n cgroup directories ($(head -1 <<<"$all") ...)"
 }
 
 declare -A LEFT
