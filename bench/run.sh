@@ -241,8 +241,9 @@ try:
 except Exception:
     rows = []
 print(" ".join(sorted({r["namespace"] + "/" + r["pod"] for r in rows})))') || pods=""
-    # One pod per call: `rm` stops at its first error, and a pod whose monitor died takes
-    # 10 s to fail; what rm cannot remove, kill_ours and umount_under take.
+    # One pod per call: `rm` stops at its first error (before a8e46fd a pod whose monitor
+    # had died failed after 10 s, every time); what rm cannot remove, kill_ours and
+    # umount_under take.
     local pod
     for pod in $pods; do
         timeout 60 "$LL" --root "$LL_ROOT" --run-root "$LL_RUN" rm -t 0 "$pod" >/dev/null \

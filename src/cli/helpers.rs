@@ -35,6 +35,10 @@ pub fn dispatch(argv: &[OsString]) -> Option<ExitCode> {
 }
 
 fn monitor(run_dir: &Path) -> ExitCode {
+    // A monitor lives as long as its container: it must not keep whatever its caller left
+    // open (a pipe the caller reads would never close). 0-2 are set up by the caller.
+    // SAFETY: closes descriptors above stderr; nothing in this process uses them.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     // A session of its own, then a fork whose parent exits at once: the caller reaps that
     // parent immediately and the monitor lives on, reparented, whatever happens to the caller.
     let _ = setsid();

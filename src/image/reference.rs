@@ -47,13 +47,39 @@ pub fn parse_reference(value: &str) -> Result<Reference, ReferenceError> {
 /// The names under which `name` may have been recorded: as typed, and normalised.
 pub fn name_candidates(name: &str) -> Vec<String> {
     let mut out = vec![name.to_string()];
-    if let Ok(r) = parse_reference(name) {
-        let whole = r.whole();
+    // The full parser compiles a large regex (tens of ms per process): the common forms are
+    // normalised by Docker's rules directly, the rest (digests) by the parser.
+    let whole = quick_normalise(name).or_else(|| parse_reference(name).ok().map(|r| r.whole()));
+    if let Some(whole) = whole {
         if whole != name {
             out.push(whole);
         }
     }
     out
+}
+
+/// Docker's normalisation for `[REGISTRY/]REPO[:TAG]` without a digest: a first component
+/// with '.' or ':' or `localhost` names a registry, else docker.io (and `library/` for one
+/// component); `:latest` when no tag.
+fn quick_normalise(name: &str) -> Option<String> {
+    if name.is_empty() || name.contains('@') || name.contains(char::is_whitespace) {
+        return None;
+    }
+    let (first, rest) = match name.split_once('/') {
+        Some((f, r)) => (f, Some(r)),
+        None => (name, None),
+    };
+    let with_registry = match rest {
+        Some(_) if first.contains(['.', ':']) || first == "localhost" => name.to_string(),
+        Some(_) => format!("docker.io/{name}"),
+        None => format!("docker.io/library/{name}"),
+    };
+    let last = with_registry.rsplit('/').next().unwrap_or("");
+    Some(if last.contains(':') {
+        with_registry
+    } else {
+        format!("{with_registry}:latest")
+    })
 }
 
 /// Splits a recorded name into repository and tag (or digest) for listings.
@@ -103,6 +129,26 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn quick_normalisation_agrees_with_the_parser() {
+        for name in [
+            "busybox",
+            "busybox:1.36",
+            "example/web:1",
+            "127.0.0.1:5055/example/web:1",
+            "localhost/a/b",
+            "quay.io/a/b:2",
+            "registry:5000/x",
+        ] {
+            assert_eq!(
+                quick_normalise(name),
+                Some(parse_reference(name).unwrap().whole()),
+                "{name}"
+            );
+        }
+        assert_eq!(quick_normalise("busybox@sha256:abc"), None);
     }
 
     #[test]
