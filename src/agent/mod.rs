@@ -8,7 +8,7 @@
 pub mod plan;
 pub mod status;
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::http::{serve, HttpError, Response};
 use crate::image::digest::Digest;
+use crate::image::gc_policy::Watermarks;
 use crate::image::pull::{pull, PullOptions};
 use crate::image::store::Store;
 use crate::pod::spec::{PodSpec, PullPolicy};
@@ -56,6 +57,23 @@ pub struct AgentConfig {
     pub backoff: Backoff,
     pub pull: PullOptions,
     pub limits: Limits,
+    pub image_gc: ImageGcConfig,
+}
+
+/// kubelet's image garbage collection: watermarks and how often the disk is checked.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageGcConfig {
+    pub marks: Watermarks,
+    pub period: Duration,
+}
+
+impl Default for ImageGcConfig {
+    fn default() -> Self {
+        ImageGcConfig {
+            marks: Watermarks::default(),
+            period: Duration::from_secs(300),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -88,11 +106,43 @@ pub struct Shared {
     pub manifest_errors: AtomicU64,
     pub reconcile_errors: AtomicU64,
     pub reconciles: AtomicU64,
+    pub image_gc_runs: AtomicU64,
+    pub image_gc_images_removed: AtomicU64,
+    pub image_gc_bytes_freed: AtomicU64,
 }
 
 const MAX_EVENTS: usize = 1000;
 
 impl Shared {
+    /// An event about the node rather than a pod (disk pressure, image GC).
+    pub fn node_event(&self, kind: &'static str, reason: &str, message: String) {
+        if kind == "Warning" {
+            tracing::warn!(reason, "{message}");
+        } else {
+            tracing::info!(reason, "{message}");
+        }
+        self.push_event(Event {
+            time: format_rfc3339_nano(std::time::SystemTime::now()),
+            kind,
+            reason: reason.to_string(),
+            message,
+            object: EventObject {
+                kind: "Node",
+                namespace: String::new(),
+                name: String::new(),
+                field_path: None,
+            },
+        });
+    }
+
+    fn push_event(&self, event: Event) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if events.len() >= MAX_EVENTS {
+            events.pop_front();
+        }
+        events.push_back(event);
+    }
+
     pub fn event(
         &self,
         kind: &'static str,
@@ -107,11 +157,7 @@ impl Shared {
         } else {
             tracing::info!(pod = %format!("{namespace}/{name}"), container, reason, "{message}");
         }
-        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        if events.len() >= MAX_EVENTS {
-            events.pop_front();
-        }
-        events.push_back(Event {
+        self.push_event(Event {
             time: format_rfc3339_nano(std::time::SystemTime::now()),
             kind,
             reason: reason.to_string(),
@@ -526,6 +572,12 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_cleanup = std::time::Instant::now();
     let mut rescan = tokio::time::interval(cfg.rescan);
+    // The first pass one period after start, as kubelet's, not while pods are being adopted.
+    let mut image_gc = tokio::time::interval_at(
+        tokio::time::Instant::now() + cfg.image_gc.period,
+        cfg.image_gc.period,
+    );
+    let image_gc_running = Arc::new(AtomicBool::new(false));
     tokio::pin!(shutdown);
     loop {
         let mut rescan_now = false;
@@ -535,6 +587,11 @@ pub async fn run(
             _ = rescan.tick() => rescan_now = true,
             Some(()) = wake_rx.recv() => {},
             _ = tick.tick() => {},
+            _ = image_gc.tick() => {
+                if !image_gc_running.swap(true, Ordering::AcqRel) {
+                    tokio::spawn(collect_images(ctx.clone(), desired.clone(), image_gc_running.clone()));
+                }
+            },
         }
         if rescan_now {
             desired = manifests.update(scan(&cfg.manifests, &cfg.limits));
@@ -583,6 +640,58 @@ pub async fn run(
         .map_err(|e| AgentError::Task(e.to_string()))??;
     }
     Ok(())
+}
+
+/// One image garbage collection pass: images the desired pods name are kept even while none
+/// of their containers exists (between restarts, before the first start).
+async fn collect_images(ctx: Arc<Context>, desired: Desired, running: Arc<AtomicBool>) {
+    let store = ctx.store.clone();
+    let marks = ctx.cfg.image_gc.marks;
+    let result = tokio::task::spawn_blocking(move || {
+        let keep: BTreeSet<Digest> = desired
+            .pods
+            .values()
+            .flat_map(|p| p.all_containers())
+            .filter_map(|c| store.resolve(&c.image).ok())
+            .collect();
+        store.free_space(marks, &keep)
+    })
+    .await;
+    running.store(false, Ordering::Release);
+    let shared = &ctx.shared;
+    match result {
+        Ok(Ok(report)) => {
+            if report.wanted_bytes == 0 {
+                return;
+            }
+            shared.image_gc_runs.fetch_add(1, Ordering::Relaxed);
+            shared
+                .image_gc_images_removed
+                .fetch_add(report.images_removed.len() as u64, Ordering::Relaxed);
+            shared
+                .image_gc_bytes_freed
+                .fetch_add(report.collected.bytes_freed, Ordering::Relaxed);
+            tracing::info!(
+                before = format!("{:.1}%", report.usage_percent_before),
+                after = format!("{:.1}%", report.usage_percent_after),
+                images = ?report.images_removed,
+                freed = report.collected.bytes_freed,
+                "image garbage collection"
+            );
+            if report.short_of_target() {
+                shared.node_event(
+                    "Warning",
+                    "FreeDiskSpaceFailed",
+                    format!(
+                        "Failed to garbage collect required amount of images. Attempted to free {} bytes, but only found {} bytes eligible to free.",
+                        report.wanted_bytes, report.collected.bytes_freed
+                    ),
+                );
+            }
+        }
+        Ok(Err(e)) => shared.node_event("Warning", "ImageGCFailed", e.to_string()),
+        Err(e) => shared.node_event("Warning", "ImageGCFailed", e.to_string()),
+    }
 }
 
 async fn reconcile(ctx: &Arc<Context>, desired: &Desired) -> Result<(), AgentError> {
@@ -763,6 +872,18 @@ fn metrics_text(shared: &Shared) -> String {
     out.push_str(&format!(
         "# HELP layerlet_reconciles_total Reconcile rounds.\n# TYPE layerlet_reconciles_total counter\nlayerlet_reconciles_total {}\n",
         shared.reconciles.load(Ordering::Relaxed)
+    ));
+    out.push_str(&format!(
+        "# HELP layerlet_image_gc_runs_total Image garbage collection passes that found the disk above the high threshold.\n# TYPE layerlet_image_gc_runs_total counter\nlayerlet_image_gc_runs_total {}\n",
+        shared.image_gc_runs.load(Ordering::Relaxed)
+    ));
+    out.push_str(&format!(
+        "# HELP layerlet_image_gc_images_removed_total Images removed by image garbage collection.\n# TYPE layerlet_image_gc_images_removed_total counter\nlayerlet_image_gc_images_removed_total {}\n",
+        shared.image_gc_images_removed.load(Ordering::Relaxed)
+    ));
+    out.push_str(&format!(
+        "# HELP layerlet_image_gc_freed_bytes_total Bytes of layers and blobs image garbage collection freed.\n# TYPE layerlet_image_gc_freed_bytes_total counter\nlayerlet_image_gc_freed_bytes_total {}\n",
+        shared.image_gc_bytes_freed.load(Ordering::Relaxed)
     ));
     out
 }

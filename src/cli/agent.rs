@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use clap::Args;
 use layerlet::agent::plan::Backoff;
-use layerlet::agent::{run, AgentConfig, Shared};
+use layerlet::agent::{run, AgentConfig, ImageGcConfig, Shared};
 use layerlet::image::pull::PullOptions;
 use layerlet::image::registry::RegistryOptions;
 use layerlet::image::store::{Store, StoreOptions};
 use layerlet::pod::Limits;
 
 use super::container::node_runtime;
+use super::image::ImageGcArgs;
 use super::Context;
 
 #[derive(Debug, Args)]
@@ -40,6 +41,11 @@ pub struct AgentArgs {
     pub insecure_registries: Vec<String>,
     #[arg(long, value_name = "PATH")]
     pub auth_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub image_gc: ImageGcArgs,
+    /// How often to check the disk for image garbage collection (kubelet: 5 minutes).
+    #[arg(long, default_value_t = 300)]
+    pub image_gc_period_seconds: u64,
 }
 
 pub fn agent(ctx: &Context, args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -63,6 +69,10 @@ pub fn agent(ctx: &Context, args: AgentArgs) -> anyhow::Result<ExitCode> {
             platform: None,
         },
         limits: Limits::default(),
+        image_gc: ImageGcConfig {
+            marks: args.image_gc.watermarks()?,
+            period: Duration::from_secs(args.image_gc_period_seconds.max(1)),
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,9 +1,11 @@
 //! pull, images, history, df, rmi, gc, image import.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use layerlet::image::gc_policy::Watermarks;
 use layerlet::image::manifest::Platform;
 use layerlet::image::pull::{pull as pull_image, PullOptions};
 use layerlet::image::registry::RegistryOptions;
@@ -259,8 +261,70 @@ pub fn rmi(ctx: &Context, args: RmiArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub fn gc(ctx: &Context) -> anyhow::Result<ExitCode> {
+/// kubelet's image garbage collection thresholds (percent of the data root's filesystem).
+#[derive(Debug, Clone, Args)]
+pub struct ImageGcArgs {
+    /// Above this disk usage, least recently used images no container uses are removed...
+    #[arg(
+        long = "image-gc-high-threshold",
+        default_value_t = 85,
+        value_name = "PERCENT"
+    )]
+    pub high: u8,
+    /// ...until usage is down to this.
+    #[arg(
+        long = "image-gc-low-threshold",
+        default_value_t = 80,
+        value_name = "PERCENT"
+    )]
+    pub low: u8,
+}
+
+impl ImageGcArgs {
+    pub fn watermarks(&self) -> anyhow::Result<Watermarks> {
+        Ok(Watermarks::new(self.high, self.low)?)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Also remove least recently used images that no container uses while the disk holding
+    /// the data root is above --image-gc-high-threshold.
+    #[arg(long)]
+    pub free_space: bool,
+    #[command(flatten)]
+    pub thresholds: ImageGcArgs,
+}
+
+pub fn gc(ctx: &Context, args: GcArgs) -> anyhow::Result<ExitCode> {
+    let marks = args.thresholds.watermarks()?;
     let store = open_store(ctx, None)?;
+    if args.free_space {
+        let report = store.free_space(marks, &BTreeSet::new())?;
+        if ctx.output == Output::Json {
+            print_json(&report)?;
+        } else {
+            println!(
+                "Disk {:.1}% used before, {:.1}% after (thresholds {}%/{}%); removed {} images, \
+                 {} layers, {} blobs; freed {}",
+                report.usage_percent_before,
+                report.usage_percent_after,
+                marks.high(),
+                marks.low(),
+                report.images_removed.len(),
+                report.collected.layers_removed.len(),
+                report.collected.blobs_removed,
+                human_size(report.collected.bytes_freed)
+            );
+            if report.short_of_target() {
+                println!(
+                    "Could not reach {}%: the remaining images are in use",
+                    marks.low()
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = store.collect_garbage()?;
     if ctx.output == Output::Json {
         print_json(&report)?;

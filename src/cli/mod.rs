@@ -58,8 +58,9 @@ pub enum Command {
     Df,
     /// Remove image names (and images left without a name).
     Rmi(image::RmiArgs),
-    /// Remove layers and blobs no image references.
-    Gc,
+    /// Remove layers and blobs no image references; with --free-space also least recently
+    /// used images no container uses, while the disk is above the high threshold.
+    Gc(image::GcArgs),
     /// Image operations.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -99,7 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History(args) => image::history(&ctx, args),
         Command::Df => image::df(&ctx),
         Command::Rmi(args) => image::rmi(&ctx, args),
-        Command::Gc => image::gc(&ctx),
+        Command::Gc(args) => image::gc(&ctx, args),
         Command::Image(cmd) => image::image_command(&ctx, cmd),
         Command::Run(args) => container::run(&ctx, args),
         Command::Ps(args) => container::ps(&ctx, args),

@@ -588,14 +588,37 @@ impl Db {
             .map_err(|e| self.err(e))
     }
 
-    pub fn touch_image(&mut self, image: &Digest) -> Result<(), DbError> {
-        self.conn
-            .execute(
-                "UPDATE images SET last_used = ?2 WHERE digest = ?1",
-                params![image.to_string(), now()],
+    /// Removes an image with all its names in one transaction, unless a container uses it
+    /// (then nothing changes). For garbage collection, which must not strip names from an
+    /// image that a container started using since it looked.
+    pub fn remove_unused_image(&mut self, image: &Digest) -> Result<bool, DbError> {
+        let path = self.path.clone();
+        let err = |source| DbError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let in_use: bool = tx
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM image_users WHERE image = ?1)",
+                params![image.to_string()],
+                |r| r.get(0),
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+            .map_err(err)?;
+        if in_use {
+            return Ok(false);
+        }
+        tx.execute(
+            "DELETE FROM tags WHERE image = ?1",
+            params![image.to_string()],
+        )
+        .map_err(err)?;
+        let removed = remove_image_if_unnamed(&tx, &image.to_string()).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(removed)
     }
 }
 

@@ -5,6 +5,8 @@ pub mod auth;
 pub mod content;
 pub mod db;
 pub mod digest;
+pub mod gc;
+pub mod gc_policy;
 pub mod import;
 pub mod layers;
 pub mod manifest;

@@ -544,7 +544,12 @@ impl Store {
     /// Removes layers and blobs no image references, and debris of interrupted pulls.
     /// Waits for running pulls to finish first.
     pub fn collect_garbage(&self) -> Result<GcReport, StoreError> {
-        let _gc = self.gc_guard(LockMode::Exclusive)?;
+        let gc = self.gc_guard(LockMode::Exclusive)?;
+        self.collect_garbage_locked(&gc)
+    }
+
+    /// `collect_garbage` for a caller that already holds the exclusive GC lock.
+    pub(super) fn collect_garbage_locked(&self, _gc: &FileLock) -> Result<GcReport, StoreError> {
         let (layers, blobs) = self.db().collect_garbage()?;
         let mut report = GcReport::default();
         for layer in &layers {

@@ -110,6 +110,12 @@ impl Db {
             params![c.id, c.image.to_string()],
         )
         .map_err(err)?;
+        // Image garbage collection removes the least recently used images first.
+        tx.execute(
+            "UPDATE images SET last_used = ?2 WHERE digest = ?1",
+            params![c.image.to_string(), crate::image::db::now()],
+        )
+        .map_err(err)?;
         tx.commit().map_err(err)
     }
 
@@ -150,6 +156,13 @@ impl Db {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
+        // The image was in use until now: that is its last use.
+        tx.execute(
+            "UPDATE images SET last_used = ?2
+             WHERE digest = (SELECT image FROM image_users WHERE container_id = ?1)",
+            params![id, crate::image::db::now()],
+        )
+        .map_err(err)?;
         tx.execute(
             "DELETE FROM image_users WHERE container_id = ?1",
             params![id],
