@@ -33,12 +33,13 @@ impl SmallDisk {
         SmallDisk { node }
     }
 
-    /// Percent of the data root's filesystem in use, as `df` (and kubelet) count it.
+    /// (capacity, used) of the data root's filesystem as `df` counts them: used + available,
+    /// used.
     fn usage(&self) -> (u64, u64) {
         let s = nix::sys::statvfs::statvfs(&self.node.root()).unwrap();
-        let cap = s.blocks() * s.fragment_size();
+        let used = (s.blocks() - s.blocks_free()) * s.fragment_size();
         let avail = s.blocks_available() * s.fragment_size();
-        (cap, cap - avail)
+        (used + avail, used)
     }
 
     /// Thresholds (high, low) that trigger now and ask for between `at_least` and

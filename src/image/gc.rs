@@ -41,18 +41,19 @@ impl FreeSpaceReport {
     }
 }
 
-/// Usage as kubelet counts it: what is not available to unprivileged writers is used.
+/// Usage as `df` shows it: used / (used + available). Blocks reserved for root count in
+/// neither, so a filesystem with a large reservation is not "full" while df says 67%.
 pub fn fs_usage(path: &Path) -> Result<FsUsage, GcError> {
     let stat = nix::sys::statvfs::statvfs(path).map_err(|source| GcError::Statvfs {
         path: path.to_path_buf(),
         source,
     })?;
     let block = stat.fragment_size();
-    let capacity = stat.blocks() * block;
+    let used = stat.blocks().saturating_sub(stat.blocks_free()) * block;
     let available = stat.blocks_available() * block;
     Ok(FsUsage {
-        capacity_bytes: capacity,
-        used_bytes: capacity.saturating_sub(available),
+        capacity_bytes: used + available,
+        used_bytes: used,
     })
 }
 
