@@ -81,9 +81,19 @@ PER_POD=$(python3 -c 'import json,sys; print(" ".join(map(str, json.loads(sys.ar
 log "layerlet: removing the $N pod files"
 t0=$(now)
 STATUS_EMPTY=$(python3 "$DRIVER" drain "$ADDR" "$MANIFESTS") || die "drain failed"
+# What the pods leave: the per-data-root cgroup parent stays while the agent runs, so only
+# cgroups below it count.
+pods_left() {
+    {
+        dirs_in "$LL_ROOT/containers" "$LL_RUN/pods" "$LL_RUN/containers"
+        mounts_under "$LL_ROOT/containers" "$LL_RUN/pods" "$LL_RUN/containers"
+        procs_of container "$LL_ROOT/containers" "$LL_RUN/pods" "$LL_RUN/containers" "$SEALED"
+        cgroups_of "/layerlet/$LL_CGROUP/"
+    } | join_lines
+}
 left=""
-for ((i = 0; i < 1200; i++)); do
-    left=$(leftovers_layerlet) || true
+for ((i = 0; i < 600; i++)); do
+    left=$(pods_left) || true
     [[ -n $left ]] || break
     sleep 0.05
 done
