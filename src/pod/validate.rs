@@ -152,13 +152,13 @@ pub fn validate_secret_type(
             require("tls.crt");
             require("tls.key");
         }
-        "kubernetes.io/basic-auth" => {
-            if !data.contains_key("username") && !data.contains_key("password") {
-                e.push(
-                    "data",
-                    "a Secret of type kubernetes.io/basic-auth needs username or password",
-                );
-            }
+        "kubernetes.io/basic-auth"
+            if !data.contains_key("username") && !data.contains_key("password") =>
+        {
+            e.push(
+                "data",
+                "a Secret of type kubernetes.io/basic-auth needs username or password",
+            );
         }
         _ => {}
     }

@@ -18,7 +18,7 @@ fn mem_total(meminfo: &str) -> Option<u64> {
 
 fn filesystem_bytes(path: &Path) -> u64 {
     nix::sys::statvfs::statvfs(path)
-        .map(|s| s.blocks() as u64 * s.fragment_size() as u64)
+        .map(|s| s.blocks() * s.fragment_size())
         .unwrap_or(0)
 }
 
