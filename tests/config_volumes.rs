@@ -401,7 +401,7 @@ fn the_downward_api_shows_the_pod_in_env_and_in_a_volume() {
     let node = busybox_node();
     let agent = Agent::start(&node, &[]);
     let name = unique("dw");
-    let env = "    resources: {limits: {memory: 64Mi}}\n    env:\n    - {name: NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}\n    - {name: NS, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}\n    - {name: UID, valueFrom: {fieldRef: {fieldPath: metadata.uid}}}\n    - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}\n    - {name: HOST, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}\n    - {name: TIER, valueFrom: {fieldRef: {fieldPath: \"metadata.labels['tier']\"}}}\n    - {name: MEM, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}\n    - {name: CPUS, valueFrom: {resourceFieldRef: {resource: limits.cpu}}}\n    - {name: ECHO, value: '$(NAME) in $(NS)'}\n    volumeMounts: [{name: info, mountPath: /info}]\n";
+    let env = "    resources: {limits: {memory: 64Mi}}\n    env:\n    - {name: NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}\n    - {name: NS, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}\n    - {name: UID, valueFrom: {fieldRef: {fieldPath: metadata.uid}}}\n    - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}\n    - {name: HOST, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}\n    - {name: TIER, valueFrom: {fieldRef: {fieldPath: \"metadata.labels['tier']\"}}}\n    - {name: MEM, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}\n    - {name: CPUS, valueFrom: {resourceFieldRef: {resource: limits.cpu}}}\n    - {name: ECHO, value: '$(NAME) in $(NS)'}\n    volumeMounts: [{name: info, mountPath: /info}, {name: all, mountPath: /all}]\n";
     write_atomic(
         &agent.manifests,
         &format!("{name}.yaml"),
@@ -409,7 +409,7 @@ fn the_downward_api_shows_the_pod_in_env_and_in_a_volume() {
             &name,
             "  labels: {tier: web, app: shop}\n  annotations: {note: 'two words'}\n",
             &[sh("app", "echo $NAME $NS $UID $NODE $HOST $TIER $MEM $CPUS; echo $ECHO; exec sleep 3600", env)],
-            "  volumes:\n  - name: info\n    downwardAPI:\n      items:\n      - {path: labels, fieldRef: {fieldPath: metadata.labels}}\n      - {path: annotations, fieldRef: {fieldPath: metadata.annotations}}\n      - {path: meta/name, fieldRef: {fieldPath: metadata.name}}\n      - {path: mem, resourceFieldRef: {containerName: app, resource: limits.memory, divisor: 1Mi}, mode: 0400}\n",
+            "  volumes:\n  - name: info\n    downwardAPI:\n      items:\n      - {path: labels, fieldRef: {fieldPath: metadata.labels}}\n      - {path: annotations, fieldRef: {fieldPath: metadata.annotations}}\n      - {path: meta/name, fieldRef: {fieldPath: metadata.name}}\n      - {path: mem, resourceFieldRef: {containerName: app, resource: limits.memory, divisor: 1Mi}, mode: 0400}\n  - name: all\n    projected:\n      sources:\n      - downwardAPI: {items: [{path: pod/name, fieldRef: {fieldPath: metadata.name}}]}\n      - configMap: {name: absent, optional: true}\n",
         ),
     );
     let running = wait_running(&agent, &name);
@@ -424,6 +424,16 @@ fn the_downward_api_shows_the_pod_in_env_and_in_a_volume() {
     assert_eq!(
         exec(&node, &app, "cat /info/labels; echo; cat /info/annotations; echo; cat /info/meta/name; echo; cat /info/mem; echo; stat -L -c %a /info/mem").unwrap(),
         format!("app=\"shop\"\ntier=\"web\"\nnote=\"two words\"\n{name}\n64\n400\n")
+    );
+    assert_eq!(
+        exec(
+            &node,
+            &app,
+            "cat /all/pod/name; echo; grep ' /all ' /proc/mounts | cut -d' ' -f1-3"
+        )
+        .unwrap(),
+        format!("{name}\ntmpfs /all tmpfs\n"),
+        "a projected volume is written like the others, in memory"
     );
     remove_and_wait_clean(&agent, &format!("{name}.yaml"), &uid);
 }

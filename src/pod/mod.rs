@@ -480,6 +480,19 @@ pub fn referenced_objects(spec: &PodSpec) -> (BTreeSet<String>, BTreeSet<String>
             VolumeSource::Secret { secret_name, .. } => {
                 secrets.insert(secret_name.clone());
             }
+            VolumeSource::Projected { sources, .. } => {
+                for source in sources {
+                    match source {
+                        ProjectedSource::ConfigMap { name, .. } => {
+                            config_maps.insert(name.clone());
+                        }
+                        ProjectedSource::Secret { name, .. } => {
+                            secrets.insert(name.clone());
+                        }
+                        ProjectedSource::DownwardApi { .. } => {}
+                    }
+                }
+            }
             _ => {}
         }
     }

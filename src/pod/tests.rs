@@ -85,9 +85,9 @@ fn bad_manifests_get_one_exact_error_with_file_document_and_field() {
             "spec.volumes[2]: unsupported volume type nfs".into(),
         ),
         (
-            "projected volume",
-            pod("  volumes: [{name: token, projected: {sources: []}}]\n", ""),
-            "spec.volumes[0]: unsupported volume type projected".into(),
+            "nfs volume",
+            pod("  volumes: [{name: share, nfs: {server: nas, path: /export}}]\n", ""),
+            "spec.volumes[0]: unsupported volume type nfs".into(),
         ),
         (
             "two volume types",
@@ -1143,6 +1143,26 @@ fn bad_config_maps_secrets_and_their_references_get_exact_errors() {
             "envFrom with both sources",
             pod("", "    envFrom: [{configMapRef: {name: cfg}, secretRef: {name: s}}]\n"),
             "spec.containers[0].envFrom[0]: may not have more than one field specified at a time".into(),
+        ),
+        (
+            "projected service account token",
+            pod("  volumes: [{name: d, projected: {sources: [{serviceAccountToken: {path: token}}]}}]\n", ""),
+            "spec.volumes[0].projected.sources[0].serviceAccountToken: not supported by layerlet: there is no API server to issue service account tokens".into(),
+        ),
+        (
+            "projected source with two kinds",
+            pod("  volumes: [{name: d, projected: {sources: [{configMap: {name: a}, secret: {name: b}}]}}]\n", ""),
+            "spec.volumes[0].projected.sources[0]: may not have more than one field specified at a time".into(),
+        ),
+        (
+            "projected sources writing one path",
+            pod("  volumes: [{name: d, projected: {sources: [{configMap: {name: a, items: [{key: k, path: f}]}}, {downwardAPI: {items: [{path: f, fieldRef: {fieldPath: metadata.name}}]}}]}}]\n", ""),
+            "spec.volumes[0].projected.sources[1].downwardAPI.items[0].path: duplicate path \"f\"".into(),
+        ),
+        (
+            "projected secret without a name",
+            pod("  volumes: [{name: d, projected: {sources: [{secret: {items: [{key: k, path: '..k'}]}}]}}]\n", ""),
+            "spec.volumes[0].projected.sources[0].secret.name: required; spec.volumes[0].projected.sources[0].secret.items[0].path: \"..k\" must not start with '..'".into(),
         ),
         (
             "resource field of an unknown resource",

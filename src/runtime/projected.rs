@@ -10,7 +10,8 @@
 //! ```
 //!
 //! The volume directory itself is bind-mounted read-only into the container, so a swap of
-//! `..data` is seen there at once. Secret volumes are a tmpfs: their data never reaches disk.
+//! `..data` is seen there at once. Secret and projected volumes are a tmpfs (as kubelet
+//! makes them): their data never reaches disk.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -19,7 +20,9 @@ use std::path::{Path, PathBuf};
 use super::volumes::PodVolumes;
 use crate::pod::downward::{resource_container, resource_value, volume_field, NodeInfo};
 use crate::pod::objects::{ConfigError, ConfigObjects};
-use crate::pod::spec::{DownwardSource, KeyToPath, PodSpec, Volume, VolumeSource};
+use crate::pod::spec::{
+    DownwardApiFile, DownwardSource, KeyToPath, PodSpec, ProjectedSource, Volume, VolumeSource,
+};
 use crate::sys::fs::{random_id, remove_tree, FsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +74,7 @@ pub fn is_projected(source: &VolumeSource) -> bool {
         VolumeSource::ConfigMap { .. }
             | VolumeSource::Secret { .. }
             | VolumeSource::DownwardApi { .. }
+            | VolumeSource::Projected { .. }
     )
 }
 
@@ -114,83 +118,147 @@ fn key_files(
     Ok(out)
 }
 
-/// The files of one configMap, secret or downwardAPI volume (None for other types). A
-/// missing object is an error unless the volume is optional (then the volume is empty).
+fn config_map_files(
+    pod: &PodSpec,
+    volume: &str,
+    name: &str,
+    items: &[KeyToPath],
+    default_mode: u32,
+    optional: bool,
+    objects: &ConfigObjects,
+) -> Result<Payload, ConfigError> {
+    match objects.config_map(&pod.namespace, name) {
+        None if optional => Ok(Payload::new()),
+        None => Err(ConfigError::MissingConfigMap {
+            namespace: pod.namespace.clone(),
+            name: name.to_string(),
+        }),
+        Some(cm) => key_files(&cm.entries(), items, default_mode, optional, |key| {
+            ConfigError::Volume {
+                volume: volume.to_string(),
+                reason: format!("configmap references non-existent config key: {key}"),
+            }
+        }),
+    }
+}
+
+fn secret_files(
+    pod: &PodSpec,
+    volume: &str,
+    name: &str,
+    items: &[KeyToPath],
+    default_mode: u32,
+    optional: bool,
+    objects: &ConfigObjects,
+) -> Result<Payload, ConfigError> {
+    match objects.secret(&pod.namespace, name) {
+        None if optional => Ok(Payload::new()),
+        None => Err(ConfigError::MissingSecret {
+            namespace: pod.namespace.clone(),
+            name: name.to_string(),
+        }),
+        Some(s) => {
+            let entries: BTreeMap<&str, &[u8]> = s
+                .data
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .collect();
+            key_files(&entries, items, default_mode, optional, |key| {
+                ConfigError::Volume {
+                    volume: volume.to_string(),
+                    reason: format!("secret references non-existent secret key: {key}"),
+                }
+            })
+        }
+    }
+}
+
+fn downward_files(
+    pod: &PodSpec,
+    volume: &str,
+    items: &[DownwardApiFile],
+    default_mode: u32,
+    node: &NodeInfo,
+) -> Result<Payload, ConfigError> {
+    let mut out = Payload::new();
+    for item in items {
+        let value = match &item.source {
+            DownwardSource::Field(path) => volume_field(pod, path, node),
+            DownwardSource::Resource(r) => {
+                resource_container(pod, None, r).and_then(|c| resource_value(c, r, node))
+            }
+        }
+        .map_err(|reason| ConfigError::Volume {
+            volume: volume.to_string(),
+            reason: format!("{}: {reason}", item.path),
+        })?;
+        out.insert(
+            item.path.clone(),
+            FileEntry {
+                data: value.into_bytes(),
+                mode: item.mode.unwrap_or(default_mode),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The files of one configMap, secret, downwardAPI or projected volume (None for other
+/// types). A missing object is an error unless its reference is optional (then it adds no
+/// files).
 pub fn volume_payload(
     pod: &PodSpec,
     volume: &Volume,
     objects: &ConfigObjects,
     node: &NodeInfo,
 ) -> Result<Option<Payload>, ConfigError> {
-    let ns = pod.namespace.as_str();
-    let vol_err = |reason: String| ConfigError::Volume {
-        volume: volume.name.clone(),
-        reason,
-    };
+    let v = volume.name.as_str();
     let payload = match &volume.source {
         VolumeSource::ConfigMap {
             name,
             items,
             default_mode,
             optional,
-        } => match objects.config_map(ns, name) {
-            None if *optional => Payload::new(),
-            None => {
-                return Err(ConfigError::MissingConfigMap {
-                    namespace: ns.to_string(),
-                    name: name.clone(),
-                })
-            }
-            Some(cm) => key_files(&cm.entries(), items, *default_mode, *optional, |key| {
-                vol_err(format!(
-                    "configmap references non-existent config key: {key}"
-                ))
-            })?,
-        },
+        } => config_map_files(pod, v, name, items, *default_mode, *optional, objects)?,
         VolumeSource::Secret {
             secret_name,
             items,
             default_mode,
             optional,
-        } => match objects.secret(ns, secret_name) {
-            None if *optional => Payload::new(),
-            None => {
-                return Err(ConfigError::MissingSecret {
-                    namespace: ns.to_string(),
-                    name: secret_name.clone(),
-                })
-            }
-            Some(s) => {
-                let entries: BTreeMap<&str, &[u8]> = s
-                    .data
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_slice()))
-                    .collect();
-                key_files(&entries, items, *default_mode, *optional, |key| {
-                    vol_err(format!("secret references non-existent secret key: {key}"))
-                })?
-            }
-        },
+        } => secret_files(
+            pod,
+            v,
+            secret_name,
+            items,
+            *default_mode,
+            *optional,
+            objects,
+        )?,
         VolumeSource::DownwardApi {
             items,
             default_mode,
+        } => downward_files(pod, v, items, *default_mode, node)?,
+        VolumeSource::Projected {
+            sources,
+            default_mode,
         } => {
             let mut out = Payload::new();
-            for item in items {
-                let value = match &item.source {
-                    DownwardSource::Field(path) => volume_field(pod, path, node),
-                    DownwardSource::Resource(r) => {
-                        resource_container(pod, None, r).and_then(|c| resource_value(c, r, node))
+            for source in sources {
+                out.extend(match source {
+                    ProjectedSource::ConfigMap {
+                        name,
+                        items,
+                        optional,
+                    } => config_map_files(pod, v, name, items, *default_mode, *optional, objects)?,
+                    ProjectedSource::Secret {
+                        name,
+                        items,
+                        optional,
+                    } => secret_files(pod, v, name, items, *default_mode, *optional, objects)?,
+                    ProjectedSource::DownwardApi { items } => {
+                        downward_files(pod, v, items, *default_mode, node)?
                     }
-                }
-                .map_err(|reason| vol_err(format!("{}: {reason}", item.path)))?;
-                out.insert(
-                    item.path.clone(),
-                    FileEntry {
-                        data: value.into_bytes(),
-                        mode: item.mode.unwrap_or(*default_mode),
-                    },
-                );
+                });
             }
             out
         }
@@ -543,6 +611,106 @@ mod tests {
         assert_eq!((meta.mode() & 0o777, meta.gid()), (0o440, 1234));
         assert!(
             !write_payload(dir.path(), "v", &payload(&[("k", "x", 0o400)]), Some(1234)).unwrap()
+        );
+    }
+
+    /// The objects and the one pod of a manifest text.
+    fn load(text: &str) -> (ConfigObjects, PodSpec) {
+        use crate::pod::{parse_manifest_file, Limits, ParsedObject};
+        let mut objects = ConfigObjects::default();
+        let mut pod = None;
+        for o in
+            parse_manifest_file(Path::new("m.yaml"), text.as_bytes(), &Limits::default()).unwrap()
+        {
+            let key = o.key();
+            match o {
+                ParsedObject::Pod(p) => pod = Some(p.spec),
+                ParsedObject::ConfigMap(c) => {
+                    objects.config_maps.insert(key, c);
+                }
+                ParsedObject::Secret(s) => {
+                    objects.secrets.insert(key, s);
+                }
+            }
+        }
+        (objects, pod.unwrap())
+    }
+
+    fn node() -> NodeInfo {
+        NodeInfo {
+            node_name: "n".into(),
+            host_ip: "127.0.0.1".into(),
+            cpu_millis: 2000,
+            memory: 1 << 30,
+            ephemeral_storage: 1 << 30,
+        }
+    }
+
+    const OBJECTS: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: A, b: B}\nbinaryData: {bin: AAE=}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {t: T}\n---\n";
+
+    fn files(volumes: &str) -> Result<Vec<(String, String, u32)>, String> {
+        let (objects, pod) = load(&format!("{OBJECTS}apiVersion: v1\nkind: Pod\nmetadata: {{name: web, labels: {{x: y}}}}\nspec:\n  containers: [{{name: app, image: busybox}}]\n  volumes:\n{volumes}"));
+        let payload = volume_payload(&pod, &pod.volumes[0], &objects, &node())
+            .map_err(|e| e.to_string())?
+            .unwrap();
+        Ok(payload
+            .into_iter()
+            .map(|(p, f)| (p, String::from_utf8_lossy(&f.data).into_owned(), f.mode))
+            .collect())
+    }
+
+    fn f(p: &str, d: &str, m: u32) -> (String, String, u32) {
+        (p.to_string(), d.to_string(), m)
+    }
+
+    #[test]
+    fn config_map_volumes_hold_every_key_or_just_the_items() {
+        assert_eq!(
+            files("  - {name: v, configMap: {name: cfg}}\n").unwrap(),
+            vec![
+                f("a", "A", 0o644),
+                f("b", "B", 0o644),
+                f("bin", "\0\u{1}", 0o644)
+            ]
+        );
+        assert_eq!(
+            files("  - {name: v, configMap: {name: cfg, defaultMode: 0600, items: [{key: a, path: x/a.conf}, {key: b, path: b, mode: 0444}]}}\n").unwrap(),
+            vec![f("b", "B", 0o444), f("x/a.conf", "A", 0o600)]
+        );
+        assert_eq!(
+            files("  - {name: v, configMap: {name: cfg, items: [{key: nope, path: n}]}}\n")
+                .unwrap_err(),
+            "volume v: configmap references non-existent config key: nope"
+        );
+        assert_eq!(
+            files("  - {name: v, configMap: {name: cfg, optional: true, items: [{key: nope, path: n}, {key: a, path: a}]}}\n").unwrap(),
+            vec![f("a", "A", 0o644)]
+        );
+        assert!(
+            files("  - {name: v, configMap: {name: gone, optional: true}}\n")
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            files("  - {name: v, secret: {secretName: gone}}\n").unwrap_err(),
+            "secret \"gone\" not found (namespace default); add it to the manifest directory or mark the reference optional"
+        );
+    }
+
+    #[test]
+    fn projected_volumes_merge_their_sources_with_one_default_mode() {
+        assert_eq!(
+            files("  - name: v\n    projected:\n      defaultMode: 0440\n      sources:\n      - configMap: {name: cfg, items: [{key: a, path: conf/a}]}\n      - secret: {name: s}\n      - downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}, {path: cpu, resourceFieldRef: {containerName: app, resource: limits.cpu, divisor: 1m}, mode: 0400}]}\n      - configMap: {name: gone, optional: true}\n").unwrap(),
+            vec![
+                f("conf/a", "A", 0o440),
+                f("cpu", "2000", 0o400),
+                f("labels", "x=\"y\"", 0o440),
+                f("t", "T", 0o440),
+            ]
+        );
+        assert_eq!(
+            files("  - name: v\n    projected: {sources: [{configMap: {name: gone}}]}\n").unwrap_err(),
+            "configmap \"gone\" not found (namespace default); add it to the manifest directory or mark the reference optional"
         );
     }
 }

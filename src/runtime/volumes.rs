@@ -248,12 +248,17 @@ pub fn prepare(root: &Path, pod: &PodSpec) -> Result<PodVolumes, VolumeError> {
             }
             VolumeSource::ConfigMap { .. }
             | VolumeSource::Secret { .. }
-            | VolumeSource::DownwardApi { .. } => {
+            | VolumeSource::DownwardApi { .. }
+            | VolumeSource::Projected { .. } => {
                 // Empty until the atomic writer fills it (projected::sync_pod).
                 let dir = base.join(&volume.name);
                 create_private_dir(&dir)?;
-                if matches!(volume.source, VolumeSource::Secret { .. }) {
-                    // Secrets live in memory only, as kubelet keeps them.
+                if matches!(
+                    volume.source,
+                    VolumeSource::Secret { .. } | VolumeSource::Projected { .. }
+                ) {
+                    // Secrets live in memory only, as kubelet keeps them (projected
+                    // volumes too, which may hold secrets).
                     mount(
                         Some("tmpfs"),
                         &dir,
