@@ -457,6 +457,24 @@ fn validate_checks_config_maps_secrets_and_their_references_offline() {
             good.display()
         )
     );
+    // A pod whose objects are not among the files: a warning naming them, not an error.
+    let lonely = node.dir.path().join("lonely.yaml");
+    std::fs::write(
+        &lonely,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: x:1\n    env: [{name: A, valueFrom: {configMapKeyRef: {name: cfg, key: nope}}}]\n  volumes: [{name: v, secret: {secretName: creds}}]\n",
+    )
+    .unwrap();
+    let out = node.run(&["validate", good.to_str().unwrap(), lonely.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let hint = "(checked against the objects in the files given); the agent holds the container in CreateContainerConfigError until it exists";
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "warning: {0}: pod default/p: container c: couldn't find key nope in ConfigMap default/cfg {hint}\nwarning: {0}: pod default/p: volume v: secret \"creds\" not found {hint}\n",
+            lonely.display()
+        )
+    );
+
     let bad = node.dir.path().join("bad.yaml");
     std::fs::write(
         &bad,
