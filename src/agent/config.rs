@@ -140,9 +140,15 @@ impl ConfigState {
         }
     }
 
-    /// Brings the volumes of every pod the agent runs up to date with the objects. A pod
-    /// whose object went missing keeps its last files, as kubelet leaves them.
-    pub fn sync_running(&self, rt: &Runtime, store: &crate::image::store::Store) {
+    /// Brings the volumes of every pod the agent runs (and still wants: `wanted` uids) up
+    /// to date with the objects. A pod whose object went missing keeps its last files, as
+    /// kubelet leaves them.
+    pub fn sync_running(
+        &self,
+        rt: &Runtime,
+        store: &crate::image::store::Store,
+        wanted: &BTreeSet<String>,
+    ) {
         let records = match store.db().pods() {
             Ok(r) => r,
             Err(e) => {
@@ -154,6 +160,9 @@ impl ConfigState {
         let mut live = BTreeSet::new();
         for record in records.iter().filter(|r| r.owner == "agent") {
             live.insert(record.uid.clone());
+            if !wanted.contains(&record.uid) {
+                continue; // on its way out
+            }
             let Ok(spec) = pod_spec(record) else { continue };
             if !spec
                 .volumes

@@ -557,7 +557,8 @@ pub async fn run(
             if ctx.config.update(&desired) {
                 // Running pods see changed ConfigMaps and Secrets in their volumes.
                 let (rt, store, config) = (ctx.rt.clone(), ctx.store.clone(), ctx.config.clone());
-                tokio::task::spawn_blocking(move || config.sync_running(&rt, &store));
+                let wanted = desired.pods.values().map(|p| p.uid.clone()).collect();
+                tokio::task::spawn_blocking(move || config.sync_running(&rt, &store, &wanted));
             }
         }
         if last_cleanup.elapsed() >= Duration::from_secs(30) {
