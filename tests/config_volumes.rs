@@ -494,3 +494,53 @@ fn validate_checks_config_maps_secrets_and_their_references_offline() {
         )
     );
 }
+
+#[test]
+fn a_config_map_changed_while_the_agent_was_down_reaches_the_adopted_pod() {
+    let node = busybox_node();
+    let mut agent = Agent::start(&node, &[]);
+    let name = unique("adopt");
+    let cm = format!("{name}-cfg");
+    write_atomic(
+        &agent.manifests,
+        &format!("{cm}.yaml"),
+        &config_map(&cm, &[("v", "before")]),
+    );
+    write_atomic(
+        &agent.manifests,
+        &format!("{name}.yaml"),
+        &pod_yaml(
+            &name,
+            "",
+            &[sh(
+                "app",
+                "exec sleep 3600",
+                "    volumeMounts: [{name: cfg, mountPath: /c}]\n",
+            )],
+            &format!("  volumes:\n  - name: cfg\n    configMap: {{name: {cm}}}\n"),
+        ),
+    );
+    let running = wait_running(&agent, &name);
+    let id = cstatus(&running, "app")["containerID"].clone();
+    let app = format!("{name}/app");
+    assert_eq!(exec(&node, &app, "cat /c/v").as_deref(), Some("before"));
+
+    agent.signal(libc::SIGTERM); // pods keep running
+    write_atomic(
+        &agent.manifests,
+        &format!("{cm}.yaml"),
+        &config_map(&cm, &[("v", "after")]),
+    );
+    agent.restart();
+    wait_for(&agent, "the adopted pod to see the new data", || {
+        (exec(&node, &app, "cat /c/v").as_deref() == Some("after")).then_some(())
+    });
+    let now = wait_running(&agent, &name);
+    assert_eq!(
+        cstatus(&now, "app")["containerID"],
+        id,
+        "adopted, not restarted"
+    );
+    let uid = now["metadata"]["uid"].as_str().unwrap().to_string();
+    remove_and_wait_clean(&agent, &format!("{name}.yaml"), &uid);
+}

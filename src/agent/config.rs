@@ -196,7 +196,12 @@ impl ConfigState {
     pub fn patch_status(&self, uid: &str, pod: &mut Value) {
         let errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
         for list in ["initContainerStatuses", "containerStatuses"] {
-            let Some(statuses) = pod["status"][list].as_array_mut() else {
+            // get_mut, not indexing: indexing a missing key would add it as null.
+            let Some(statuses) = pod
+                .get_mut("status")
+                .and_then(|s| s.get_mut(list))
+                .and_then(Value::as_array_mut)
+            else {
                 continue;
             };
             for status in statuses {
@@ -212,5 +217,63 @@ impl ConfigState {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node() -> NodeInfo {
+        NodeInfo {
+            node_name: "n".into(),
+            host_ip: "127.0.0.1".into(),
+            cpu_millis: 1000,
+            memory: 1 << 30,
+            ephemeral_storage: 1 << 30,
+        }
+    }
+
+    #[test]
+    fn a_config_error_shows_as_create_container_config_error_only_while_waiting() {
+        let state = ConfigState::new(node());
+        let shared = Shared::default();
+        let spec = crate::pod::pod_from_yaml_str(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: a\n    image: x:1\n    env: [{name: X, valueFrom: {configMapKeyRef: {name: cfg, key: k}}}]\n  - {name: b, image: x:1}\n",
+        )
+        .unwrap();
+        assert!(state
+            .container_env(&shared, &spec, &spec.containers[0])
+            .is_none());
+        assert!(state
+            .container_env(&shared, &spec, &spec.containers[0])
+            .is_none());
+        assert_eq!(
+            shared.events.lock().unwrap().len(),
+            1,
+            "one event while the reason stays the same"
+        );
+        let mut pod = serde_json::json!({"status": {"containerStatuses": [
+            {"name": "a", "state": {"waiting": {"reason": "ContainerCreating"}}},
+            {"name": "b", "state": {"running": {}}},
+        ]}});
+        state.patch_status(&spec.uid, &mut pod);
+        assert_eq!(
+            pod["status"]["containerStatuses"][0]["state"]["waiting"],
+            serde_json::json!({
+                "reason": "CreateContainerConfigError",
+                "message": "configmap \"cfg\" not found (namespace default); add it to the manifest directory or mark the reference optional",
+            })
+        );
+        assert_eq!(
+            pod["status"]["containerStatuses"][1]["state"],
+            serde_json::json!({"running": {}})
+        );
+        let mut other = serde_json::json!({"status": {"containerStatuses": [
+            {"name": "a", "state": {"waiting": {"reason": "ContainerCreating"}}},
+        ]}});
+        let before = other.clone();
+        state.patch_status("another-uid", &mut other);
+        assert_eq!(other, before, "errors belong to one pod uid");
     }
 }

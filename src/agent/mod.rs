@@ -538,6 +538,12 @@ pub async fn run(
     let mut desired = manifests.update(scan(&cfg.manifests, &cfg.limits));
     report_scan(&shared, &desired, &mut seen_errors);
     ctx.config.update(&desired);
+    {
+        // Objects may have changed while no agent ran: adopted pods get them now.
+        let (rt, store, config) = (ctx.rt.clone(), ctx.store.clone(), ctx.config.clone());
+        let wanted = desired.pods.values().map(|p| p.uid.clone()).collect();
+        tokio::task::spawn_blocking(move || config.sync_running(&rt, &store, &wanted));
+    }
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_cleanup = std::time::Instant::now();
     let mut rescan = tokio::time::interval(cfg.rescan);
