@@ -544,3 +544,55 @@ fn a_config_map_changed_while_the_agent_was_down_reaches_the_adopted_pod() {
     let uid = now["metadata"]["uid"].as_str().unwrap().to_string();
     remove_and_wait_clean(&agent, &format!("{name}.yaml"), &uid);
 }
+
+#[test]
+fn layerlet_run_has_the_downward_api_but_refuses_objects_it_cannot_have() {
+    let node = busybox_node();
+    let name = unique("cli");
+    let file = node.dir.path().join("cli.yaml");
+    std::fs::write(
+        &file,
+        pod_yaml(
+            &name,
+            "  labels: {app: cli}\n",
+            &[sh(
+                "app",
+                "echo $NAME; cat /info/labels",
+                "    env: [{name: NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]\n    volumeMounts: [{name: info, mountPath: /info}, {name: opt, mountPath: /opt/cfg}]\n",
+            )],
+            "  restartPolicy: Never\n  volumes:\n  - name: info\n    downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}\n  - name: opt\n    configMap: {name: nowhere, optional: true}\n",
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        node.ok(&["run", "--rm", "-f", file.to_str().unwrap()]),
+        format!("{name}\napp=\"cli\"")
+    );
+
+    let needy = node.dir.path().join("needy.yaml");
+    std::fs::write(
+        &needy,
+        pod_yaml(
+            &unique("needy"),
+            "",
+            &[sh(
+                "app",
+                "true",
+                "    volumeMounts: [{name: c, mountPath: /c}]\n",
+            )],
+            "  volumes:\n  - name: c\n    configMap: {name: nowhere}\n",
+        ),
+    )
+    .unwrap();
+    let err = node.fails(&["run", "--rm", "-f", needy.to_str().unwrap()]);
+    assert!(
+        err.contains("`layerlet run` has no ConfigMaps or Secrets")
+            && err.contains("configmap \"nowhere\" not found"),
+        "{err}"
+    );
+    assert_eq!(node.ok(&["--output", "json", "ps", "-a"]).trim(), "[]");
+    assert!(
+        mounts_under(node.dir.path()).is_empty(),
+        "nothing mounted is left"
+    );
+}
