@@ -17,7 +17,7 @@ use crate::pod::objects::ConfigObjects;
 use crate::pod::spec::{ContainerSpec, PodSpec};
 use crate::runtime::container::Runtime;
 use crate::runtime::pods::{open_pod, pod_spec};
-use crate::runtime::projected::{sync_pod, ProjectedError};
+use crate::runtime::projected::{sync_pod, volume_payload, ProjectedError};
 use crate::runtime::volumes::PodVolumes;
 use crate::source::manifests::Desired;
 
@@ -113,6 +113,20 @@ impl ConfigState {
                 None
             }
         }
+    }
+
+    /// Whether the pod's volumes can be made from the objects (pure: nothing is written),
+    /// so that a container whose objects are missing waits before its image is pulled.
+    /// A failure is recorded as for env.
+    pub fn volumes_ready(&self, shared: &Shared, spec: &PodSpec, container: &str) -> bool {
+        let objects = self.objects();
+        for volume in &spec.volumes {
+            if let Err(e) = volume_payload(spec, volume, &objects, &self.node) {
+                self.fail(shared, spec, container, e.to_string());
+                return false;
+            }
+        }
+        true
     }
 
     /// Writes the pod's volumes before `container` is created. Ok(false): an object is

@@ -327,6 +327,12 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
             let Some(pod_env) = ctx.config.container_env(&ctx.shared, &spec, &container) else {
                 return Ok(()); // CreateContainerConfigError until the objects appear
             };
+            if !ctx
+                .config
+                .volumes_ready(&ctx.shared, &spec, &container.name)
+            {
+                return Ok(());
+            }
             let image = match ensure_image(ctx, &spec, &container).await {
                 Ok(d) => {
                     ctx.pulls
