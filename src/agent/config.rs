@@ -170,7 +170,6 @@ impl ConfigState {
                 return;
             }
         };
-        let objects = self.objects();
         let mut live = BTreeSet::new();
         for record in records.iter().filter(|r| r.owner == "agent") {
             live.insert(record.uid.clone());
@@ -189,7 +188,9 @@ impl ConfigState {
                 continue;
             };
             let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
-            match sync_pod(&spec, &volumes, &objects, &self.node) {
+            // The objects as they are now, under the lock: a sync that started earlier
+            // cannot write older data over a later one's.
+            match sync_pod(&spec, &volumes, &self.objects(), &self.node) {
                 Ok(changed) if !changed.is_empty() => {
                     tracing::info!(pod = %spec.key(), volumes = ?changed, "volumes updated");
                 }
@@ -232,6 +233,13 @@ impl ConfigState {
             }
         }
     }
+}
+
+/// Rewrites the volumes of the pods the agent runs, in the background.
+pub(super) fn spawn_sync(ctx: &super::Context, desired: &Desired) {
+    let (rt, store, config) = (ctx.rt.clone(), ctx.store.clone(), ctx.config.clone());
+    let wanted = desired.pods.values().map(|p| p.uid.clone()).collect();
+    tokio::task::spawn_blocking(move || config.sync_running(&rt, &store, &wanted));
 }
 
 #[cfg(test)]

@@ -544,12 +544,8 @@ pub async fn run(
     let mut desired = manifests.update(scan(&cfg.manifests, &cfg.limits));
     report_scan(&shared, &desired, &mut seen_errors);
     ctx.config.update(&desired);
-    {
-        // Objects may have changed while no agent ran: adopted pods get them now.
-        let (rt, store, config) = (ctx.rt.clone(), ctx.store.clone(), ctx.config.clone());
-        let wanted = desired.pods.values().map(|p| p.uid.clone()).collect();
-        tokio::task::spawn_blocking(move || config.sync_running(&rt, &store, &wanted));
-    }
+    // Objects may have changed while no agent ran: adopted pods get them now.
+    config::spawn_sync(&ctx, &desired);
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_cleanup = std::time::Instant::now();
     let mut rescan = tokio::time::interval(cfg.rescan);
@@ -568,9 +564,7 @@ pub async fn run(
             report_scan(&shared, &desired, &mut seen_errors);
             if ctx.config.update(&desired) {
                 // Running pods see changed ConfigMaps and Secrets in their volumes.
-                let (rt, store, config) = (ctx.rt.clone(), ctx.store.clone(), ctx.config.clone());
-                let wanted = desired.pods.values().map(|p| p.uid.clone()).collect();
-                tokio::task::spawn_blocking(move || config.sync_running(&rt, &store, &wanted));
+                config::spawn_sync(&ctx, &desired);
             }
         }
         if last_cleanup.elapsed() >= Duration::from_secs(30) {
