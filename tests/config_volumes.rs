@@ -348,8 +348,8 @@ fn a_missing_config_map_holds_the_container_in_create_container_config_error_unt
             "",
             &[sh(
                 "app",
-                "echo greeting=$GREETING; exec sleep 3600",
-                &format!("    volumeMounts: [{{name: cfg, mountPath: /c}}]\n    env:\n    - name: GREETING\n      valueFrom: {{configMapKeyRef: {{name: {cm}, key: greeting}}}}\n"),
+                "echo greeting=$GREETING from=$CM_greeting; exec sleep 3600",
+                &format!("    volumeMounts: [{{name: cfg, mountPath: /c}}]\n    envFrom: [{{prefix: CM_, configMapRef: {{name: {cm}}}}}, {{configMapRef: {{name: {cm}}}}}]\n    env:\n    - name: GREETING\n      valueFrom: {{configMapKeyRef: {{name: {cm}, key: greeting}}}}\n"),
             )],
             &format!("  volumes:\n  - name: cfg\n    configMap: {{name: {cm}}}\n"),
         ),
@@ -383,11 +383,23 @@ fn a_missing_config_map_holds_the_container_in_create_container_config_error_unt
     write_atomic(
         &agent.manifests,
         &format!("{cm}.yaml"),
-        &config_map(&cm, &[("greeting", "hello")]),
+        &config_map(&cm, &[("greeting", "hello"), ("9lives", "x")]),
     );
     let running = wait_running(&agent, &name);
     let app = format!("{name}/app");
-    assert_eq!(logs(&node, &app).trim(), "greeting=hello");
+    assert_eq!(logs(&node, &app).trim(), "greeting=hello from=hello");
+    let skipped: Vec<String> = agent.get_json("/api/v1/events")["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reason"] == "InvalidEnvironmentVariableNames")
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        skipped,
+        vec![format!("Keys [9lives] from the EnvFrom configMap default/{cm} were skipped since they are considered invalid environment variable names.")],
+        "the prefixed copy (CM_9lives) is a valid name; the bare key is not"
+    );
     assert_eq!(
         exec(&node, &app, "cat /c/greeting").as_deref(),
         Some("hello")
