@@ -5,6 +5,7 @@
 //! monitors' files), asks the pure planner for steps, and hands each pod's steps to a task of
 //! its own, so a pod stopping for its grace period holds up no other pod.
 
+pub mod config;
 pub mod plan;
 pub mod status;
 
@@ -183,6 +184,7 @@ struct Context {
     /// retried with backoff instead of every round.
     failing: Mutex<BTreeMap<String, (u32, u64)>>,
     wake: mpsc::Sender<()>,
+    config: Arc<config::ConfigState>,
 }
 
 /// Records, containers and monitors' files of the pods the agent owns.
@@ -368,6 +370,15 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
                 .find(|c| &c.name == name)
                 .cloned()
                 .ok_or_else(|| format!("no container {name}"))?;
+            let Some(pod_env) = ctx.config.container_env(&ctx.shared, &spec, &container) else {
+                return Ok(()); // CreateContainerConfigError until the objects appear
+            };
+            if !ctx
+                .config
+                .volumes_ready(&ctx.shared, &spec, &container.name)
+            {
+                return Ok(());
+            }
             let image = match ensure_image(ctx, &spec, &container).await {
                 Ok(d) => {
                     ctx.pulls
@@ -408,10 +419,17 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
             };
             let attempt = *attempt;
             let shared = ctx.shared.clone();
+            let config = ctx.config.clone();
             blocking(move || {
                 let (sandbox, volumes) = open_pod(&rt, &spec)?;
+                if !config
+                    .write_volumes(&shared, &spec, &container.name, &volumes)
+                    .map_err(PodError::from)?
+                {
+                    return Ok(());
+                }
                 let created = rt.create(
-                    &store, &spec, &sandbox, &volumes, &container, &image, attempt,
+                    &store, &spec, &sandbox, &volumes, &container, &image, attempt, &pod_env,
                 )?;
                 for w in &created.warnings {
                     shared.event(
@@ -548,6 +566,7 @@ pub async fn run(
         }
     }
     let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
+    let node = crate::runtime::node::node_info(&rt.node_name, &rt.root);
     let ctx = Arc::new(Context {
         rt,
         store,
@@ -557,6 +576,7 @@ pub async fn run(
         busy: Mutex::new(HashSet::new()),
         failing: Mutex::new(BTreeMap::new()),
         wake: wake_tx,
+        config: Arc::new(config::ConfigState::new(node)),
     });
     let http_shared = shared.clone();
     let handler = Arc::new(move |path: &str| handle(&http_shared, path));
@@ -569,6 +589,9 @@ pub async fn run(
     let mut seen_errors = HashSet::new();
     let mut desired = manifests.update(scan(&cfg.manifests, &cfg.limits));
     report_scan(&shared, &desired, &mut seen_errors);
+    ctx.config.update(&desired);
+    // Objects may have changed while no agent ran: adopted pods get them now.
+    config::spawn_sync(&ctx, &desired);
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_cleanup = std::time::Instant::now();
     let mut rescan = tokio::time::interval(cfg.rescan);
@@ -596,6 +619,10 @@ pub async fn run(
         if rescan_now {
             desired = manifests.update(scan(&cfg.manifests, &cfg.limits));
             report_scan(&shared, &desired, &mut seen_errors);
+            if ctx.config.update(&desired) {
+                // Running pods see changed ConfigMaps and Secrets in their volumes.
+                config::spawn_sync(&ctx, &desired);
+            }
         }
         if last_cleanup.elapsed() >= Duration::from_secs(30) {
             last_cleanup = std::time::Instant::now();
@@ -770,7 +797,7 @@ fn publish(
         let spec = desired.pods.get(key).or(observed.get(key).map(|o| &o.spec));
         let Some(spec) = spec else { continue };
         let created_ms = created.get(key).map(|s| (*s as u64) * 1000).unwrap_or(now);
-        items.push(status::pod_json(
+        let mut item = status::pod_json(
             spec,
             observed.get(key),
             pulls,
@@ -779,7 +806,9 @@ fn publish(
             &ctx.rt.node_name,
             created_ms,
             now,
-        ));
+        );
+        ctx.config.patch_status(&spec.uid, &mut item);
+        items.push(item);
     }
     *ctx.shared.pods.lock().unwrap_or_else(|p| p.into_inner()) = serde_json::json!({
         "apiVersion": "v1",

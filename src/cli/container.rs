@@ -12,12 +12,14 @@ use layerlet::image::pull::{pull as pull_image, PullOptions};
 use layerlet::image::registry::RegistryOptions;
 use layerlet::image::report::human_size;
 use layerlet::image::store::{Store, StoreOptions};
+use layerlet::pod::objects::ConfigObjects;
 use layerlet::pod::spec::{ContainerSpec, PodSpec, PullPolicy, RestartPolicy};
 use layerlet::runtime::container::{namespace_ids, Runtime};
 use layerlet::runtime::logs::{join_partial, read_all, Stream};
 use layerlet::runtime::pods::{
     create_pod, find_container, find_pod, pod_containers, remove_pod, stop_pod,
 };
+use layerlet::runtime::projected::sync_pod;
 use layerlet::runtime::records::ContainerRecord;
 use layerlet::runtime::rootfs::diff;
 use layerlet::runtime::sandbox::Sandbox;
@@ -151,6 +153,8 @@ fn ensure_images(store: &Store, pod: &PodSpec, args: &RunArgs) -> anyhow::Result
     Ok(digests)
 }
 
+const NO_OBJECTS: &str = "`layerlet run` has no ConfigMaps or Secrets; run pods that need them with `layerlet agent`, next to the objects in its manifest directory";
+
 /// What every container of one pod is launched with.
 struct PodContext<'a> {
     rt: &'a Runtime,
@@ -168,6 +172,9 @@ fn launch(
     attempt: u32,
 ) -> anyhow::Result<ContainerRecord> {
     let rt = ctx.rt;
+    let node = layerlet::runtime::node::node_info(&rt.node_name, &rt.root);
+    let env = layerlet::pod::env::resolve_env(ctx.pod, c, &ConfigObjects::default(), &node)
+        .with_context(|| format!("pod {}: {NO_OBJECTS}", ctx.pod.key()))?;
     let created = rt.create(
         ctx.store,
         ctx.pod,
@@ -176,6 +183,7 @@ fn launch(
         c,
         image,
         attempt,
+        &env.vars,
     )?;
     if attempt == 0 {
         for w in &created.warnings {
@@ -214,6 +222,12 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     catch_interrupts();
     let (sandbox, volumes) = create_pod(&rt, &store, &pod, "cli")?;
     let record = find_pod(&store.db(), &pod.key())?;
+    // downwardAPI volumes work here; configMap and secret ones only when optional.
+    let node = layerlet::runtime::node::node_info(&rt.node_name, &rt.root);
+    if let Err(e) = sync_pod(&pod, &volumes, &ConfigObjects::default(), &node) {
+        let _ = remove_pod(&rt, &store, &record);
+        return Err(anyhow::Error::new(e).context(NO_OBJECTS));
+    }
     let outcome = run_pod(&rt, &store, &pod, &sandbox, &volumes, &images, args.detach);
     let code = match outcome {
         Ok(code) => code,

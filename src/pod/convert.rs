@@ -548,7 +548,6 @@ fn unsupported_volume_types(v: &k8s::Volume) -> Vec<&'static str> {
         ("nfs", v.nfs.is_some()),
         ("photonPersistentDisk", v.photon_persistent_disk.is_some()),
         ("portworxVolume", v.portworx_volume.is_some()),
-        ("projected", v.projected.is_some()),
         ("quobyte", v.quobyte.is_some()),
         ("rbd", v.rbd.is_some()),
         ("scaleIO", v.scale_io.is_some()),
@@ -569,6 +568,7 @@ fn volume(v: &k8s::Volume, path: &str) -> Result<Volume> {
         v.config_map.is_some(),
         v.secret.is_some(),
         v.downward_api.is_some(),
+        v.projected.is_some(),
     ]
     .into_iter()
     .filter(|set| *set)
@@ -651,6 +651,16 @@ fn volume(v: &k8s::Volume, path: &str) -> Result<Volume> {
             items,
             default_mode: default_mode(d.default_mode, &p)?,
         }
+    } else if let Some(pr) = &v.projected {
+        let p = format!("{path}.projected");
+        let mut sources = Vec::new();
+        for (i, s) in pr.sources.iter().flatten().enumerate() {
+            sources.push(projected_source(s, &format!("{p}.sources[{i}]"))?);
+        }
+        VolumeSource::Projected {
+            sources,
+            default_mode: default_mode(pr.default_mode, &p)?,
+        }
     } else {
         // Kubernetes defaults a volume without a source to an emptyDir.
         VolumeSource::EmptyDir {
@@ -662,6 +672,44 @@ fn volume(v: &k8s::Volume, path: &str) -> Result<Volume> {
         name: v.name.clone(),
         source,
     })
+}
+
+fn projected_source(s: &k8s::VolumeProjection, path: &str) -> Result<ProjectedSource> {
+    if s.service_account_token.is_some() {
+        return Err(not_supported(
+            format!("{path}.serviceAccountToken"),
+            "there is no API server to issue service account tokens",
+        ));
+    }
+    if s.cluster_trust_bundle.is_some() {
+        return Err(not_supported(
+            format!("{path}.clusterTrustBundle"),
+            "there is no API server to hold ClusterTrustBundles",
+        ));
+    }
+    let mut found = Vec::new();
+    if let Some(c) = &s.config_map {
+        found.push(ProjectedSource::ConfigMap {
+            name: c.name.clone(),
+            items: key_to_paths(c.items.as_deref(), &format!("{path}.configMap"))?,
+            optional: c.optional.unwrap_or(false),
+        });
+    }
+    if let Some(c) = &s.secret {
+        found.push(ProjectedSource::Secret {
+            name: c.name.clone(),
+            items: key_to_paths(c.items.as_deref(), &format!("{path}.secret"))?,
+            optional: c.optional.unwrap_or(false),
+        });
+    }
+    if let Some(d) = &s.downward_api {
+        let mut items = Vec::new();
+        for (i, f) in d.items.iter().flatten().enumerate() {
+            items.push(downward_file(f, &format!("{path}.downwardAPI.items[{i}]"))?);
+        }
+        found.push(ProjectedSource::DownwardApi { items });
+    }
+    exactly_one(found, path, "configMap, secret, downwardAPI")
 }
 
 fn default_mode(value: Option<i32>, path: &str) -> Result<u32> {

@@ -6,7 +6,10 @@
 //! API server would). Every error names the file, the document and the field.
 
 pub mod convert;
+pub mod downward;
+pub mod env;
 pub mod load;
+pub mod objects;
 pub mod quantity;
 pub mod spec;
 pub mod validate;
@@ -249,6 +252,8 @@ pub struct ConfigMapObject {
     pub name: String,
     pub data: BTreeMap<String, String>,
     pub binary_data: BTreeMap<String, Vec<u8>>,
+    /// `immutable: true`: later versions of the file may not change its data.
+    pub immutable: bool,
 }
 
 /// A Secret with `data` decoded and `stringData` merged in (stringData wins, as in the API).
@@ -260,6 +265,7 @@ pub struct SecretObject {
     /// `type`, `Opaque` when unset.
     pub secret_type: String,
     pub data: BTreeMap<String, Vec<u8>>,
+    pub immutable: bool,
 }
 
 // Secret values never reach logs through Debug.
@@ -276,6 +282,7 @@ impl fmt::Debug for SecretObject {
             .field("name", &self.name)
             .field("secret_type", &self.secret_type)
             .field("data", &keys)
+            .field("immutable", &self.immutable)
             .finish()
     }
 }
@@ -357,6 +364,9 @@ fn config_map(
             "duplicate of a key in data",
         ));
     }
+    let size = data.values().map(String::len).sum::<usize>()
+        + binary_data.values().map(Vec::len).sum::<usize>();
+    errors.extend(validate::validate_object_size("data", size));
     match PodError::from_field_errors(document, errors) {
         Some(e) => Err(e),
         None => Ok(ConfigMapObject {
@@ -365,6 +375,7 @@ fn config_map(
             name,
             data,
             binary_data,
+            immutable: cm.immutable.unwrap_or(false),
         }),
     }
 }
@@ -388,19 +399,26 @@ fn secret_object(
         "stringData",
         string_data.keys(),
     ));
+    data.extend(string_data.into_iter().map(|(k, v)| (k, v.into_bytes())));
+    let secret_type = secret
+        .type_
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "Opaque".to_string());
+    errors.extend(validate::validate_object_size(
+        "data",
+        data.values().map(Vec::len).sum(),
+    ));
+    errors.extend(validate::validate_secret_type(&secret_type, &data));
     if let Some(e) = PodError::from_field_errors(document, errors) {
         return Err(e);
     }
-    data.extend(string_data.into_iter().map(|(k, v)| (k, v.into_bytes())));
     Ok(SecretObject {
         document,
         namespace,
         name,
-        secret_type: secret
-            .type_
-            .filter(|t| !t.is_empty())
-            .unwrap_or_else(|| "Opaque".to_string()),
+        secret_type,
         data,
+        immutable: secret.immutable.unwrap_or(false),
     })
 }
 
@@ -461,6 +479,19 @@ pub fn referenced_objects(spec: &PodSpec) -> (BTreeSet<String>, BTreeSet<String>
             }
             VolumeSource::Secret { secret_name, .. } => {
                 secrets.insert(secret_name.clone());
+            }
+            VolumeSource::Projected { sources, .. } => {
+                for source in sources {
+                    match source {
+                        ProjectedSource::ConfigMap { name, .. } => {
+                            config_maps.insert(name.clone());
+                        }
+                        ProjectedSource::Secret { name, .. } => {
+                            secrets.insert(name.clone());
+                        }
+                        ProjectedSource::DownwardApi { .. } => {}
+                    }
+                }
             }
             _ => {}
         }

@@ -176,6 +176,29 @@ pub enum VolumeSource {
         items: Vec<DownwardApiFile>,
         default_mode: u32,
     },
+    /// configMap, secret and downwardAPI sources in one directory.
+    Projected {
+        sources: Vec<ProjectedSource>,
+        default_mode: u32,
+    },
+}
+
+/// One source of a projected volume; items without a mode take the volume's defaultMode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProjectedSource {
+    ConfigMap {
+        name: String,
+        items: Vec<KeyToPath>,
+        optional: bool,
+    },
+    Secret {
+        name: String,
+        items: Vec<KeyToPath>,
+        optional: bool,
+    },
+    DownwardApi {
+        items: Vec<DownwardApiFile>,
+    },
 }
 
 impl VolumeSource {
@@ -188,6 +211,7 @@ impl VolumeSource {
             VolumeSource::ConfigMap { .. } => "configMap",
             VolumeSource::Secret { .. } => "secret",
             VolumeSource::DownwardApi { .. } => "downwardAPI",
+            VolumeSource::Projected { .. } => "projected",
         }
     }
 }

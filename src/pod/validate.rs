@@ -2,7 +2,7 @@
 //! fields and rules that span fields. Values of single fields (enums, quantities, ranges)
 //! were already checked by `convert`. All problems are collected, in field order.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::spec::*;
@@ -111,6 +111,66 @@ pub fn validate_data_keys<'a>(
     let mut e = Errors(Vec::new());
     for key in keys {
         e.check(format!("{field}.{key}"), config_map_key(key));
+    }
+    e.0
+}
+
+/// Kubernetes' cap on the data of one ConfigMap or Secret.
+pub const MAX_OBJECT_DATA_BYTES: usize = 1024 * 1024;
+
+/// The data of a ConfigMap or Secret (all values together) fits in 1 MiB, as in etcd.
+pub fn validate_object_size(field: &str, size: usize) -> Vec<FieldError> {
+    if size > MAX_OBJECT_DATA_BYTES {
+        vec![FieldError::new(
+            field,
+            format!("{size} bytes of data, over the limit of {MAX_OBJECT_DATA_BYTES} bytes (1 MiB) per object; split it into several objects"),
+        )]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The keys each built-in Secret type requires, as the API server checks them.
+pub fn validate_secret_type(
+    secret_type: &str,
+    data: &BTreeMap<String, Vec<u8>>,
+) -> Vec<FieldError> {
+    let mut e = Errors(Vec::new());
+    let mut require = |key: &str| {
+        if !data.contains_key(key) {
+            e.push(
+                format!("data.{key}"),
+                format!("required for a Secret of type {secret_type}"),
+            );
+        }
+    };
+    match secret_type {
+        "kubernetes.io/dockercfg" => require(".dockercfg"),
+        "kubernetes.io/dockerconfigjson" => require(".dockerconfigjson"),
+        "kubernetes.io/ssh-auth" => require("ssh-privatekey"),
+        "kubernetes.io/tls" => {
+            require("tls.crt");
+            require("tls.key");
+        }
+        "kubernetes.io/basic-auth"
+            if !data.contains_key("username") && !data.contains_key("password") =>
+        {
+            e.push(
+                "data",
+                "a Secret of type kubernetes.io/basic-auth needs username or password",
+            );
+        }
+        _ => {}
+    }
+    let json_key = match secret_type {
+        "kubernetes.io/dockercfg" => Some(".dockercfg"),
+        "kubernetes.io/dockerconfigjson" => Some(".dockerconfigjson"),
+        _ => None,
+    };
+    if let Some((key, bytes)) = json_key.and_then(|k| data.get(k).map(|b| (k, b))) {
+        if serde_json::from_slice::<serde_json::Value>(bytes).is_err() {
+            e.push(format!("data.{key}"), "must be valid JSON");
+        }
     }
     e.0
 }
@@ -225,26 +285,36 @@ fn volume_source(spec: &PodSpec, source: &VolumeSource, p: &str, e: &mut Errors)
             key_to_paths(items, &format!("{p}.secret"), e);
         }
         VolumeSource::DownwardApi { items, .. } => {
+            downward_items(
+                spec,
+                items,
+                &format!("{p}.downwardAPI"),
+                &mut BTreeSet::new(),
+                e,
+            );
+        }
+        VolumeSource::Projected { sources, .. } => {
+            // Paths are unique across all sources: they share one directory.
             let mut paths = BTreeSet::new();
-            for (i, item) in items.iter().enumerate() {
-                let ip = format!("{p}.downwardAPI.items[{i}]");
-                e.check(format!("{ip}.path"), relative_path(&item.path));
-                if !paths.insert(item.path.as_str()) {
-                    e.push(
-                        format!("{ip}.path"),
-                        format!("duplicate path {:?}", item.path),
-                    );
-                }
-                match &item.source {
-                    DownwardSource::Field(path) => {
-                        e.check(format!("{ip}.fieldRef.fieldPath"), volume_field_path(path));
+            for (i, source) in sources.iter().enumerate() {
+                let sp = format!("{p}.projected.sources[{i}]");
+                match source {
+                    ProjectedSource::ConfigMap { name, items, .. } => {
+                        e.check(
+                            format!("{sp}.configMap.name"),
+                            required(name).and_then(|_| dns_subdomain(name)),
+                        );
+                        key_to_paths_in(items, &format!("{sp}.configMap"), &mut paths, e);
                     }
-                    DownwardSource::Resource(r) => {
-                        let field = format!("{ip}.resourceFieldRef.containerName");
-                        match &r.container {
-                            None => e.push(field, "required in a downwardAPI volume"),
-                            Some(name) => e.check(field, known_container(spec, name)),
-                        }
+                    ProjectedSource::Secret { name, items, .. } => {
+                        e.check(
+                            format!("{sp}.secret.name"),
+                            required(name).and_then(|_| dns_subdomain(name)),
+                        );
+                        key_to_paths_in(items, &format!("{sp}.secret"), &mut paths, e);
+                    }
+                    ProjectedSource::DownwardApi { items } => {
+                        downward_items(spec, items, &format!("{sp}.downwardAPI"), &mut paths, e);
                     }
                 }
             }
@@ -252,12 +322,51 @@ fn volume_source(spec: &PodSpec, source: &VolumeSource, p: &str, e: &mut Errors)
     }
 }
 
+fn downward_items<'a>(
+    spec: &PodSpec,
+    items: &'a [DownwardApiFile],
+    p: &str,
+    paths: &mut BTreeSet<&'a str>,
+    e: &mut Errors,
+) {
+    for (i, item) in items.iter().enumerate() {
+        let ip = format!("{p}.items[{i}]");
+        e.check(format!("{ip}.path"), volume_file_path(&item.path));
+        if !paths.insert(item.path.as_str()) {
+            e.push(
+                format!("{ip}.path"),
+                format!("duplicate path {:?}", item.path),
+            );
+        }
+        match &item.source {
+            DownwardSource::Field(path) => {
+                e.check(format!("{ip}.fieldRef.fieldPath"), volume_field_path(path));
+            }
+            DownwardSource::Resource(r) => {
+                let field = format!("{ip}.resourceFieldRef.containerName");
+                match &r.container {
+                    None => e.push(field, "required in a downwardAPI volume"),
+                    Some(name) => e.check(field, known_container(spec, name)),
+                }
+            }
+        }
+    }
+}
+
 fn key_to_paths(items: &[KeyToPath], p: &str, e: &mut Errors) {
-    let mut paths = BTreeSet::new();
+    key_to_paths_in(items, p, &mut BTreeSet::new(), e)
+}
+
+fn key_to_paths_in<'a>(
+    items: &'a [KeyToPath],
+    p: &str,
+    paths: &mut BTreeSet<&'a str>,
+    e: &mut Errors,
+) {
     for (i, item) in items.iter().enumerate() {
         let ip = format!("{p}.items[{i}]");
         e.check(format!("{ip}.key"), config_map_key(&item.key));
-        e.check(format!("{ip}.path"), relative_path(&item.path));
+        e.check(format!("{ip}.path"), volume_file_path(&item.path));
         if !paths.insert(item.path.as_str()) {
             e.push(
                 format!("{ip}.path"),
@@ -761,6 +870,16 @@ fn absolute_path(path: &str) -> Result<(), String> {
 }
 
 /// subPath, volume item paths, seccomp profile files: inside some root, never out of it.
+/// A file path inside a configMap, secret or downwardAPI volume: relative, no `..`, and not
+/// starting with `..`, which the atomic writer's own entries (`..data`) use.
+fn volume_file_path(path: &str) -> Result<(), String> {
+    relative_path(path)?;
+    if path.starts_with("..") {
+        return Err(format!("{path:?} must not start with '..'"));
+    }
+    Ok(())
+}
+
 fn relative_path(path: &str) -> Result<(), String> {
     if path.is_empty() {
         Err("required".to_string())

@@ -178,11 +178,12 @@ impl Runtime {
         container: &ContainerSpec,
         image: &Digest,
         attempt: u32,
+        pod_env: &[(String, String)],
     ) -> Result<Created, ContainerError> {
         let id = random_id()?;
         let dirs = self.dirs(&id);
         let result = self.create_in(
-            store, pod, sandbox, volumes, container, image, attempt, &id, &dirs,
+            store, pod, sandbox, volumes, container, image, attempt, pod_env, &id, &dirs,
         );
         if result.is_err() {
             let _ = crate::sys::mount::unmount_under(&dirs.data.join("subpaths"));
@@ -208,6 +209,7 @@ impl Runtime {
         container: &ContainerSpec,
         image: &Digest,
         attempt: u32,
+        pod_env: &[(String, String)],
         id: &str,
         dirs: &ContainerDirs,
     ) -> Result<Created, ContainerError> {
@@ -241,8 +243,7 @@ impl Runtime {
                 namespaces: sandbox.namespaces(pod),
                 mounts: sandbox.mounts(pod),
                 log_path: dirs.log(),
-                node_name: self.node_name.clone(),
-                host_ip: "127.0.0.1".into(),
+                pod_env: pod_env.to_vec(),
             },
         )?;
         let mut plan = plan;

@@ -34,6 +34,8 @@ pub enum PodError {
     #[error(transparent)]
     Volume(#[from] VolumeError),
     #[error(transparent)]
+    Projected(#[from] super::projected::ProjectedError),
+    #[error(transparent)]
     Container(#[from] ContainerError),
     #[error(transparent)]
     Db(#[from] DbError),

@@ -2,7 +2,6 @@
 //! the pod spec, the image config and the files read from the image (/etc/passwd,
 //! /etc/group). Written as JSON into the container's run directory; printed by `inspect`.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -11,7 +10,7 @@ use super::process::{
     build_env, expand_vars, merge_command, resolve_user, ProcessError, ResolvedUser,
 };
 use crate::image::manifest::ImageConfig;
-use crate::pod::spec::{ContainerSpec, EnvSource, PodSpec};
+use crate::pod::spec::{ContainerSpec, PodSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -21,13 +20,6 @@ pub enum SpecError {
         container: String,
         #[source]
         source: ProcessError,
-    },
-    #[error("pod {pod} container {container}: env {name}: {reason}")]
-    Env {
-        pod: String,
-        container: String,
-        name: String,
-        reason: String,
     },
     #[error("pod {pod} container {container}: image STOPSIGNAL {value:?} is not a signal name or number")]
     StopSignal {
@@ -144,8 +136,8 @@ pub struct PlanInputs<'a> {
     pub namespaces: NamespacePlan,
     pub mounts: Vec<BindMount>,
     pub log_path: PathBuf,
-    pub node_name: String,
-    pub host_ip: String,
+    /// The pod's env for this container (`pod::env::resolve_env`).
+    pub pod_env: Vec<(String, String)>,
 }
 
 /// Collapses repeated slashes and `.` components (not `..`, which is refused separately).
@@ -189,26 +181,6 @@ pub fn parse_signal(value: &str) -> Option<i32> {
     Some(n)
 }
 
-fn downward_field(pod: &PodSpec, path: &str, node_name: &str, host_ip: &str) -> Option<String> {
-    let label = |prefix: &str, map: &BTreeMap<String, String>| {
-        path.strip_prefix(prefix)
-            .and_then(|k| k.strip_prefix("['").and_then(|k| k.strip_suffix("']")))
-            .and_then(|k| map.get(k).cloned())
-    };
-    match path {
-        "metadata.name" => Some(pod.name.clone()),
-        "metadata.namespace" => Some(pod.namespace.clone()),
-        "metadata.uid" => Some(pod.uid.clone()),
-        "spec.nodeName" => Some(node_name.to_string()),
-        "spec.serviceAccountName" => Some("default".into()),
-        "status.hostIP" | "status.podIP" if pod.host_network => Some(host_ip.to_string()),
-        "status.hostIP" => Some(host_ip.to_string()),
-        "status.podIP" => Some("127.0.0.1".into()),
-        _ => label("metadata.labels", &pod.labels)
-            .or_else(|| label("metadata.annotations", &pod.annotations)),
-    }
-}
-
 pub fn plan_container(
     pod: &PodSpec,
     container: &ContainerSpec,
@@ -221,40 +193,12 @@ pub fn plan_container(
     };
     let image = inputs.image.config.clone().unwrap_or_default();
 
-    // Pod env values, resolved in order; literals are expanded against what came before.
-    let mut resolved: Vec<(String, String)> = Vec::new();
-    for var in &container.env {
-        let value = match &var.source {
-            EnvSource::Value(v) => v.clone(),
-            EnvSource::Field(path) => downward_field(pod, path, &inputs.node_name, &inputs.host_ip)
-                .map(|v| super::process::escape_vars(&v))
-                .unwrap_or_default(),
-            EnvSource::ConfigMapKey { name, optional, .. }
-            | EnvSource::SecretKey { name, optional, .. } => {
-                if *optional {
-                    continue;
-                }
-                return Err(SpecError::Env {
-                    pod: pod.key(),
-                    container: container.name.clone(),
-                    name: var.name.clone(),
-                    reason: format!("refers to object {name:?}, which this node does not have; ConfigMaps and Secrets come with the agent's manifest directory"),
-                });
-            }
-            EnvSource::ResourceField(_) => {
-                return Err(SpecError::Env {
-                    pod: pod.key(),
-                    container: container.name.clone(),
-                    name: var.name.clone(),
-                    reason: "resourceFieldRef is not supported yet".into(),
-                })
-            }
-        };
-        resolved.push((var.name.clone(), value));
-    }
+    // The pod's variables, resolved from objects and the downward API by `pod::env`;
+    // literals are expanded here against what came before.
+    let resolved = &inputs.pod_env;
     let env = build_env(
         image.env.as_deref().unwrap_or(&[]),
-        &resolved,
+        resolved,
         Some(&pod.hostname),
     )
     .map_err(process_err)?;
@@ -392,7 +336,22 @@ mod tests {
     use super::*;
     use crate::pod::pod_from_yaml_str;
 
-    fn inputs(image: &ImageConfig) -> PlanInputs<'_> {
+    /// Inputs for the pod's first container, its env resolved as the agent does.
+    fn inputs<'a>(image: &'a ImageConfig, pod: &PodSpec) -> PlanInputs<'a> {
+        let node = crate::pod::downward::NodeInfo {
+            node_name: "node1".into(),
+            host_ip: "10.0.0.1".into(),
+            cpu_millis: 1000,
+            memory: 1 << 30,
+            ephemeral_storage: 1 << 30,
+        };
+        let env = crate::pod::env::resolve_env(
+            pod,
+            &pod.containers[0],
+            &crate::pod::objects::ConfigObjects::default(),
+            &node,
+        )
+        .unwrap();
         PlanInputs {
             id: "c1".into(),
             rootfs: "/r".into(),
@@ -409,8 +368,7 @@ mod tests {
             },
             mounts: vec![],
             log_path: "/l".into(),
-            node_name: "node1".into(),
-            host_ip: "10.0.0.1".into(),
+            pod_env: env.vars,
         }
     }
 
@@ -443,7 +401,7 @@ spec:
             r#"{"rootfs":{"diff_ids":[]},"config":{"Entrypoint":["/bin/web"],"Cmd":["--default"],
                 "Env":["NAME=world"],"User":"app","WorkingDir":"/srv","StopSignal":"SIGQUIT"}}"#,
         );
-        let plan = plan_container(&pod, &pod.containers[0], inputs(&img)).unwrap();
+        let plan = plan_container(&pod, &pod.containers[0], inputs(&img, &pod)).unwrap();
         assert_eq!(
             plan.args,
             vec!["/bin/web", "--greet", "hello world", "$(GREETING)"]
@@ -477,7 +435,7 @@ spec:
         )
         .unwrap();
         let img = image(r#"{"rootfs":{"diff_ids":[]},"config":{"User":"root"}}"#);
-        let plan = plan_container(&pod, &pod.containers[0], inputs(&img)).unwrap();
+        let plan = plan_container(&pod, &pod.containers[0], inputs(&img, &pod)).unwrap();
         assert_eq!((plan.uid, plan.gid), (1000, 3000));
         assert!(plan.additional_gids.contains(&5));
     }
@@ -489,30 +447,5 @@ spec:
         assert_eq!(parse_signal("9"), Some(9));
         assert_eq!(parse_signal("SIGRTMIN+3"), Some(libc::SIGRTMIN() + 3));
         assert_eq!(parse_signal("BOGUS"), None);
-    }
-
-    #[test]
-    fn config_map_env_without_the_object_is_a_clear_error() {
-        let pod = pod_from_yaml_str(
-            r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: p}
-spec:
-  containers:
-  - name: c
-    image: x:1
-    command: ["sh"]
-    env:
-    - name: K
-      valueFrom: {configMapKeyRef: {name: settings, key: k}}
-"#,
-        )
-        .unwrap();
-        let img = image(r#"{"rootfs":{"diff_ids":[]}}"#);
-        let err = plan_container(&pod, &pod.containers[0], inputs(&img))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("env K") && err.contains("settings"), "{err}");
     }
 }

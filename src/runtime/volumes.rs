@@ -61,8 +61,12 @@ pub enum VolumeError {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodVolumes {
     pub sources: BTreeMap<String, PathBuf>,
-    /// Volumes mounted read-only whatever the mount says (a read-only claim).
+    /// Volumes mounted read-only whatever the mount says (a read-only claim, and the
+    /// configMap, secret and downwardAPI volumes, as kubelet mounts them).
     pub read_only: Vec<String>,
+    /// Volumes filled by the atomic writer (`projected`): a subPath goes through `..data`.
+    #[serde(default)]
+    pub projected: Vec<String>,
 }
 
 pub fn pod_volume_dir(root: &Path, pod: &PodSpec) -> PathBuf {
@@ -204,22 +208,34 @@ pub fn prepare(root: &Path, pod: &PodSpec) -> Result<PodVolumes, VolumeError> {
                 create_private_dir(&dir)?;
                 if *medium == StorageMedium::Memory {
                     let size = size_limit.map(|b| format!(",size={b}")).unwrap_or_default();
-                    mount(Some("tmpfs"), &dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(format!("mode=1777{size}").as_str()))
-                        .map_err(|e| VolumeError::Unavailable {
-                            pod: pod.key(),
-                            volume: volume.name.clone(),
-                            reason: format!("mount tmpfs: {e}"),
-                        })?;
+                    mount(
+                        Some("tmpfs"),
+                        &dir,
+                        Some("tmpfs"),
+                        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                        Some(format!("mode=1777{size}").as_str()),
+                    )
+                    .map_err(|e| VolumeError::Unavailable {
+                        pod: pod.key(),
+                        volume: volume.name.clone(),
+                        reason: format!("mount tmpfs: {e}"),
+                    })?;
                 }
                 // Kubernetes' emptyDir is world-writable, so any user of the pod can use it.
                 set_mode(&dir, 0o777)?;
                 dir
             }
-            VolumeSource::HostPath { path, host_path_type } => {
+            VolumeSource::HostPath {
+                path,
+                host_path_type,
+            } => {
                 check_host_path(pod, &volume.name, path, *host_path_type)?;
                 PathBuf::from(path)
             }
-            VolumeSource::PersistentVolumeClaim { claim_name, read_only } => {
+            VolumeSource::PersistentVolumeClaim {
+                claim_name,
+                read_only,
+            } => {
                 let dir = named_volume_dir(root, claim_name)?;
                 if !dir.exists() {
                     create_private_dir(&dir)?;
@@ -230,16 +246,42 @@ pub fn prepare(root: &Path, pod: &PodSpec) -> Result<PodVolumes, VolumeError> {
                 }
                 dir
             }
-            other => {
-                return Err(VolumeError::Unavailable {
-                    pod: pod.key(),
-                    volume: volume.name.clone(),
-                    reason: format!("{} volumes come from objects in the agent's manifest directory; `layerlet run` has none", other.type_name()),
-                })
+            VolumeSource::ConfigMap { .. }
+            | VolumeSource::Secret { .. }
+            | VolumeSource::DownwardApi { .. }
+            | VolumeSource::Projected { .. } => {
+                // Empty until the atomic writer fills it (projected::sync_pod).
+                let dir = base.join(&volume.name);
+                create_private_dir(&dir)?;
+                if matches!(
+                    volume.source,
+                    VolumeSource::Secret { .. } | VolumeSource::Projected { .. }
+                ) {
+                    // Secrets live in memory only, as kubelet keeps them (projected
+                    // volumes too, which may hold secrets).
+                    mount(
+                        Some("tmpfs"),
+                        &dir,
+                        Some("tmpfs"),
+                        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                        Some("mode=0755"),
+                    )
+                    .map_err(|e| VolumeError::Unavailable {
+                        pod: pod.key(),
+                        volume: volume.name.clone(),
+                        reason: format!("mount tmpfs: {e}"),
+                    })?;
+                }
+                set_mode(&dir, 0o755)?;
+                out.read_only.push(volume.name.clone());
+                out.projected.push(volume.name.clone());
+                dir
             }
         };
         if let Some(gid) = pod.security_context.fs_group {
-            if !matches!(volume.source, VolumeSource::HostPath { .. }) {
+            if !matches!(volume.source, VolumeSource::HostPath { .. })
+                && !super::projected::is_projected(&volume.source)
+            {
                 apply_fs_group(&source, gid)?;
             }
         }
@@ -361,7 +403,19 @@ pub fn container_mounts(
                 if sub.starts_with('/') {
                     return Err(err("subPath", format!("{sub:?} must be relative")));
                 }
-                let fd = open_beneath(base, &sub)
+                // Visible names of a written volume are symlinks into `..data`: a subPath
+                // is the file in the current version (not updated later, as in Kubernetes).
+                let base = if volumes.projected.contains(&m.name) {
+                    super::projected::current_version(base).ok_or_else(|| {
+                        err(
+                            "subPath",
+                            format!("{sub:?}: the volume has not been written yet"),
+                        )
+                    })?
+                } else {
+                    base.clone()
+                };
+                let fd = open_beneath(&base, &sub)
                     .map_err(|reason| err("subPath", format!("{sub:?}: {reason}")))?;
                 let is_dir = nix::sys::stat::fstat(fd.as_raw_fd())
                     .map(|s| {

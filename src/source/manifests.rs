@@ -113,6 +113,21 @@ pub struct Desired {
 #[derive(Debug, Default)]
 pub struct ManifestState {
     last_good: BTreeMap<PathBuf, Vec<ParsedObject>>,
+    /// The ConfigMaps and Secrets of the last update, which immutable ones must match.
+    config_maps: BTreeMap<String, ConfigMapObject>,
+    secrets: BTreeMap<String, SecretObject>,
+}
+
+/// An immutable object's data may not change (the API server refuses such an update); the
+/// old version stays in force until the object is deleted and created again.
+fn immutable_changed(path: &Path, kind: &str, key: &str, document: usize) -> (PathBuf, String) {
+    (
+        path.to_path_buf(),
+        format!(
+            "{}: document {document}: data: {kind} {key} is immutable and its data changed; the previous data stays in use until the object is deleted and created again",
+            path.display()
+        ),
+    )
 }
 
 impl ManifestState {
@@ -148,14 +163,40 @@ impl ManifestState {
                         desired.pods.insert(key, pod.spec.clone());
                     }
                     ParsedObject::ConfigMap(c) => {
-                        desired.config_maps.insert(key, c.clone());
+                        let kept = match self.config_maps.get(&key) {
+                            Some(old)
+                                if old.immutable
+                                    && (old.data != c.data || old.binary_data != c.binary_data) =>
+                            {
+                                desired.errors.push(immutable_changed(
+                                    path,
+                                    "ConfigMap",
+                                    &key,
+                                    c.document,
+                                ));
+                                old.clone()
+                            }
+                            _ => c.clone(),
+                        };
+                        desired.config_maps.insert(key, kept);
                     }
                     ParsedObject::Secret(s) => {
-                        desired.secrets.insert(key, s.clone());
+                        let kept = match self.secrets.get(&key) {
+                            Some(old) if old.immutable && old.data != s.data => {
+                                desired
+                                    .errors
+                                    .push(immutable_changed(path, "Secret", &key, s.document));
+                                old.clone()
+                            }
+                            _ => s.clone(),
+                        };
+                        desired.secrets.insert(key, kept);
                     }
                 }
             }
         }
+        self.config_maps = desired.config_maps.clone();
+        self.secrets = desired.secrets.clone();
         desired
     }
 }
@@ -267,5 +308,34 @@ mod tests {
             "{:?}",
             desired.errors
         );
+    }
+
+    #[test]
+    fn an_immutable_config_map_keeps_its_data_until_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cfg.yaml");
+        let cm = |value: &str| {
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg}}\nimmutable: true\ndata: {{a: {value}}}\n")
+        };
+        std::fs::write(&file, cm("one")).unwrap();
+        let mut state = ManifestState::default();
+        let limits = Limits::default();
+        state.update(scan(dir.path(), &limits));
+        std::fs::write(&file, cm("two")).unwrap();
+        let desired = state.update(scan(dir.path(), &limits));
+        assert_eq!(desired.config_maps["default/cfg"].data["a"], "one");
+        assert_eq!(
+            desired.errors[0].1,
+            format!("{}: document 1: data: ConfigMap default/cfg is immutable and its data changed; the previous data stays in use until the object is deleted and created again", file.display())
+        );
+        std::fs::remove_file(&file).unwrap();
+        assert!(state
+            .update(scan(dir.path(), &limits))
+            .config_maps
+            .is_empty());
+        std::fs::write(&file, cm("two")).unwrap();
+        let desired = state.update(scan(dir.path(), &limits));
+        assert_eq!(desired.config_maps["default/cfg"].data["a"], "two");
+        assert!(desired.errors.is_empty());
     }
 }
