@@ -126,7 +126,22 @@ if [[ ${STATUS[podman]:-} == ok ]]; then
     done >"$KUBE"
     log "podman: kube play of $N pods"
     t0=$(now)
-    if pm kube play --network none "$KUBE" >"$PM_DIR/play.log" 2>&1; then
+    # kube play takes no --ulimit: the same limits as bench/run.sh's PODMAN_ULIMITS go in
+    # through a containers.conf of this run.
+    CONF=$PM_DIR/containers.conf
+    {
+        echo "[containers]"
+        printf 'default_ulimits = ['
+        # shellcheck disable=SC2086
+        set -- $PODMAN_ULIMITS
+        sep=""
+        while (($#)); do
+            [[ $1 == --ulimit ]] && { printf '%s"%s"' "$sep" "$2"; sep=", "; shift; }
+            shift
+        done
+        echo "]"
+    } >"$CONF"
+    if CONTAINERS_CONF=$CONF pm kube play --network none "$KUBE" >"$PM_DIR/play.log" 2>&1; then
         TOTAL[podman]=$(elapsed "$t0" "$(now)")
     else
         failed podman "kube play" "$PM_DIR/play.log"
