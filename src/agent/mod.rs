@@ -6,6 +6,8 @@
 //! its own, so a pod stopping for its grace period holds up no other pod.
 
 pub mod plan;
+pub mod probe;
+pub mod prober;
 pub mod status;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -30,6 +32,8 @@ use crate::runtime::state::{unix_ms_now, Status};
 use crate::source::manifests::{scan, watch, Desired, ManifestState, SourceError};
 use crate::sys::lock::{FileLock, LockError, LockMode};
 use plan::{plan, Backoff, ObservedContainer, ObservedPod, PullFailure, Step};
+use prober::Prober;
+use status::ExitInfo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -137,6 +141,7 @@ struct Context {
     /// retried with backoff instead of every round.
     failing: Mutex<BTreeMap<String, (u32, u64)>>,
     wake: mpsc::Sender<()>,
+    prober: Arc<Prober>,
 }
 
 /// Records, containers and monitors' files of the pods the agent owns.
@@ -144,7 +149,7 @@ struct Context {
 /// record was created.
 struct Observation {
     pods: BTreeMap<String, ObservedPod>,
-    reasons: BTreeMap<String, String>,
+    reasons: BTreeMap<String, ExitInfo>,
     created: BTreeMap<String, i64>,
 }
 
@@ -170,7 +175,13 @@ fn observe(rt: &Runtime, store: &Store) -> Result<Observation, PodError> {
                 Status::Created
             };
             if let Some(e) = &exited {
-                reasons.insert(c.id.clone(), e.reason.clone());
+                reasons.insert(
+                    c.id.clone(),
+                    ExitInfo {
+                        reason: e.reason.clone(),
+                        message: e.message.clone(),
+                    },
+                );
             }
             observed.push(ObservedContainer {
                 id: c.id.clone(),
@@ -183,6 +194,7 @@ fn observe(rt: &Runtime, store: &Store) -> Result<Observation, PodError> {
                     .map(|s| s.started_unix_ms)
                     .or(exited.as_ref().map(|e| e.finished_unix_ms)),
                 finished_ms: exited.as_ref().map(|e| e.finished_unix_ms),
+                unhealthy: false,
             });
         }
         created.insert(spec.key(), record.created_at);
@@ -192,6 +204,7 @@ fn observe(rt: &Runtime, store: &Store) -> Result<Observation, PodError> {
                 uid: record.uid.clone(),
                 spec,
                 containers: observed,
+                created_ms: (record.created_at.max(0) as u64) * 1000,
             },
         );
     }
@@ -306,10 +319,17 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
                 format!("Stopping pod {key}"),
             );
             let uid = uid.clone();
+            let shared = ctx.shared.clone();
             blocking(move || {
                 let record = store.db().pods()?.into_iter().find(|p| p.uid == uid);
                 match record {
-                    Some(r) => pods::remove_pod(&rt, &store, &r),
+                    Some(r) => {
+                        let grace = pod_spec(&r)
+                            .map(|s| s.termination_grace_period)
+                            .unwrap_or(Duration::from_secs(30));
+                        let grace = prober::pre_stop_pod(&rt, &store, &shared, &r, grace)?;
+                        pods::remove_pod_within(&rt, &store, &r, grace)
+                    }
                     None => Ok(()),
                 }
             })
@@ -362,6 +382,7 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
             };
             let attempt = *attempt;
             let shared = ctx.shared.clone();
+            let prober = ctx.prober.clone();
             blocking(move || {
                 let (sandbox, volumes) = open_pod(&rt, &spec)?;
                 let created = rt.create(
@@ -385,7 +406,33 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
                     "Created",
                     format!("Created container {}", container.name),
                 );
-                match rt.start(&created.record.id) {
+                let id = created.record.id.clone();
+                let post_start = container.lifecycle.post_start.clone();
+                if post_start.is_some() {
+                    prober.hook_running(&id, true);
+                }
+                let started = rt.start(&id);
+                if let (Ok(_), Some(hook)) = (&started, &post_start) {
+                    let target = prober::target(&rt, &spec, &id);
+                    let limit = prober::POST_START_LIMIT;
+                    if let Err(message) = prober::run_hook(&target, &spec, &container, hook, limit)
+                    {
+                        shared.event(
+                            "Warning",
+                            &spec.namespace,
+                            &spec.name,
+                            Some(&container.name),
+                            "FailedPostStartHook",
+                            message,
+                        );
+                        let grace = spec.termination_grace_period;
+                        let stopped = prober::stop_container(&rt, &store, &shared, &id, grace);
+                        prober.hook_running(&id, false);
+                        return stopped;
+                    }
+                }
+                prober.hook_running(&id, false);
+                match started {
                     Ok(_) => shared.event(
                         "Normal",
                         &spec.namespace,
@@ -421,7 +468,8 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
                 format!("Stopping container {}", &id[..12.min(id.len())]),
             );
             let id = id.clone();
-            blocking(move || rt.stop(&id, grace).map(|_| ()).map_err(PodError::from)).await
+            let shared = ctx.shared.clone();
+            blocking(move || prober::stop_container(&rt, &store, &shared, &id, grace)).await
         }
         Step::DeleteContainer { id, .. } => {
             let id = id.clone();
@@ -502,7 +550,9 @@ pub async fn run(
         }
     }
     let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
+    let prober = Arc::new(Prober::new(rt.clone(), shared.clone(), wake_tx.clone()));
     let ctx = Arc::new(Context {
+        prober,
         rt,
         store,
         cfg: cfg.clone(),
@@ -588,12 +638,17 @@ pub async fn run(
 async fn reconcile(ctx: &Arc<Context>, desired: &Desired) -> Result<(), AgentError> {
     let (rt, store) = (ctx.rt.clone(), ctx.store.clone());
     let Observation {
-        pods: observed,
+        pods: mut observed,
         reasons,
         created,
     } = tokio::task::spawn_blocking(move || observe(&rt, &store))
         .await
         .map_err(|e| AgentError::Task(e.to_string()))??;
+    ctx.prober.sync(&observed);
+    let health = ctx.prober.health();
+    for c in observed.values_mut().flat_map(|p| p.containers.iter_mut()) {
+        c.unhealthy = health.get(&c.id).is_some_and(|h| h.kill);
+    }
     let now = unix_ms_now();
     let pulls = ctx.pulls.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let steps = plan(&desired.pods, &observed, &pulls, &ctx.cfg.backoff, now);
@@ -637,16 +692,20 @@ async fn reconcile(ctx: &Arc<Context>, desired: &Desired) -> Result<(), AgentErr
             desired.pods.get(&key).cloned(),
         ));
     }
-    publish(ctx, desired, &observed, &pulls, &reasons, &created, now);
+    publish(
+        ctx, desired, &observed, &pulls, &reasons, &health, &created, now,
+    );
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn publish(
     ctx: &Context,
     desired: &Desired,
     observed: &BTreeMap<String, ObservedPod>,
     pulls: &BTreeMap<(String, String), PullFailure>,
-    reasons: &BTreeMap<String, String>,
+    reasons: &BTreeMap<String, ExitInfo>,
+    health: &BTreeMap<String, prober::Health>,
     created: &BTreeMap<String, i64>,
     now: u64,
 ) {
@@ -666,6 +725,7 @@ fn publish(
             observed.get(key),
             pulls,
             reasons,
+            health,
             &BTreeMap::new(),
             &ctx.rt.node_name,
             created_ms,

@@ -8,6 +8,7 @@ pub mod init;
 pub mod logs;
 pub mod monitor;
 pub mod pods;
+pub mod probe;
 pub mod process;
 pub mod records;
 pub mod rootfs;
