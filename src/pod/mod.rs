@@ -7,6 +7,7 @@
 
 pub mod convert;
 pub mod load;
+pub mod probe;
 pub mod quantity;
 pub mod spec;
 pub mod validate;

@@ -194,10 +194,8 @@ pub fn tcp(netns: Option<&Path>, host: Option<&str>, port: u16, timeout: Duratio
 }
 
 /// GETs the URL that `get` describes, on `port` (resolved); 200-399 passes.
+/// HTTPS as kubelet does it: encrypted, the server's certificate not verified.
 pub fn http_get(netns: Option<&Path>, get: &HttpGet, port: u16, timeout: Duration) -> Outcome {
-    if get.scheme == HttpScheme::Https {
-        return Outcome::fail("HTTPS probes and hooks are not supported by layerlet");
-    }
     let get = get.clone();
     let result = in_netns(netns, move || request(&get, port, timeout));
     match result.and_then(|r| r) {
@@ -218,16 +216,29 @@ fn request(get: &HttpGet, port: u16, timeout: Duration) -> Result<u16, String> {
     } else {
         format!("/{}", get.path)
     };
-    let url = format!("http://{host}:{port}{path}");
+    let https = get.scheme == HttpScheme::Https;
+    let url = format!(
+        "{}://{host}:{port}{path}",
+        if https { "https" } else { "http" }
+    );
     let fail = |e: &dyn std::fmt::Display| format!("Get {url:?}: {e}");
     let addr = address(&host, port).map_err(|e| fail(&e))?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+    let tcp = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|e| fail(&format!("dial tcp {addr}: {e}")))?;
     let remaining = || {
         deadline
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
             .unwrap_or(Duration::from_millis(1))
+    };
+    // One budget for the whole exchange, TLS handshake included.
+    tcp.set_read_timeout(Some(remaining()))
+        .and_then(|_| tcp.set_write_timeout(Some(remaining())))
+        .map_err(|e| fail(&e))?;
+    let mut stream: Box<dyn ReadWrite> = if https {
+        Box::new(tls::connect(&host, tcp).map_err(|e| fail(&e))?)
+    } else {
+        Box::new(tcp)
     };
     let mut head = format!("GET {path} HTTP/1.1\r\n");
     let has = |name: &str| {
@@ -255,15 +266,12 @@ fn request(get: &HttpGet, port: u16, timeout: Duration) -> Result<u16, String> {
     }
     head.push_str("Connection: close\r\n\r\n");
     stream
-        .set_write_timeout(Some(remaining()))
-        .and_then(|_| stream.write_all(head.as_bytes()))
+        .write_all(head.as_bytes())
+        .and_then(|_| stream.flush())
         .map_err(|e| fail(&e))?;
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
     while !got.contains(&b'\n') && got.len() < 8192 {
-        stream
-            .set_read_timeout(Some(remaining()))
-            .map_err(|e| fail(&e))?;
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => got.extend_from_slice(&buf[..n]),
@@ -282,6 +290,87 @@ fn request(get: &HttpGet, port: u16, timeout: Duration) -> Result<u16, String> {
         }
     }
     status_code(&got).ok_or_else(|| fail(&"malformed HTTP response"))
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// TLS for HTTPS probes: kubelet does not verify the server's certificate (probes reach pods
+/// by IP, with whatever certificate they serve), and neither does this.
+mod tls {
+    use std::net::TcpStream;
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+
+    #[derive(Debug)]
+    struct AnyCertificate(Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    pub fn connect(
+        host: &str,
+        tcp: TcpStream,
+    ) -> Result<rustls::StreamOwned<ClientConnection, TcpStream>, String> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth();
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|e| format!("TLS server name {host:?}: {e}"))?;
+        let conn =
+            ClientConnection::new(Arc::new(config), name).map_err(|e| format!("TLS: {e}"))?;
+        Ok(rustls::StreamOwned::new(conn, tcp))
+    }
 }
 
 /// The status code of an HTTP/1.x response's first line.
@@ -394,6 +483,56 @@ mod tests {
         assert!(!out.ok && out.message.contains("timed out"), "{out:?}");
         assert!(started.elapsed() < Duration::from_secs(5));
         drop(listener);
+    }
+
+    #[test]
+    fn https_is_spoken_without_verifying_the_certificate() {
+        // A self-signed certificate, served by the real `openssl s_server` (its -www page
+        // answers every GET with 200).
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=probe.invalid", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl");
+        assert!(made.status.success(), "{made:?}");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept", &port.to_string()])
+            .arg("-key")
+            .arg(&key)
+            .arg("-cert")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        let mut https = get("/");
+        https.scheme = HttpScheme::Https;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let out = loop {
+            let out = http_get(None, &https, port, Duration::from_secs(2));
+            if out.ok || Instant::now() > deadline {
+                break out;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // Plain HTTP to the TLS port gets no HTTP status line.
+        let plain = http_get(None, &get("/"), port, Duration::from_secs(2));
+        let _ = server.kill();
+        let _ = server.wait();
+        assert!(out.ok, "{out:?}");
+        assert!(!plain.ok, "{plain:?}");
     }
 
     #[test]
