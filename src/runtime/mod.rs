@@ -17,4 +17,5 @@ pub mod seccomp;
 pub mod security;
 pub mod spec;
 pub mod state;
+pub mod termination;
 pub mod volumes;
