@@ -160,6 +160,13 @@ pub fn pod_json(
     now_ms: u64,
 ) -> Value {
     let pull = |name: &str| pulls.get(&(spec.uid.clone(), name.to_string()));
+    let deadline = pod.is_some_and(|p| deadline_exceeded(spec, p.created_ms, now_ms));
+    // Past the deadline nothing restarts, as under restartPolicy Never.
+    let policy = if deadline {
+        RestartPolicy::Never
+    } else {
+        spec.restart_policy
+    };
     let mut init_statuses = Vec::new();
     let mut initialized = true;
     let mut init_failed = false;
@@ -169,7 +176,7 @@ pub fn pod_json(
             c,
             pod,
             pull(&c.name),
-            spec.restart_policy,
+            policy,
             reasons,
             health,
             image_ids.get(&c.name).map(String::as_str),
@@ -196,7 +203,7 @@ pub fn pod_json(
             c,
             pod,
             pull(&c.name),
-            spec.restart_policy,
+            policy,
             reasons,
             health,
             image_ids.get(&c.name).map(String::as_str),
@@ -218,7 +225,6 @@ pub fn pod_json(
         statuses.push(v);
     }
     let all = spec.containers.len();
-    let deadline = pod.is_some_and(|p| deadline_exceeded(spec, p.created_ms, now_ms));
     let phase = if deadline || (init_failed && spec.restart_policy == RestartPolicy::Never) {
         "Failed"
     } else if !initialized {
