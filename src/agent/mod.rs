@@ -455,9 +455,10 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
             .await
         }
         Step::StopContainer { key, id } => {
-            let grace = spec
-                .map(|s| s.termination_grace_period)
-                .unwrap_or(Duration::from_secs(30));
+            let grace = ctx.prober.kill_grace(id).unwrap_or_else(|| {
+                spec.map(|s| s.termination_grace_period)
+                    .unwrap_or(Duration::from_secs(30))
+            });
             let (ns, name) = key.split_once('/').unwrap_or(("default", key));
             ctx.shared.event(
                 "Normal",
@@ -617,7 +618,7 @@ pub async fn run(
     }
     server.abort();
     if cfg.shutdown_pods {
-        let (rt, store) = (ctx.rt.clone(), ctx.store.clone());
+        let (rt, store, shared) = (ctx.rt.clone(), ctx.store.clone(), ctx.shared.clone());
         tokio::task::spawn_blocking(move || -> Result<(), PodError> {
             // Bound first: the database guard must not live across stop_pod, which takes it.
             let records = store.db().pods()?;
@@ -625,6 +626,7 @@ pub async fn run(
                 let grace = pod_spec(&record)
                     .map(|s| s.termination_grace_period)
                     .unwrap_or(Duration::from_secs(30));
+                let grace = prober::pre_stop_pod(&rt, &store, &shared, &record, grace)?;
                 pods::stop_pod(&rt, &store, &record, grace)?;
             }
             Ok(())

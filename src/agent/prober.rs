@@ -35,6 +35,8 @@ pub struct Health {
     pub kill: bool,
     /// Its postStart hook still runs: not Running yet as far as the status goes.
     pub post_start: bool,
+    /// The killing probe's own terminationGracePeriodSeconds, which overrides the pod's.
+    pub kill_grace: Option<Duration>,
 }
 
 pub struct Prober {
@@ -240,6 +242,12 @@ impl Prober {
     }
 
     /// Health by container ID; a container without an entry has no probes.
+    /// The grace period a probe set for killing container `id`, if a probe kills it.
+    pub fn kill_grace(&self, id: &str) -> Option<Duration> {
+        let table = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        table.get(id).filter(|h| h.kill).and_then(|h| h.kill_grace)
+    }
+
     pub fn health(&self) -> BTreeMap<String, Health> {
         let mut table = self
             .health
@@ -254,6 +262,7 @@ impl Prober {
                     ready: false,
                     kill: false,
                     post_start: true,
+                    kill_grace: None,
                 },
             );
         }
@@ -332,7 +341,7 @@ impl Prober {
     async fn worker(self: Arc<Self>, pod: PodSpec, spec: ContainerSpec, id: String, started: u64) {
         let mut probes = ContainerProbes::new(&spec, started);
         let target = Arc::new(target(&self.rt, &pod, &id));
-        let publish = |probes: &ContainerProbes| {
+        let publish = |probes: &ContainerProbes, kill_grace: Option<Duration>| {
             self.set(
                 &id,
                 Some(Health {
@@ -340,10 +349,11 @@ impl Prober {
                     ready: probes.ready(),
                     kill: probes.killed(),
                     post_start: false,
+                    kill_grace,
                 }),
             )
         };
-        publish(&probes);
+        publish(&probes, None);
         loop {
             let now = unix_ms_now();
             for kind in probes.due(now) {
@@ -380,7 +390,7 @@ impl Prober {
                     );
                 }
                 let verdict = probes.record(kind, outcome.ok, now);
-                publish(&probes);
+                publish(&probes, probe.termination_grace_period);
                 match verdict {
                     Verdict::Kill(kind) => {
                         event(
