@@ -323,6 +323,29 @@ fn an_exec_probe_past_its_timeout_fails_and_its_process_is_killed() {
 }
 
 #[test]
+fn a_probe_kill_uses_the_probes_own_termination_grace_period() {
+    let node = busybox_node();
+    let agent = Agent::start(&node, &["--backoff-seconds", "1"]);
+    let name = unique("probegrace");
+    // `sleep` as PID 1 ignores SIGTERM: it ends only at SIGKILL, when the grace is over.
+    // The pod's 300 s would outlast every wait here; the probe's 1 s does not.
+    let probe = "    livenessProbe:\n      exec: {command: [sh, -c, 'exit 1']}\n      periodSeconds: 1\n      failureThreshold: 1\n      terminationGracePeriodSeconds: 1\n";
+    write_atomic(
+        &agent.manifests,
+        "probegrace.yaml",
+        &pod_yaml(&name, "Always", 300, "", &[sh("app", "sleep 3600", probe)]),
+    );
+    let p = wait_for(&agent, "a restart", || {
+        pod(&agent, &name).filter(|p| restarts(p, "app") >= 1)
+    });
+    let last = &cstatus(&p, "app")["lastState"]["terminated"];
+    assert_eq!(
+        last["exitCode"], 137,
+        "SIGKILLed after the probe's grace: {p}"
+    );
+}
+
+#[test]
 fn a_startup_probe_holds_back_liveness_and_readiness_until_it_passes() {
     let node = busybox_node();
     let agent = Agent::start(&node, &["--backoff-seconds", "1"]);

@@ -293,3 +293,144 @@ pub fn pod_json(
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pod::pod_from_yaml_str;
+
+    const NOW: u64 = 1_000_000_000;
+
+    fn pod(extra: &str) -> ObservedPod {
+        let spec = pod_from_yaml_str(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec:\n{extra}  containers:\n  - name: app\n    image: x:1\n    readinessProbe: {{tcpSocket: {{port: 80}}}}\n"
+        ))
+        .unwrap();
+        ObservedPod {
+            uid: spec.uid.clone(),
+            spec,
+            containers: vec![ObservedContainer {
+                id: "c1".into(),
+                name: "app".into(),
+                attempt: 0,
+                status: Status::Running,
+                exit_code: None,
+                started_ms: Some(NOW - 5_000),
+                finished_ms: None,
+                unhealthy: false,
+            }],
+            created_ms: NOW - 10_000,
+        }
+    }
+
+    fn json(p: &ObservedPod, health: &BTreeMap<String, Health>) -> Value {
+        pod_json(
+            &p.spec,
+            Some(p),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            health,
+            &BTreeMap::new(),
+            "node",
+            p.created_ms,
+            NOW,
+        )
+    }
+
+    fn health(started: bool, ready: bool, post_start: bool) -> BTreeMap<String, Health> {
+        let h = Health {
+            started,
+            ready,
+            kill: false,
+            post_start,
+            kill_grace: None,
+        };
+        [("c1".to_string(), h)].into_iter().collect()
+    }
+
+    fn conditions(v: &Value) -> (Value, Value) {
+        let find = |t: &str| {
+            v["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == t)
+                .unwrap()["status"]
+                .clone()
+        };
+        (find("ContainersReady"), find("Ready"))
+    }
+
+    #[test]
+    fn readiness_comes_from_the_probes_and_is_false_until_they_report() {
+        let p = pod("");
+        let v = json(&p, &BTreeMap::new());
+        assert_eq!(v["status"]["containerStatuses"][0]["ready"], false);
+        assert_eq!(v["status"]["containerStatuses"][0]["started"], true);
+        assert_eq!(conditions(&v), (json!("False"), json!("False")));
+        let v = json(&p, &health(true, true, false));
+        assert_eq!(v["status"]["containerStatuses"][0]["ready"], true);
+        assert_eq!(conditions(&v), (json!("True"), json!("True")));
+        assert_eq!(v["status"]["phase"], "Running");
+    }
+
+    #[test]
+    fn a_container_in_its_post_start_hook_is_creating_not_running() {
+        let v = json(&pod(""), &health(false, false, true));
+        let c = &v["status"]["containerStatuses"][0];
+        assert_eq!(c["state"]["waiting"]["reason"], "ContainerCreating", "{c}");
+        assert_eq!(
+            (c["started"].clone(), c["ready"].clone()),
+            (json!(false), json!(false))
+        );
+        assert_eq!(v["status"]["phase"], "Pending");
+    }
+
+    #[test]
+    fn a_pod_past_its_active_deadline_failed_with_deadline_exceeded() {
+        let v = json(
+            &pod("  activeDeadlineSeconds: 5\n"),
+            &health(true, true, false),
+        );
+        assert_eq!(v["status"]["phase"], "Failed");
+        assert_eq!(v["status"]["reason"], "DeadlineExceeded");
+        assert_eq!(conditions(&v).1, json!("False"));
+        let v = json(
+            &pod("  activeDeadlineSeconds: 50\n"),
+            &health(true, true, false),
+        );
+        assert_eq!(v["status"]["phase"], "Running");
+        assert_eq!(v["status"]["reason"], Value::Null);
+    }
+
+    #[test]
+    fn a_termination_message_shows_in_the_terminated_state() {
+        let mut p = pod("");
+        p.containers[0].status = Status::Exited;
+        p.containers[0].exit_code = Some(1);
+        p.containers[0].finished_ms = Some(NOW - 1_000);
+        let exits = [(
+            "c1".to_string(),
+            ExitInfo {
+                reason: "Error".into(),
+                message: Some("disk full".into()),
+            },
+        )]
+        .into_iter()
+        .collect();
+        let v = pod_json(
+            &p.spec,
+            Some(&p),
+            &BTreeMap::new(),
+            &exits,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            "node",
+            p.created_ms,
+            NOW,
+        );
+        let c = &v["status"]["containerStatuses"][0];
+        // Restart policy Always: waiting to restart, the message in lastState.
+        assert_eq!(c["lastState"]["terminated"]["message"], "disk full", "{c}");
+    }
+}
