@@ -538,6 +538,11 @@ fn termination_messages_come_from_the_file_or_the_logs_tail_on_error() {
                 ),
                 sh("fallback-ok", "echo fine; exit 0", fallback),
                 sh("plain-error", "echo not a message; exit 4", ""),
+                sh(
+                    "non-root",
+                    "echo -n written as 1000 > /dev/termination-log; exit 0",
+                    "    securityContext: {runAsUser: 1000}\n",
+                ),
             ],
         ),
     );
@@ -551,6 +556,7 @@ fn termination_messages_come_from_the_file_or_the_logs_tail_on_error() {
     assert_eq!(message("fallback-file"), "from file");
     assert_eq!(message("fallback-ok"), Value::Null);
     assert_eq!(message("plain-error"), Value::Null);
+    assert_eq!(message("non-root"), "written as 1000");
 }
 
 // ---------------------------------------------------------------------------------------

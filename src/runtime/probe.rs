@@ -52,7 +52,8 @@ pub struct Target {
 }
 
 /// Runs `command` in the container; exit 0 passes. Past `timeout` the command (and
-/// everything it started in its process group) is killed and the run fails.
+/// everything it started in its process group) is killed and the run fails. What a command
+/// that finished in time left running (a hook starting a daemon) is left alone, as kubelet.
 pub fn exec(target: &Target, command: &[String], timeout: Duration) -> Outcome {
     let (read, write) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
         Ok(p) => p,
@@ -92,10 +93,11 @@ pub fn exec(target: &Target, command: &[String], timeout: Duration) -> Outcome {
             Err(e) => return Outcome::fail(format!("wait for the probe: {e}")),
         }
     };
-    // Also on success: whatever the command left behind in its group goes with it.
-    // SAFETY: kill(2) of the process group we created (its id is the child's pid).
-    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
     let Some(status) = status else {
+        // The whole group: `layerlet exec`, its fork in the container's namespaces and the
+        // command. The child is not reaped yet, so the group id cannot have been reused.
+        // SAFETY: kill(2) of the process group we created (its id is the child's pid).
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
         let _ = child.wait();
         return Outcome::fail(format!(
             "command {:?} timed out after {}s",
@@ -104,7 +106,7 @@ pub fn exec(target: &Target, command: &[String], timeout: Duration) -> Outcome {
         ));
     };
     let text = output
-        .recv_timeout(Duration::from_secs(1))
+        .recv_timeout(Duration::from_millis(500))
         .unwrap_or_default();
     match status.code() {
         Some(0) => Outcome {
