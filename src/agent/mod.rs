@@ -406,33 +406,7 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
                     "Created",
                     format!("Created container {}", container.name),
                 );
-                let id = created.record.id.clone();
-                let post_start = container.lifecycle.post_start.clone();
-                if post_start.is_some() {
-                    prober.hook_running(&id, true);
-                }
-                let started = rt.start(&id);
-                if let (Ok(_), Some(hook)) = (&started, &post_start) {
-                    let target = prober::target(&rt, &spec, &id);
-                    let limit = prober::POST_START_LIMIT;
-                    if let Err(message) = prober::run_hook(&target, &spec, &container, hook, limit)
-                    {
-                        shared.event(
-                            "Warning",
-                            &spec.namespace,
-                            &spec.name,
-                            Some(&container.name),
-                            "FailedPostStartHook",
-                            message,
-                        );
-                        let grace = spec.termination_grace_period;
-                        let stopped = prober::stop_container(&rt, &store, &shared, &id, grace);
-                        prober.hook_running(&id, false);
-                        return stopped;
-                    }
-                }
-                prober.hook_running(&id, false);
-                match started {
+                match prober.start(&rt, &store, &spec, &container, &created.record.id) {
                     Ok(_) => shared.event(
                         "Normal",
                         &spec.namespace,
@@ -646,7 +620,7 @@ async fn reconcile(ctx: &Arc<Context>, desired: &Desired) -> Result<(), AgentErr
     } = tokio::task::spawn_blocking(move || observe(&rt, &store))
         .await
         .map_err(|e| AgentError::Task(e.to_string()))??;
-    ctx.prober.sync(&observed);
+    ctx.prober.sync(&observed, &desired.pods);
     let health = ctx.prober.health();
     for c in observed.values_mut().flat_map(|p| p.containers.iter_mut()) {
         c.unhealthy = health.get(&c.id).is_some_and(|h| h.kill);

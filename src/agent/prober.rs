@@ -14,7 +14,7 @@ use super::probe::{ContainerProbes, ProbeKind, Verdict};
 use super::Shared;
 use crate::image::store::Store;
 use crate::pod::spec::{ContainerSpec, Handler, PodSpec, ProbeHandler};
-use crate::runtime::container::Runtime;
+use crate::runtime::container::{ContainerError, Runtime};
 use crate::runtime::pods::{pod_containers, pod_spec, PodError};
 use crate::runtime::probe::{self, Outcome, Target};
 use crate::runtime::records::PodRecord;
@@ -289,9 +289,58 @@ impl Prober {
         let _ = self.wake.try_send(());
     }
 
+    /// Starts a created container and runs its postStart hook; until the hook ends the
+    /// container counts as neither running nor started. A failed hook is reported
+    /// (`FailedPostStartHook`), the container stopped (it restarts per restartPolicy) and the
+    /// start fails with kubelet's PostStartHookError.
+    pub fn start(
+        &self,
+        rt: &Runtime,
+        store: &Store,
+        pod: &PodSpec,
+        container: &ContainerSpec,
+        id: &str,
+    ) -> Result<i32, ContainerError> {
+        let Some(hook) = &container.lifecycle.post_start else {
+            return rt.start(id);
+        };
+        self.hook_running(id, true);
+        let result = rt.start(id).and_then(|pid| {
+            let target = target(rt, pod, id);
+            match run_hook(&target, pod, container, hook, POST_START_LIMIT) {
+                Ok(()) => Ok(pid),
+                Err(message) => {
+                    self.shared.event(
+                        "Warning",
+                        &pod.namespace,
+                        &pod.name,
+                        Some(&container.name),
+                        "FailedPostStartHook",
+                        message.clone(),
+                    );
+                    let grace = pod.termination_grace_period;
+                    if let Err(e) = stop_container(rt, store, &self.shared, id, grace) {
+                        tracing::warn!(container = id, error = %e, "stop after a failed postStart hook");
+                    }
+                    Err(ContainerError::StartFailed {
+                        container: format!("pod {} container {}", pod.key(), container.name),
+                        reason: format!("PostStartHookError: {message}"),
+                    })
+                }
+            }
+        });
+        self.hook_running(id, false);
+        result
+    }
+
     /// Starts workers for running containers that have probes and none yet, and ends those
-    /// of containers that no longer run.
-    pub fn sync(self: &Arc<Self>, observed: &BTreeMap<String, ObservedPod>) {
+    /// of containers that no longer run. A new container takes its probes from the desired
+    /// spec: the recorded one is updated only after its replacement containers started.
+    pub fn sync(
+        self: &Arc<Self>,
+        observed: &BTreeMap<String, ObservedPod>,
+        desired: &BTreeMap<String, PodSpec>,
+    ) {
         let mut running = BTreeMap::new();
         for pod in observed.values() {
             for c in pod
@@ -319,7 +368,11 @@ impl Prober {
             if workers.contains_key(&id) || hooks.contains(&id) {
                 continue;
             }
-            let Some(spec) = pod.spec.containers.iter().find(|s| s.name == c.name) else {
+            let pod_spec = desired
+                .get(&pod.spec.key())
+                .filter(|d| d.uid == pod.uid)
+                .unwrap_or(&pod.spec);
+            let Some(spec) = pod_spec.containers.iter().find(|s| s.name == c.name) else {
                 continue;
             };
             if spec.liveness_probe.is_none()
@@ -329,7 +382,7 @@ impl Prober {
                 continue;
             }
             let task = tokio::spawn(self.clone().worker(
-                pod.spec.clone(),
+                pod_spec.clone(),
                 spec.clone(),
                 id.clone(),
                 c.started_ms.unwrap_or_else(unix_ms_now),
