@@ -224,6 +224,42 @@ fn http_get_probes_drive_ready_and_a_failing_liveness_probe_restarts_the_contain
 }
 
 #[test]
+fn probes_of_a_host_network_pod_reach_it_on_the_host() {
+    let node = busybox_node();
+    let agent = Agent::start(&node, &["--backoff-seconds", "1"]);
+    let name = unique("hostnet");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = format!(
+        "mkdir -p /www && echo ok > /www/ready && exec /bin/busybox httpd -f -p 127.0.0.1:{port} -h /www"
+    );
+    let probes = format!(
+        "    readinessProbe:\n      httpGet: {{path: /ready, port: {port}}}\n      periodSeconds: 1\n    livenessProbe:\n      tcpSocket: {{port: {port}}}\n      periodSeconds: 1\n"
+    );
+    write_atomic(
+        &agent.manifests,
+        "hostnet.yaml",
+        &pod_yaml(
+            &name,
+            "Always",
+            1,
+            "  hostNetwork: true\n",
+            &[sh("web", &script, &probes)],
+        ),
+    );
+    let p = wait_for(&agent, "Ready", || {
+        pod(&agent, &name).filter(|p| condition(p, "Ready") == "True")
+    });
+    assert_eq!(restarts(&p, "web"), 0);
+    // The server is the host's to reach too: the probes went where the test can go.
+    let (status, _) = common::http_get(&format!("127.0.0.1:{port}"), "/ready").unwrap();
+    assert_eq!(status, 200);
+}
+
+#[test]
 fn tcp_socket_and_exec_probes_pass_and_fail_per_container() {
     let node = busybox_node();
     let agent = Agent::start(&node, &["--backoff-seconds", "1"]);
