@@ -59,9 +59,13 @@ pub fn target(rt: &Runtime, pod: &PodSpec, id: &str) -> Target {
         netns: if pod.host_network {
             None
         } else {
-            sandbox_dir(&rt.run_root, pod)
-                .ok()
-                .map(|d| d.join("ns").join("net"))
+            // A pod without a valid sandbox path gets an empty path, which fails to open:
+            // never the host's namespace by mistake.
+            Some(
+                sandbox_dir(&rt.run_root, pod)
+                    .map(|d| d.join("ns").join("net"))
+                    .unwrap_or_default(),
+            )
         },
     }
 }
