@@ -7,6 +7,8 @@
 
 pub mod config;
 pub mod plan;
+pub mod probe;
+pub mod prober;
 pub mod status;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
@@ -32,6 +34,8 @@ use crate::runtime::state::{unix_ms_now, Status};
 use crate::source::manifests::{scan, watch, Desired, ManifestState, SourceError};
 use crate::sys::lock::{FileLock, LockError, LockMode};
 use plan::{plan, Backoff, ObservedContainer, ObservedPod, PullFailure, Step};
+use prober::Prober;
+use status::ExitInfo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -185,6 +189,7 @@ struct Context {
     failing: Mutex<BTreeMap<String, (u32, u64)>>,
     wake: mpsc::Sender<()>,
     config: Arc<config::ConfigState>,
+    prober: Arc<Prober>,
 }
 
 /// Records, containers and monitors' files of the pods the agent owns.
@@ -192,7 +197,7 @@ struct Context {
 /// record was created.
 struct Observation {
     pods: BTreeMap<String, ObservedPod>,
-    reasons: BTreeMap<String, String>,
+    reasons: BTreeMap<String, ExitInfo>,
     created: BTreeMap<String, i64>,
 }
 
@@ -218,7 +223,13 @@ fn observe(rt: &Runtime, store: &Store) -> Result<Observation, PodError> {
                 Status::Created
             };
             if let Some(e) = &exited {
-                reasons.insert(c.id.clone(), e.reason.clone());
+                reasons.insert(
+                    c.id.clone(),
+                    ExitInfo {
+                        reason: e.reason.clone(),
+                        message: e.message.clone(),
+                    },
+                );
             }
             observed.push(ObservedContainer {
                 id: c.id.clone(),
@@ -231,6 +242,7 @@ fn observe(rt: &Runtime, store: &Store) -> Result<Observation, PodError> {
                     .map(|s| s.started_unix_ms)
                     .or(exited.as_ref().map(|e| e.finished_unix_ms)),
                 finished_ms: exited.as_ref().map(|e| e.finished_unix_ms),
+                unhealthy: false,
             });
         }
         created.insert(spec.key(), record.created_at);
@@ -240,6 +252,7 @@ fn observe(rt: &Runtime, store: &Store) -> Result<Observation, PodError> {
                 uid: record.uid.clone(),
                 spec,
                 containers: observed,
+                created_ms: (record.created_at.max(0) as u64) * 1000,
             },
         );
     }
@@ -354,10 +367,17 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
                 format!("Stopping pod {key}"),
             );
             let uid = uid.clone();
+            let shared = ctx.shared.clone();
             blocking(move || {
                 let record = store.db().pods()?.into_iter().find(|p| p.uid == uid);
                 match record {
-                    Some(r) => pods::remove_pod(&rt, &store, &r),
+                    Some(r) => {
+                        let grace = pod_spec(&r)
+                            .map(|s| s.termination_grace_period)
+                            .unwrap_or(Duration::from_secs(30));
+                        let grace = prober::pre_stop_pod(&rt, &store, &shared, &r, grace)?;
+                        pods::remove_pod_within(&rt, &store, &r, grace)
+                    }
                     None => Ok(()),
                 }
             })
@@ -420,6 +440,7 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
             let attempt = *attempt;
             let shared = ctx.shared.clone();
             let config = ctx.config.clone();
+            let prober = ctx.prober.clone();
             blocking(move || {
                 let (sandbox, volumes) = open_pod(&rt, &spec)?;
                 if !config
@@ -449,7 +470,7 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
                     "Created",
                     format!("Created container {}", container.name),
                 );
-                match rt.start(&created.record.id) {
+                match prober.start(&rt, &store, &spec, &container, &created.record.id) {
                     Ok(_) => shared.event(
                         "Normal",
                         &spec.namespace,
@@ -472,9 +493,10 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
             .await
         }
         Step::StopContainer { key, id } => {
-            let grace = spec
-                .map(|s| s.termination_grace_period)
-                .unwrap_or(Duration::from_secs(30));
+            let grace = ctx.prober.kill_grace(id).unwrap_or_else(|| {
+                spec.map(|s| s.termination_grace_period)
+                    .unwrap_or(Duration::from_secs(30))
+            });
             let (ns, name) = key.split_once('/').unwrap_or(("default", key));
             ctx.shared.event(
                 "Normal",
@@ -485,7 +507,8 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
                 format!("Stopping container {}", &id[..12.min(id.len())]),
             );
             let id = id.clone();
-            blocking(move || rt.stop(&id, grace).map(|_| ()).map_err(PodError::from)).await
+            let shared = ctx.shared.clone();
+            blocking(move || prober::stop_container(&rt, &store, &shared, &id, grace)).await
         }
         Step::DeleteContainer { id, .. } => {
             let id = id.clone();
@@ -567,7 +590,9 @@ pub async fn run(
     }
     let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
     let node = crate::runtime::node::node_info(&rt.node_name, &rt.root);
+    let prober = Arc::new(Prober::new(rt.clone(), shared.clone(), wake_tx.clone()));
     let ctx = Arc::new(Context {
+        prober,
         rt,
         store,
         cfg: cfg.clone(),
@@ -651,7 +676,7 @@ pub async fn run(
     }
     server.abort();
     if cfg.shutdown_pods {
-        let (rt, store) = (ctx.rt.clone(), ctx.store.clone());
+        let (rt, store, shared) = (ctx.rt.clone(), ctx.store.clone(), ctx.shared.clone());
         tokio::task::spawn_blocking(move || -> Result<(), PodError> {
             // Bound first: the database guard must not live across stop_pod, which takes it.
             let records = store.db().pods()?;
@@ -659,6 +684,7 @@ pub async fn run(
                 let grace = pod_spec(&record)
                     .map(|s| s.termination_grace_period)
                     .unwrap_or(Duration::from_secs(30));
+                let grace = prober::pre_stop_pod(&rt, &store, &shared, &record, grace)?;
                 pods::stop_pod(&rt, &store, &record, grace)?;
             }
             Ok(())
@@ -724,12 +750,17 @@ async fn collect_images(ctx: Arc<Context>, desired: Desired, running: Arc<Atomic
 async fn reconcile(ctx: &Arc<Context>, desired: &Desired) -> Result<(), AgentError> {
     let (rt, store) = (ctx.rt.clone(), ctx.store.clone());
     let Observation {
-        pods: observed,
+        pods: mut observed,
         reasons,
         created,
     } = tokio::task::spawn_blocking(move || observe(&rt, &store))
         .await
         .map_err(|e| AgentError::Task(e.to_string()))??;
+    ctx.prober.sync(&observed, &desired.pods);
+    let health = ctx.prober.health();
+    for c in observed.values_mut().flat_map(|p| p.containers.iter_mut()) {
+        c.unhealthy = health.get(&c.id).is_some_and(|h| h.kill);
+    }
     let now = unix_ms_now();
     let pulls = ctx.pulls.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let steps = plan(&desired.pods, &observed, &pulls, &ctx.cfg.backoff, now);
@@ -773,16 +804,20 @@ async fn reconcile(ctx: &Arc<Context>, desired: &Desired) -> Result<(), AgentErr
             desired.pods.get(&key).cloned(),
         ));
     }
-    publish(ctx, desired, &observed, &pulls, &reasons, &created, now);
+    publish(
+        ctx, desired, &observed, &pulls, &reasons, &health, &created, now,
+    );
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn publish(
     ctx: &Context,
     desired: &Desired,
     observed: &BTreeMap<String, ObservedPod>,
     pulls: &BTreeMap<(String, String), PullFailure>,
-    reasons: &BTreeMap<String, String>,
+    reasons: &BTreeMap<String, ExitInfo>,
+    health: &BTreeMap<String, prober::Health>,
     created: &BTreeMap<String, i64>,
     now: u64,
 ) {
@@ -802,6 +837,7 @@ fn publish(
             observed.get(key),
             pulls,
             reasons,
+            health,
             &BTreeMap::new(),
             &ctx.rt.node_name,
             created_ms,

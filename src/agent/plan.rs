@@ -18,6 +18,8 @@ pub struct ObservedContainer {
     pub exit_code: Option<i32>,
     pub started_ms: Option<u64>,
     pub finished_ms: Option<u64>,
+    /// A liveness or startup probe failed (or its postStart hook did): stop it.
+    pub unhealthy: bool,
 }
 
 /// A pod the agent owns, as recorded: the spec its containers were made from, and every
@@ -27,6 +29,8 @@ pub struct ObservedPod {
     pub uid: String,
     pub spec: PodSpec,
     pub containers: Vec<ObservedContainer>,
+    /// When the pod record was made: the start of `activeDeadlineSeconds`.
+    pub created_ms: u64,
 }
 
 impl ObservedPod {
@@ -37,6 +41,13 @@ impl ObservedPod {
             .filter(|c| c.name == name)
             .max_by_key(|c| c.attempt)
     }
+}
+
+/// Whether the pod has been active longer than its `activeDeadlineSeconds` (kubelet's
+/// DeadlineExceeded): its containers are stopped and nothing starts again.
+pub fn deadline_exceeded(spec: &PodSpec, created_ms: u64, now_ms: u64) -> bool {
+    spec.active_deadline
+        .is_some_and(|d| now_ms >= created_ms.saturating_add(d.as_millis() as u64))
 }
 
 /// Failed pulls of one container's image (kubelet's ErrImagePull, then ImagePullBackOff).
@@ -221,8 +232,22 @@ fn plan_containers(
         uid: spec.uid.clone(),
         spec: spec.clone(),
         containers: Vec::new(),
+        created_ms: now_ms,
     };
     let pod = pod.unwrap_or(&empty);
+    if deadline_exceeded(spec, pod.created_ms, now_ms) {
+        for c in pod
+            .containers
+            .iter()
+            .filter(|c| c.status == Status::Running)
+        {
+            steps.push(Step::StopContainer {
+                key: key.to_string(),
+                id: c.id.clone(),
+            });
+        }
+        return steps;
+    }
     let start = |name: &str, init: bool, attempt: u32, steps: &mut Vec<Step>| {
         if !pull_blocked(pulls, &spec.uid, name, backoff, now_ms) {
             steps.push(Step::StartContainer {
@@ -303,6 +328,12 @@ fn plan_containers(
         }
         match pod.latest(&container.name) {
             None => start(&container.name, false, 0, &mut steps),
+            Some(c) if c.status == Status::Running && c.unhealthy => {
+                steps.push(Step::StopContainer {
+                    key: key.to_string(),
+                    id: c.id.clone(),
+                });
+            }
             Some(c) if c.status != Status::Exited => {}
             Some(c) => {
                 if should_restart(spec.restart_policy, c.exit_code)
@@ -378,6 +409,7 @@ mod tests {
             exit_code: exit,
             started_ms: Some(finished - ran_ms),
             finished_ms: (status == Status::Exited).then_some(finished),
+            unhealthy: false,
         }
     }
 
@@ -391,6 +423,7 @@ mod tests {
                 uid: spec.uid.clone(),
                 spec: spec.clone(),
                 containers,
+                created_ms: NOW - 60_000,
             },
         )]
         .into_iter()
@@ -662,5 +695,74 @@ mod tests {
                 Step::UpdateSpec { key: s.key() },
             ]
         );
+    }
+
+    #[test]
+    fn an_unhealthy_running_container_is_stopped_then_restarted_with_backoff() {
+        let s = spec("Always", "a");
+        let mut sick = c("app", 0, Status::Running, None, 0, 5_000);
+        sick.unhealthy = true;
+        assert_eq!(
+            run(&desired(&s), &observed(&s, vec![sick])),
+            vec![Step::StopContainer {
+                key: s.key(),
+                id: "app-0".into()
+            }]
+        );
+        // Killed by the stop: exit 137, then the usual crash backoff (10 s for attempt 0).
+        let killed = |ago| observed(&s, vec![c("app", 0, Status::Exited, Some(137), ago, 5_000)]);
+        assert!(run(&desired(&s), &killed(9_000)).is_empty());
+        assert_eq!(
+            run(&desired(&s), &killed(10_000)),
+            vec![start("app", false, 1)]
+        );
+        // restartPolicy Never: killed and left so.
+        let never = spec("Never", "a");
+        let o = observed(
+            &never,
+            vec![c("app", 0, Status::Exited, Some(137), 60_000, 5_000)],
+        );
+        assert!(run(&desired(&never), &o).is_empty());
+    }
+
+    #[test]
+    fn an_unhealthy_flag_on_an_exited_container_changes_nothing() {
+        let s = spec("OnFailure", "a");
+        let mut done = c("app", 0, Status::Exited, Some(0), 60_000, 5_000);
+        done.unhealthy = true;
+        assert!(run(&desired(&s), &observed(&s, vec![done])).is_empty());
+    }
+
+    #[test]
+    fn active_deadline_stops_running_containers_and_starts_nothing_after_it() {
+        let mut s = with_init("Always");
+        s.active_deadline = Some(std::time::Duration::from_secs(30));
+        let running = |created_ago: u64| {
+            let mut o = observed(
+                &s,
+                vec![
+                    c("setup", 0, Status::Exited, Some(0), 50_000, 10),
+                    c("app", 0, Status::Running, None, 0, 5_000),
+                ],
+            );
+            o.values_mut()
+                .for_each(|p| p.created_ms = NOW - created_ago);
+            o
+        };
+        assert!(run(&desired(&s), &running(29_999)).is_empty());
+        assert_eq!(
+            run(&desired(&s), &running(30_000)),
+            vec![Step::StopContainer {
+                key: s.key(),
+                id: "app-0".into()
+            }]
+        );
+        // Exited after the deadline: not restarted, whatever the policy; a missing init
+        // container is not started either.
+        let mut o = observed(&s, vec![c("app", 0, Status::Exited, Some(137), 60_000, 10)]);
+        o.values_mut().for_each(|p| p.created_ms = NOW - 120_000);
+        assert!(run(&desired(&s), &o).is_empty());
+        assert!(deadline_exceeded(&s, NOW - 30_000, NOW));
+        assert!(!deadline_exceeded(&spec("Always", "a"), 0, NOW));
     }
 }

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::plan::{ObservedContainer, ObservedPod, PullFailure};
+use super::plan::{deadline_exceeded, ObservedContainer, ObservedPod, PullFailure};
+use super::prober::Health;
 use crate::pod::spec::{ContainerSpec, PodSpec, RestartPolicy};
 use crate::runtime::logs::format_rfc3339_nano;
 use crate::runtime::state::Status;
@@ -19,17 +20,34 @@ fn time(ms: Option<u64>) -> Value {
     }
 }
 
-fn state_of(c: &ObservedContainer, reason: Option<&str>) -> Value {
+/// How a container instance ended, from its exit record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub reason: String,
+    /// The termination message (terminationMessagePath, or the log's tail).
+    pub message: Option<String>,
+}
+
+fn state_of(c: &ObservedContainer, exit: Option<&ExitInfo>, health: Option<&Health>) -> Value {
     match c.status {
+        Status::Running if health.is_some_and(|h| h.post_start) => {
+            json!({"waiting": {"reason": "ContainerCreating"}})
+        }
         Status::Running => json!({"running": {"startedAt": time(c.started_ms)}}),
         Status::Created => json!({"waiting": {"reason": "ContainerCreating"}}),
-        Status::Exited => json!({"terminated": {
-            "exitCode": c.exit_code.unwrap_or(-1),
-            "reason": reason.unwrap_or(if c.exit_code == Some(0) { "Completed" } else { "Error" }),
-            "startedAt": time(c.started_ms),
-            "finishedAt": time(c.finished_ms),
-            "containerID": format!("layerlet://{}", c.id),
-        }}),
+        Status::Exited => {
+            let mut t = json!({
+                "exitCode": c.exit_code.unwrap_or(-1),
+                "reason": exit.map(|e| e.reason.as_str()).unwrap_or(if c.exit_code == Some(0) { "Completed" } else { "Error" }),
+                "startedAt": time(c.started_ms),
+                "finishedAt": time(c.finished_ms),
+                "containerID": format!("layerlet://{}", c.id),
+            });
+            if let Some(message) = exit.and_then(|e| e.message.as_deref()) {
+                t["message"] = Value::String(message.to_string());
+            }
+            json!({ "terminated": t })
+        }
     }
 }
 
@@ -40,11 +58,12 @@ fn container_status(
     pod: Option<&ObservedPod>,
     pull: Option<&PullFailure>,
     policy: RestartPolicy,
-    reasons: &BTreeMap<String, String>,
+    reasons: &BTreeMap<String, ExitInfo>,
+    health: &BTreeMap<String, Health>,
     image_id: Option<&str>,
     init: bool,
     now_ms: u64,
-) -> (Value, bool, bool) {
+) -> (Value, bool, bool, bool) {
     let mut instances: Vec<&ObservedContainer> = pod
         .map(|p| {
             p.containers
@@ -56,7 +75,8 @@ fn container_status(
     instances.sort_by_key(|c| std::cmp::Reverse(c.attempt));
     let latest = instances.first().copied();
     let previous = instances.get(1).copied();
-    let reason = |c: &ObservedContainer| reasons.get(&c.id).map(String::as_str);
+    let exit = |c: &ObservedContainer| reasons.get(&c.id);
+    let health_of = |c: &ObservedContainer| health.get(&c.id);
     let waiting = |reason: &str, message: Option<&str>| json!({"waiting": {"reason": reason, "message": message}});
     let restart_expected = latest.is_some_and(|c| {
         c.status == Status::Exited
@@ -94,16 +114,23 @@ fn container_status(
                     spec.name
                 )),
             ),
-            state_of(c, reason(c)),
+            state_of(c, exit(c), None),
         ),
         (Some(c), _) => (
-            state_of(c, reason(c)),
+            state_of(c, exit(c), health_of(c)),
             previous
-                .map(|p| state_of(p, reason(p)))
+                .map(|p| state_of(p, exit(p), None))
                 .unwrap_or_else(|| json!({})),
         ),
     };
-    let running = latest.is_some_and(|c| c.status == Status::Running);
+    let h = latest.and_then(health_of);
+    let running =
+        latest.is_some_and(|c| c.status == Status::Running) && !h.is_some_and(|h| h.post_start);
+    // Without an entry in the health table the container has no probes (or its worker has
+    // not reported yet): started once running, ready too unless a probe must say so.
+    let started = running && h.map_or(spec.startup_probe.is_none(), |h| h.started);
+    let ready =
+        running && !init && h.map_or(started && spec.readiness_probe.is_none(), |h| h.ready);
     let succeeded = latest.is_some_and(|c| c.status == Status::Exited && c.exit_code == Some(0));
     let value = json!({
         "name": spec.name,
@@ -112,11 +139,11 @@ fn container_status(
         "containerID": latest.map(|c| format!("layerlet://{}", c.id)),
         "state": state,
         "lastState": last_state,
-        "ready": running && !init,
-        "started": running,
+        "ready": ready,
+        "started": started,
         "restartCount": latest.map(|c| c.attempt).unwrap_or(0),
     });
-    (value, running, succeeded)
+    (value, running, succeeded, ready)
 }
 
 /// The whole pod object, as `kubectl get pod -o json` shows it.
@@ -125,24 +152,33 @@ pub fn pod_json(
     spec: &PodSpec,
     pod: Option<&ObservedPod>,
     pulls: &BTreeMap<(String, String), PullFailure>,
-    reasons: &BTreeMap<String, String>,
+    reasons: &BTreeMap<String, ExitInfo>,
+    health: &BTreeMap<String, Health>,
     image_ids: &BTreeMap<String, String>,
     node_name: &str,
     created_ms: u64,
     now_ms: u64,
 ) -> Value {
     let pull = |name: &str| pulls.get(&(spec.uid.clone(), name.to_string()));
+    let deadline = pod.is_some_and(|p| deadline_exceeded(spec, p.created_ms, now_ms));
+    // Past the deadline nothing restarts, as under restartPolicy Never.
+    let policy = if deadline {
+        RestartPolicy::Never
+    } else {
+        spec.restart_policy
+    };
     let mut init_statuses = Vec::new();
     let mut initialized = true;
     let mut init_failed = false;
     let mut init_done = 0;
     for c in &spec.init_containers {
-        let (v, _, ok) = container_status(
+        let (v, _, ok, _) = container_status(
             c,
             pod,
             pull(&c.name),
-            spec.restart_policy,
+            policy,
             reasons,
+            health,
             image_ids.get(&c.name).map(String::as_str),
             true,
             now_ms,
@@ -161,20 +197,24 @@ pub fn pod_json(
         init_statuses.push(v);
     }
     let mut statuses = Vec::new();
-    let (mut running, mut terminated, mut failed) = (0, 0, 0);
+    let (mut running, mut terminated, mut failed, mut ready) = (0, 0, 0, 0);
     for c in &spec.containers {
-        let (v, is_running, _) = container_status(
+        let (v, is_running, _, is_ready) = container_status(
             c,
             pod,
             pull(&c.name),
-            spec.restart_policy,
+            policy,
             reasons,
+            health,
             image_ids.get(&c.name).map(String::as_str),
             false,
             now_ms,
         );
         if is_running {
             running += 1;
+        }
+        if is_ready {
+            ready += 1;
         }
         if let Some(code) = v["state"]["terminated"]["exitCode"].as_i64() {
             terminated += 1;
@@ -185,7 +225,7 @@ pub fn pod_json(
         statuses.push(v);
     }
     let all = spec.containers.len();
-    let phase = if init_failed && spec.restart_policy == RestartPolicy::Never {
+    let phase = if deadline || (init_failed && spec.restart_policy == RestartPolicy::Never) {
         "Failed"
     } else if !initialized {
         "Pending"
@@ -200,9 +240,11 @@ pub fn pod_json(
     } else {
         "Pending"
     };
-    let ready = initialized && running == all && all > 0;
+    let ready = initialized && ready == all && all > 0 && !deadline;
     let condition = |kind: &str, status: bool| json!({"type": kind, "status": if status { "True" } else { "False" }});
-    let reason_summary = if !initialized && !spec.init_containers.is_empty() {
+    let reason_summary = if deadline {
+        Some("DeadlineExceeded".to_string())
+    } else if !initialized && !spec.init_containers.is_empty() {
         let crash = init_statuses
             .iter()
             .any(|s| s["state"]["waiting"]["reason"] == "CrashLoopBackOff");
@@ -236,6 +278,7 @@ pub fn pod_json(
         "status": {
             "phase": phase,
             "reason": reason_summary,
+            "message": deadline.then_some("Pod was active on the node longer than the specified deadline"),
             "hostIP": "127.0.0.1",
             "podIP": if spec.host_network { "127.0.0.1" } else { "127.0.1.1" },
             "startTime": time(Some(created_ms)),
@@ -249,4 +292,145 @@ pub fn pod_json(
             "containerStatuses": statuses,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pod::pod_from_yaml_str;
+
+    const NOW: u64 = 1_000_000_000;
+
+    fn pod(extra: &str) -> ObservedPod {
+        let spec = pod_from_yaml_str(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec:\n{extra}  containers:\n  - name: app\n    image: x:1\n    readinessProbe: {{tcpSocket: {{port: 80}}}}\n"
+        ))
+        .unwrap();
+        ObservedPod {
+            uid: spec.uid.clone(),
+            spec,
+            containers: vec![ObservedContainer {
+                id: "c1".into(),
+                name: "app".into(),
+                attempt: 0,
+                status: Status::Running,
+                exit_code: None,
+                started_ms: Some(NOW - 5_000),
+                finished_ms: None,
+                unhealthy: false,
+            }],
+            created_ms: NOW - 10_000,
+        }
+    }
+
+    fn json(p: &ObservedPod, health: &BTreeMap<String, Health>) -> Value {
+        pod_json(
+            &p.spec,
+            Some(p),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            health,
+            &BTreeMap::new(),
+            "node",
+            p.created_ms,
+            NOW,
+        )
+    }
+
+    fn health(started: bool, ready: bool, post_start: bool) -> BTreeMap<String, Health> {
+        let h = Health {
+            started,
+            ready,
+            kill: false,
+            post_start,
+            kill_grace: None,
+        };
+        [("c1".to_string(), h)].into_iter().collect()
+    }
+
+    fn conditions(v: &Value) -> (Value, Value) {
+        let find = |t: &str| {
+            v["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == t)
+                .unwrap()["status"]
+                .clone()
+        };
+        (find("ContainersReady"), find("Ready"))
+    }
+
+    #[test]
+    fn readiness_comes_from_the_probes_and_is_false_until_they_report() {
+        let p = pod("");
+        let v = json(&p, &BTreeMap::new());
+        assert_eq!(v["status"]["containerStatuses"][0]["ready"], false);
+        assert_eq!(v["status"]["containerStatuses"][0]["started"], true);
+        assert_eq!(conditions(&v), (json!("False"), json!("False")));
+        let v = json(&p, &health(true, true, false));
+        assert_eq!(v["status"]["containerStatuses"][0]["ready"], true);
+        assert_eq!(conditions(&v), (json!("True"), json!("True")));
+        assert_eq!(v["status"]["phase"], "Running");
+    }
+
+    #[test]
+    fn a_container_in_its_post_start_hook_is_creating_not_running() {
+        let v = json(&pod(""), &health(false, false, true));
+        let c = &v["status"]["containerStatuses"][0];
+        assert_eq!(c["state"]["waiting"]["reason"], "ContainerCreating", "{c}");
+        assert_eq!(
+            (c["started"].clone(), c["ready"].clone()),
+            (json!(false), json!(false))
+        );
+        assert_eq!(v["status"]["phase"], "Pending");
+    }
+
+    #[test]
+    fn a_pod_past_its_active_deadline_failed_with_deadline_exceeded() {
+        let v = json(
+            &pod("  activeDeadlineSeconds: 5\n"),
+            &health(true, true, false),
+        );
+        assert_eq!(v["status"]["phase"], "Failed");
+        assert_eq!(v["status"]["reason"], "DeadlineExceeded");
+        assert_eq!(conditions(&v).1, json!("False"));
+        let v = json(
+            &pod("  activeDeadlineSeconds: 50\n"),
+            &health(true, true, false),
+        );
+        assert_eq!(v["status"]["phase"], "Running");
+        assert_eq!(v["status"]["reason"], Value::Null);
+    }
+
+    #[test]
+    fn a_termination_message_shows_in_the_terminated_state() {
+        let mut p = pod("");
+        p.containers[0].status = Status::Exited;
+        p.containers[0].exit_code = Some(1);
+        p.containers[0].finished_ms = Some(NOW - 1_000);
+        let exits = [(
+            "c1".to_string(),
+            ExitInfo {
+                reason: "Error".into(),
+                message: Some("disk full".into()),
+            },
+        )]
+        .into_iter()
+        .collect();
+        let v = pod_json(
+            &p.spec,
+            Some(&p),
+            &BTreeMap::new(),
+            &exits,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            "node",
+            p.created_ms,
+            NOW,
+        );
+        let c = &v["status"]["containerStatuses"][0];
+        // Restart policy Always: waiting to restart, the message in lastState.
+        assert_eq!(c["lastState"]["terminated"]["message"], "disk full", "{c}");
+    }
 }

@@ -10,6 +10,7 @@ pub mod downward;
 pub mod env;
 pub mod load;
 pub mod objects;
+pub mod probe;
 pub mod quantity;
 pub mod spec;
 pub mod validate;

@@ -505,6 +505,7 @@ fn container<'a>(
             probe_rules(probe, name, &format!("{p}.{name}"), e);
         }
     }
+    e.0.extend(super::probe::check_targets(c, p));
     for (hook, name) in [
         (&c.lifecycle.post_start, "postStart"),
         (&c.lifecycle.pre_stop, "preStop"),

@@ -257,6 +257,11 @@ impl Runtime {
         let volume_mounts = container_mounts(pod, container, volumes, &plan.env, &dirs.data)?;
         check_mount_destinations(pod, container, &volume_mounts)?;
         plan.mounts.extend(volume_mounts);
+        // Last: it may lie in a volume mounted above.
+        if let Some((mount, message)) = super::termination::prepare(container, &dirs.data)? {
+            plan.mounts.push(mount);
+            plan.termination_message = Some(message);
+        }
         let image_volumes: Vec<String> = config
             .config
             .as_ref()

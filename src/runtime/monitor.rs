@@ -149,6 +149,18 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
     };
     // An OOM kill is read from the cgroup's counter, so it is known without an agent.
     let oom = plan.cgroup.as_ref().is_some_and(|cg| cg.oom_killed());
+    let message = plan.termination_message.as_ref().and_then(|m| {
+        super::termination::read(m, exit_code, || {
+            super::logs::read_all(&plan.log_path)
+                .map(|records| {
+                    super::logs::join_partial(&records)
+                        .into_iter()
+                        .map(|(_, line)| line)
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    });
     let exited = Exited {
         exit_code,
         reason: if oom {
@@ -161,7 +173,7 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
         signal,
         finished_at: now(),
         finished_unix_ms: super::state::unix_ms_now(),
-        message: None,
+        message,
     };
     state.write_exited(&exited).map_err(|e| e.to_string())
 }

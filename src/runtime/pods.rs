@@ -144,6 +144,16 @@ pub fn remove_pod(rt: &Runtime, store: &Store, pod: &PodRecord) -> Result<(), Po
     let grace = pod_spec(pod)
         .map(|s| s.termination_grace_period)
         .unwrap_or(Duration::from_secs(30));
+    remove_pod_within(rt, store, pod, grace)
+}
+
+/// [`remove_pod`] with the stop signal given `grace` (what preStop hooks left of it).
+pub fn remove_pod_within(
+    rt: &Runtime,
+    store: &Store,
+    pod: &PodRecord,
+    grace: Duration,
+) -> Result<(), PodError> {
     stop_pod(rt, store, pod, grace)?;
     // Bound first: the database guard must not live across `delete`, which takes it again.
     let containers = pod_containers(&store.db(), &pod.uid)?;

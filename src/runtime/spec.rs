@@ -124,6 +124,9 @@ pub struct ContainerPlan {
     pub security: super::security::SecurityPlan,
     /// The container's cgroup (created before start, removed on delete).
     pub cgroup: Option<super::cgroup::Cgroup>,
+    /// Where the monitor finds the termination message when the container exits.
+    #[serde(default)]
+    pub termination_message: Option<super::termination::TerminationMessage>,
 }
 
 /// What the plan needs from outside the pod spec.
@@ -293,6 +296,7 @@ pub fn plan_container(
         stop_signal,
         security,
         cgroup: None,
+        termination_message: None,
     })
 }
 
