@@ -20,6 +20,12 @@ pub enum CgroupError {
     },
     #[error("no usable cgroup hierarchy under {0} (need cgroup v2, or v1 with memory, cpu, pids and devices)")]
     NoHierarchy(PathBuf),
+    #[error("cgroup {path}: device allow-list (eBPF filter): {source}")]
+    DeviceFilter {
+        path: PathBuf,
+        #[source]
+        source: super::bpf_devices::DeviceFilterError,
+    },
 }
 
 fn io(op: impl Into<String>, path: &Path, source: std::io::Error) -> CgroupError {
@@ -204,17 +210,40 @@ impl Cgroup {
         }
     }
 
-    /// Every directory of this cgroup (one per v1 controller, one in v2).
+    /// Every directory of this cgroup (one per v1 controller, one in v2). In hybrid mode
+    /// the cgroup is made in the unified hierarchy too, for the eBPF device filter.
     pub fn dirs(&self) -> Vec<PathBuf> {
         match &self.layout {
             Layout::V1 { root } => V1_CONTROLLERS
                 .iter()
                 .map(|c| root.join(c))
                 .filter(|c| c.is_dir())
+                .chain(hybrid_unified(root))
                 .map(|c| c.join(&self.path))
                 .collect(),
             Layout::V2 { root } => vec![root.join(&self.path)],
         }
+    }
+
+    /// Where the eBPF device filter goes: the v2 directory, or in hybrid mode the unified
+    /// hierarchy's. None for a tree that is not cgroup2 (v1 only, or a test's fake tree).
+    pub fn bpf_dir(&self) -> Option<PathBuf> {
+        match &self.layout {
+            Layout::V1 { root } => hybrid_unified(root).map(|u| u.join(&self.path)),
+            Layout::V2 { root } => crate::sys::bpf::is_cgroup2(root).then(|| root.join(&self.path)),
+        }
+    }
+
+    /// Attaches the allow-list's eBPF program (or, for all devices, removes any).
+    fn filter_devices(&self, devices: Option<&[DeviceRule]>) -> Result<(), CgroupError> {
+        let Some(dir) = self.bpf_dir() else {
+            return Ok(());
+        };
+        match devices {
+            Some(rules) => super::bpf_devices::apply(&dir, rules),
+            None => super::bpf_devices::clear(&dir),
+        }
+        .map_err(|source| CgroupError::DeviceFilter { path: dir, source })
     }
 
     fn controller(&self, name: &str) -> PathBuf {
@@ -260,6 +289,10 @@ impl Cgroup {
                     }
                     None => write(&devices, "devices.allow", "a")?,
                 }
+                // Defense in depth: the same list as an eBPF filter in the unified hierarchy.
+                if limits.manage_devices {
+                    self.filter_devices(limits.devices.as_deref())?;
+                }
             }
             Layout::V2 { root } => {
                 let dir = root.join(&self.path);
@@ -295,8 +328,10 @@ impl Cgroup {
                 if let Some(max) = limits.pids_max {
                     write(&dir, "pids.max", &max.to_string())?;
                 }
-                // The device allow-list on v2 is an eBPF program attached to the cgroup; it is
-                // not attached here yet (see the README's security table).
+                // v2 has no devices controller: the allow-list is an eBPF program.
+                if limits.manage_devices {
+                    self.filter_devices(limits.devices.as_deref())?;
+                }
             }
         }
         Ok(())
@@ -377,6 +412,13 @@ impl Cgroup {
         }
         Ok(())
     }
+}
+
+/// The cgroup2 hierarchy that hybrid mode mounts beside the v1 ones (no controllers, but
+/// eBPF device programs attached there are enforced).
+fn hybrid_unified(root: &Path) -> Option<PathBuf> {
+    let unified = root.join("unified");
+    crate::sys::bpf::is_cgroup2(&unified).then_some(unified)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
