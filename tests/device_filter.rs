@@ -303,6 +303,49 @@ fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Starts pod `name` (one container `c` running `sh -c script`, with `security` as its
+/// securityContext) once it logs `ready`; returns its pid and cgroup2 directory.
+fn start(node: &Node, name: &str, script: &str, security: serde_json::Value) -> (u64, PathBuf) {
+    let manifest = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{
+                "name": "c", "image": IMAGE, "imagePullPolicy": "Never",
+                "command": ["sh", "-c", script.replace('$', "$$")],
+                "securityContext": security,
+            }],
+        },
+    });
+    let file = node.dir.path().join(format!("{name}.yaml"));
+    std::fs::write(&file, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    node.ok(&["run", "-d", "-f", file.to_str().unwrap()]);
+    let c = format!("{name}/c");
+    wait_for(&format!("{c} to be ready"), || {
+        logs(node, &c).lines().any(|l| l == "ready").then_some(())
+    });
+    let pid = node.json(&["inspect", &c])["State"]["Pid"]
+        .as_u64()
+        .expect("a running container's pid");
+    let unified = cgroup2_root().join(
+        cgroup_of(pid, "")
+            .expect("a cgroup2 line in /proc/PID/cgroup")
+            .trim_start_matches('/'),
+    );
+    assert!(
+        unified.to_string_lossy().contains("layerlet/"),
+        "{c} is not in a layerlet cgroup2 directory: {}",
+        unified.display()
+    );
+    (pid, unified)
+}
+
+fn logs(node: &Node, c: &str) -> String {
+    String::from_utf8_lossy(&node.run(&["logs", c]).stdout).into_owned()
+}
+
 /// The cgroup of `pid` in the hierarchy whose /proc/PID/cgroup line starts with `prefix`
 /// (`0::` for cgroup2, `N:devices:` for v1 devices), read from the host's view.
 fn cgroup_of(pid: u64, controller: &str) -> Option<String> {
@@ -328,41 +371,10 @@ fn a_container_with_its_v1_device_list_lifted_is_still_refused_the_host_disk_by_
          head -c 1 /dev/null; echo \"null=$?\"; echo done\n\
          exec sleep 3600\n"
     );
-    let manifest = json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "devfilter"},
-        "spec": {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 0,
-            "containers": [{
-                "name": "c", "image": IMAGE, "imagePullPolicy": "Never",
-                "command": ["sh", "-c", script.replace('$', "$$")],
-            }],
-        },
-    });
-    let file = node.dir.path().join("devfilter.yaml");
-    std::fs::write(&file, serde_json::to_vec(&manifest).unwrap()).unwrap();
     let _guard = PodGuard(&node, "devfilter");
-    node.ok(&["run", "-d", "-f", file.to_str().unwrap()]);
-    let logs = || String::from_utf8_lossy(&node.run(&["logs", "devfilter/c"]).stdout).into_owned();
-    wait_for("the container to be ready", || {
-        logs().lines().any(|l| l == "ready").then_some(())
-    });
-    let pid = node.json(&["inspect", "devfilter/c"])["State"]["Pid"]
-        .as_u64()
-        .expect("a running container's pid");
-
+    let (pid, unified) = start(&node, "devfilter", &script, json!({}));
+    let logs = || logs(&node, "devfilter/c");
     // The container's cgroup2 directory has layerlet's program attached.
-    let unified = cgroup2_root().join(
-        cgroup_of(pid, "")
-            .expect("a cgroup2 line")
-            .trim_start_matches('/'),
-    );
-    assert!(
-        unified.to_string_lossy().contains("layerlet/"),
-        "{}",
-        unified.display()
-    );
     assert_eq!(
         bpf_devices::attached(&unified).unwrap().len(),
         1,
@@ -417,4 +429,26 @@ fn a_container_with_its_v1_device_list_lifted_is_still_refused_the_host_disk_by_
         "head -c 1 /tmp/disk",
     ]);
     assert_eq!(exec.status.code(), Some(0), "{exec:?}");
+}
+
+#[test]
+fn a_privileged_containers_cgroup_has_no_device_program_and_it_opens_the_host_device() {
+    let node = Node::new();
+    import_busybox(&node);
+    let (major, minor, _) = host_block_device();
+    let script = format!(
+        "mknod /tmp/disk b {major} {minor}\n\
+         head -c 1 /tmp/disk > /dev/null 2>/tmp/err; echo \"read=$? $(cat /tmp/err)\"\n\
+         echo ready; exec sleep 3600\n"
+    );
+    let _guard = PodGuard(&node, "devfilter-privileged");
+    let (_, unified) = start(
+        &node,
+        "devfilter-privileged",
+        &script,
+        json!({"privileged": true}),
+    );
+    assert_eq!(bpf_devices::attached(&unified).unwrap(), Vec::<u32>::new());
+    let out = logs(&node, "devfilter-privileged/c");
+    assert_eq!(field(&out, "read"), "0 ", "{out}");
 }

@@ -210,18 +210,25 @@ impl Cgroup {
         }
     }
 
-    /// Every directory of this cgroup (one per v1 controller, one in v2). In hybrid mode
-    /// the cgroup is made in the unified hierarchy too, for the eBPF device filter.
+    /// Every directory of this cgroup (one per v1 controller, one in v2).
     pub fn dirs(&self) -> Vec<PathBuf> {
         match &self.layout {
             Layout::V1 { root } => V1_CONTROLLERS
                 .iter()
                 .map(|c| root.join(c))
                 .filter(|c| c.is_dir())
-                .chain(hybrid_unified(root))
                 .map(|c| c.join(&self.path))
                 .collect(),
             Layout::V2 { root } => vec![root.join(&self.path)],
+        }
+    }
+
+    /// In hybrid mode, this cgroup's directory in the unified hierarchy: it carries the
+    /// eBPF device filter, which the kernel enforces there too.
+    pub fn hybrid_dir(&self) -> Option<PathBuf> {
+        match &self.layout {
+            Layout::V1 { root } => hybrid_unified(root).map(|u| u.join(&self.path)),
+            Layout::V2 { .. } => None,
         }
     }
 
@@ -229,8 +236,29 @@ impl Cgroup {
     /// hierarchy's. None for a tree that is not cgroup2 (v1 only, or a test's fake tree).
     pub fn bpf_dir(&self) -> Option<PathBuf> {
         match &self.layout {
-            Layout::V1 { root } => hybrid_unified(root).map(|u| u.join(&self.path)),
+            Layout::V1 { .. } => self.hybrid_dir(),
             Layout::V2 { root } => crate::sys::bpf::is_cgroup2(root).then(|| root.join(&self.path)),
+        }
+    }
+
+    /// Hybrid mode: the cgroup in the unified hierarchy too, with the allow-list as an eBPF
+    /// filter (defense in depth). Best effort: the v1 devices cgroup enforces the same list,
+    /// and a host whose unified hierarchy is read-only, or without BPF, must still run
+    /// containers.
+    fn create_hybrid(&self, limits: &CgroupLimits) {
+        let Some(dir) = self.hybrid_dir() else {
+            return;
+        };
+        let made = std::fs::create_dir_all(&dir)
+            .map_err(|e| io("create", &dir, e))
+            .and_then(|()| match limits.manage_devices {
+                true => self.filter_devices(limits.devices.as_deref()),
+                false => Ok(()),
+            });
+        if let Err(e) = made {
+            tracing::warn!(
+                "{e} (hybrid mode: the v1 devices cgroup still enforces the allow-list)"
+            );
         }
     }
 
@@ -289,10 +317,7 @@ impl Cgroup {
                     }
                     None => write(&devices, "devices.allow", "a")?,
                 }
-                // Defense in depth: the same list as an eBPF filter in the unified hierarchy.
-                if limits.manage_devices {
-                    self.filter_devices(limits.devices.as_deref())?;
-                }
+                self.create_hybrid(limits);
             }
             Layout::V2 { root } => {
                 let dir = root.join(&self.path);
@@ -340,6 +365,10 @@ impl Cgroup {
     /// Moves the calling process into the cgroup ("0" names the writer).
     pub fn join_self(&self) -> Result<(), CgroupError> {
         for dir in self.dirs() {
+            write(&dir, "cgroup.procs", "0")?;
+        }
+        // Made at create unless the unified hierarchy refused it.
+        if let Some(dir) = self.hybrid_dir().filter(|d| d.is_dir()) {
             write(&dir, "cgroup.procs", "0")?;
         }
         Ok(())
@@ -403,7 +432,7 @@ impl Cgroup {
 
     /// Removes the cgroup; its processes must be gone. A cgroup already gone is fine.
     pub fn remove(&self) -> Result<(), CgroupError> {
-        for dir in self.dirs() {
+        for dir in self.dirs().into_iter().chain(self.hybrid_dir()) {
             match std::fs::remove_dir(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
