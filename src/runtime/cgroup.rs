@@ -20,6 +20,12 @@ pub enum CgroupError {
     },
     #[error("no usable cgroup hierarchy under {0} (need cgroup v2, or v1 with memory, cpu, pids and devices)")]
     NoHierarchy(PathBuf),
+    #[error("cgroup {path}: device allow-list (eBPF filter): {source}")]
+    DeviceFilter {
+        path: PathBuf,
+        #[source]
+        source: super::bpf_devices::DeviceFilterError,
+    },
 }
 
 fn io(op: impl Into<String>, path: &Path, source: std::io::Error) -> CgroupError {
@@ -217,6 +223,57 @@ impl Cgroup {
         }
     }
 
+    /// In hybrid mode, this cgroup's directory in the unified hierarchy: it carries the
+    /// eBPF device filter, which the kernel enforces there too.
+    pub fn hybrid_dir(&self) -> Option<PathBuf> {
+        match &self.layout {
+            Layout::V1 { root } => hybrid_unified(root).map(|u| u.join(&self.path)),
+            Layout::V2 { .. } => None,
+        }
+    }
+
+    /// Where the eBPF device filter goes: the v2 directory, or in hybrid mode the unified
+    /// hierarchy's. None for a tree that is not cgroup2 (v1 only, or a test's fake tree).
+    pub fn bpf_dir(&self) -> Option<PathBuf> {
+        match &self.layout {
+            Layout::V1 { .. } => self.hybrid_dir(),
+            Layout::V2 { root } => crate::sys::bpf::is_cgroup2(root).then(|| root.join(&self.path)),
+        }
+    }
+
+    /// Hybrid mode: the cgroup in the unified hierarchy too, with the allow-list as an eBPF
+    /// filter (defense in depth). Best effort: the v1 devices cgroup enforces the same list,
+    /// and a host whose unified hierarchy is read-only, or without BPF, must still run
+    /// containers.
+    fn create_hybrid(&self, limits: &CgroupLimits) {
+        let Some(dir) = self.hybrid_dir() else {
+            return;
+        };
+        let made = std::fs::create_dir_all(&dir)
+            .map_err(|e| io("create", &dir, e))
+            .and_then(|()| match limits.manage_devices {
+                true => self.filter_devices(limits.devices.as_deref()),
+                false => Ok(()),
+            });
+        if let Err(e) = made {
+            tracing::warn!(
+                "{e} (hybrid mode: the v1 devices cgroup still enforces the allow-list)"
+            );
+        }
+    }
+
+    /// Attaches the allow-list's eBPF program (or, for all devices, removes any).
+    fn filter_devices(&self, devices: Option<&[DeviceRule]>) -> Result<(), CgroupError> {
+        let Some(dir) = self.bpf_dir() else {
+            return Ok(());
+        };
+        match devices {
+            Some(rules) => super::bpf_devices::apply(&dir, rules),
+            None => super::bpf_devices::clear(&dir),
+        }
+        .map_err(|source| CgroupError::DeviceFilter { path: dir, source })
+    }
+
     fn controller(&self, name: &str) -> PathBuf {
         match &self.layout {
             Layout::V1 { root } => root.join(name).join(&self.path),
@@ -260,6 +317,7 @@ impl Cgroup {
                     }
                     None => write(&devices, "devices.allow", "a")?,
                 }
+                self.create_hybrid(limits);
             }
             Layout::V2 { root } => {
                 let dir = root.join(&self.path);
@@ -295,8 +353,10 @@ impl Cgroup {
                 if let Some(max) = limits.pids_max {
                     write(&dir, "pids.max", &max.to_string())?;
                 }
-                // The device allow-list on v2 is an eBPF program attached to the cgroup; it is
-                // not attached here yet (see the README's security table).
+                // v2 has no devices controller: the allow-list is an eBPF program.
+                if limits.manage_devices {
+                    self.filter_devices(limits.devices.as_deref())?;
+                }
             }
         }
         Ok(())
@@ -305,6 +365,10 @@ impl Cgroup {
     /// Moves the calling process into the cgroup ("0" names the writer).
     pub fn join_self(&self) -> Result<(), CgroupError> {
         for dir in self.dirs() {
+            write(&dir, "cgroup.procs", "0")?;
+        }
+        // Made at create unless the unified hierarchy refused it.
+        if let Some(dir) = self.hybrid_dir().filter(|d| d.is_dir()) {
             write(&dir, "cgroup.procs", "0")?;
         }
         Ok(())
@@ -368,7 +432,7 @@ impl Cgroup {
 
     /// Removes the cgroup; its processes must be gone. A cgroup already gone is fine.
     pub fn remove(&self) -> Result<(), CgroupError> {
-        for dir in self.dirs() {
+        for dir in self.dirs().into_iter().chain(self.hybrid_dir()) {
             match std::fs::remove_dir(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -377,6 +441,13 @@ impl Cgroup {
         }
         Ok(())
     }
+}
+
+/// The cgroup2 hierarchy that hybrid mode mounts beside the v1 ones (no controllers, but
+/// eBPF device programs attached there are enforced).
+fn hybrid_unified(root: &Path) -> Option<PathBuf> {
+    let unified = root.join("unified");
+    crate::sys::bpf::is_cgroup2(&unified).then_some(unified)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

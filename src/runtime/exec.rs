@@ -124,6 +124,12 @@ fn child(
     args: &[String],
     stdio: ExecStdio,
 ) -> ChildResult {
+    // The container's cgroups first, through the host's /sys: its limits and device
+    // allow-list bind what exec runs as much as its init.
+    if let Some(cg) = &plan.cgroup {
+        cg.join_self()
+            .map_err(|e| (126, format!("join the container's cgroup: {e}")))?;
+    }
     for (file, flag, kind) in namespaces {
         setns(file, *flag).map_err(|e| (126, format!("join {kind} namespace: {e}")))?;
     }

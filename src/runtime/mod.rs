@@ -1,6 +1,7 @@
 //! Containers: rootfs, process plan, logs, lifecycle. The pieces are pure where they can be
 //! and the effectful edges stay thin.
 
+pub mod bpf_devices;
 pub mod cgroup;
 pub mod container;
 pub mod exec;

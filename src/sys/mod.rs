@@ -1,6 +1,7 @@
 //! Thin wrappers over the system calls the rest of layerlet needs: durable file writes, locks,
 //! size walks and mounts. Everything above this module deals in paths and values.
 
+pub mod bpf;
 pub mod exe;
 pub mod fs;
 pub mod lock;
