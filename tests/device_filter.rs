@@ -31,38 +31,6 @@ fn cgroup2_root() -> PathBuf {
         .expect("a cgroup2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified")
 }
 
-/// A block device of the host that this test process may open (major, minor, its /dev
-/// node): the host's disks first (/proc/partitions), then any (/sys/dev/block). Opening it
-/// from a cgroup without the filter is the control, so it must open here.
-fn host_block_device() -> (u32, u32, PathBuf) {
-    let partitions = std::fs::read_to_string("/proc/partitions").unwrap();
-    let disks = partitions.lines().skip(2).filter_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        Some((
-            f.first()?.parse().ok()?,
-            f.get(1)?.parse().ok()?,
-            f.get(3)?.to_string(),
-        ))
-    });
-    let mut others: Vec<(u32, u32, String)> = std::fs::read_dir("/sys/dev/block")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let numbers = e.file_name().to_string_lossy().into_owned();
-            let (major, minor) = numbers.split_once(':')?;
-            let uevent = std::fs::read_to_string(e.path().join("uevent")).ok()?;
-            let name = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME="))?;
-            Some((major.parse().ok()?, minor.parse().ok()?, name.to_string()))
-        })
-        .collect();
-    others.sort();
-    disks
-        .chain(others)
-        .map(|(major, minor, name)| (major, minor, Path::new("/dev").join(name)))
-        .find(|(_, _, node)| std::fs::File::open(node).is_ok())
-        .expect("a block device this test process can open, for the control")
-}
-
 /// A cgroup made for one test, with a unique name; its processes are killed and it is
 /// removed when the test ends, pass or fail.
 struct TestCgroup {
@@ -158,7 +126,7 @@ fn scratch() -> tempfile::TempDir {
 
 #[test]
 fn the_default_allow_list_refuses_a_host_disk_and_dev_mem_but_opens_dev_null() {
-    let (major, minor, host_node) = host_block_device();
+    let (major, minor, host_node) = common::host_block_device();
     let script = |dir: &Path| {
         let d = dir.display();
         format!(
@@ -206,7 +174,7 @@ fn the_default_allow_list_refuses_a_host_disk_and_dev_mem_but_opens_dev_null() {
 
 #[test]
 fn applying_a_new_list_replaces_the_program_and_clearing_removes_it() {
-    let (major, minor, _) = host_block_device();
+    let (major, minor, _) = common::host_block_device();
     let dir = scratch();
     mknod(&dir.path().join("disk"), "b", major, minor);
     mknod(&dir.path().join("mem"), "c", 1, 1);
@@ -363,7 +331,7 @@ fn cgroup_of(pid: u64, controller: &str) -> Option<String> {
 fn a_container_with_its_v1_device_list_lifted_is_still_refused_the_host_disk_by_the_ebpf_filter() {
     let node = Node::new();
     import_busybox(&node);
-    let (major, minor, _) = host_block_device();
+    let (major, minor, _) = common::host_block_device();
     let script = format!(
         "mknod /tmp/disk b {major} {minor}; echo \"mknod=$?\"; echo ready\n\
          while [ ! -e /tmp/go ]; do sleep 0.05; done\n\
@@ -435,7 +403,7 @@ fn a_container_with_its_v1_device_list_lifted_is_still_refused_the_host_disk_by_
 fn a_privileged_containers_cgroup_has_no_device_program_and_it_opens_the_host_device() {
     let node = Node::new();
     import_busybox(&node);
-    let (major, minor, _) = host_block_device();
+    let (major, minor, _) = common::host_block_device();
     let script = format!(
         "mknod /tmp/disk b {major} {minor}\n\
          head -c 1 /tmp/disk > /dev/null 2>/tmp/err; echo \"read=$? $(cat /tmp/err)\"\n\

@@ -1021,24 +1021,11 @@ fn an_unmasked_proc_does_not_let_a_container_write_the_hosts_global_sysctls() {
 // 6. Devices
 // ---------------------------------------------------------------------------------------
 
-/// major:minor of a block device of the host (its first disk), e.g. (254, 0) for vda.
-fn host_disk() -> (u32, u32) {
-    let partitions = std::fs::read_to_string("/proc/partitions").unwrap();
-    partitions
-        .lines()
-        .skip(2)
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
-        })
-        .next()
-        .unwrap_or((8, 0))
-}
-
 #[test]
 fn a_device_node_made_with_mknod_cannot_reach_host_devices() {
     let node = busybox_node();
-    let (major, minor) = host_disk();
+    // A disk this process can open, so a refused read inside the container means something.
+    let (major, minor, _) = common::host_block_device();
     // In /dev (a tmpfs without nodev) and in /tmp (the overlay rootfs): a node of the host's
     // disk and of /dev/mem; a copy of /dev/null made the same way is the control.
     let script = format!(

@@ -380,3 +380,35 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
         })?;
     Ok((status, body.to_string()))
 }
+
+/// A block device of the host that this test process may open (major, minor, its /dev
+/// node): the host's disks first (/proc/partitions), then any (/sys/dev/block). Opening it
+/// from a cgroup without the filter is the control, so it must open here.
+pub fn host_block_device() -> (u32, u32, PathBuf) {
+    let partitions = std::fs::read_to_string("/proc/partitions").unwrap();
+    let disks = partitions.lines().skip(2).filter_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        Some((
+            f.first()?.parse().ok()?,
+            f.get(1)?.parse().ok()?,
+            f.get(3)?.to_string(),
+        ))
+    });
+    let mut others: Vec<(u32, u32, String)> = std::fs::read_dir("/sys/dev/block")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let numbers = e.file_name().to_string_lossy().into_owned();
+            let (major, minor) = numbers.split_once(':')?;
+            let uevent = std::fs::read_to_string(e.path().join("uevent")).ok()?;
+            let name = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME="))?;
+            Some((major.parse().ok()?, minor.parse().ok()?, name.to_string()))
+        })
+        .collect();
+    others.sort();
+    disks
+        .chain(others)
+        .map(|(major, minor, name)| (major, minor, std::path::Path::new("/dev").join(name)))
+        .find(|(_, _, node)| std::fs::File::open(node).is_ok())
+        .expect("a block device this test process can open, for the control")
+}
