@@ -50,6 +50,7 @@ fn with_merged_view(node: &Node, image: &str, check: impl FnOnce(&Path)) {
         upper: scratch.join("upper"),
         work: scratch.join("work"),
         read_only: false,
+        volatile: false,
     };
     mount_overlay(&spec, &scratch.join("merged")).expect("overlay mount");
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

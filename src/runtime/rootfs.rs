@@ -57,6 +57,7 @@ impl ContainerLayer {
             upper: self.upper.clone(),
             work: self.work.clone(),
             read_only,
+            volatile: true,
         }
     }
 

@@ -37,9 +37,14 @@ pub struct OverlaySpec {
     pub upper: PathBuf,
     pub work: PathBuf,
     pub read_only: bool,
+    /// No syncs of the upper directory (overlayfs `volatile`, kernel 5.10+): a container's
+    /// writable layer dies with the container and no container survives a reboot, so the
+    /// sync at unmount (~9 ms of every container's teardown here) buys nothing.
+    pub volatile: bool,
 }
 
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
@@ -141,6 +146,23 @@ fn mount_overlay_new_api(spec: &OverlaySpec, target: &Path) -> Result<(), MountE
     if fsconfig_string(&fs_fd, "workdir", &cstring(&spec.work)?).is_err() {
         return Err(fail("fsconfig workdir", &fs_fd));
     }
+    if spec.volatile {
+        let key = CString::new("volatile").map_err(|_| MountError::BadPath(target.into()))?;
+        // SAFETY: fsconfig with a valid NUL-terminated key on an fd we own.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs_fd.as_raw_fd(),
+                FSCONFIG_SET_FLAG,
+                key.as_ptr(),
+                std::ptr::null::<libc::c_char>(),
+                0,
+            )
+        };
+        if rc < 0 {
+            return Err(fail("fsconfig volatile", &fs_fd));
+        }
+    }
     // SAFETY: plain syscall on our fd.
     let rc = unsafe {
         libc::syscall(
@@ -194,10 +216,11 @@ fn mount_overlay_legacy(spec: &OverlaySpec, target: &Path) -> Result<(), MountEr
         lowers.push(s.into_owned());
     }
     let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={}{}",
         lowers.join(":"),
         spec.upper.display(),
-        spec.work.display()
+        spec.work.display(),
+        if spec.volatile { ",volatile" } else { "" }
     );
     let flags = if spec.read_only {
         MsFlags::MS_RDONLY
