@@ -588,6 +588,14 @@ pub async fn run(
             tracing::warn!(containers = ?report.containers, pods = ?report.pods, "removed leftovers of a crash");
         }
     }
+    // Copies of older layerlet versions that no monitor runs from any more.
+    match tokio::task::spawn_blocking(crate::sys::exe::prune_sealed_copies).await {
+        Ok(Ok(removed)) if !removed.is_empty() => {
+            tracing::info!(removed = ?removed, "removed sealed copies of older layerlet binaries")
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "pruning sealed copies of older binaries failed"),
+        _ => {}
+    }
     let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
     let node = crate::runtime::node::node_info(&rt.node_name, &rt.root);
     let prober = Arc::new(Prober::new(rt.clone(), shared.clone(), wake_tx.clone()));

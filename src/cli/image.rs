@@ -326,6 +326,8 @@ pub fn gc(ctx: &Context, args: GcArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let report = store.collect_garbage()?;
+    // Sealed copies of older layerlet binaries no process runs from (one per upgrade).
+    let copies = layerlet::sys::exe::prune_sealed_copies()?;
     if ctx.output == Output::Json {
         print_json(&report)?;
     } else {
@@ -336,6 +338,12 @@ pub fn gc(ctx: &Context, args: GcArgs) -> anyhow::Result<ExitCode> {
             report.debris_removed,
             human_size(report.bytes_freed)
         );
+        if !copies.is_empty() {
+            println!(
+                "Removed {} sealed copies of older layerlet binaries",
+                copies.len()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

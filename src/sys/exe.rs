@@ -19,6 +19,8 @@ pub enum ExeError {
     Fs(#[from] FsError),
     #[error(transparent)]
     Lock(#[from] super::lock::LockError),
+    #[error(transparent)]
+    Unmount(#[from] super::mount::MountError),
     #[error("make {path} read-only: {source}")]
     Mount {
         path: PathBuf,
@@ -96,6 +98,78 @@ pub fn sealed_copy_of(exe: &Path, dir: &Path) -> Result<PathBuf, ExeError> {
     Ok(target)
 }
 
+/// A copy younger than this may be in the middle of being made and used by a CLI call.
+const PRUNE_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes the sealed copies of other layerlet versions that no process runs from: every
+/// upgrade (and every rebuild, in development) leaves one behind, tens of MB each. Returns
+/// the copies removed. The running binary's copy stays.
+pub fn prune_sealed_copies() -> Result<Vec<PathBuf>, ExeError> {
+    let current = sealed_exe()?;
+    prune_sealed_copies_in(Path::new(SEALED_DIR), &current, PRUNE_MIN_AGE)
+}
+
+pub fn prune_sealed_copies_in(
+    dir: &Path,
+    keep: &Path,
+    min_age: std::time::Duration,
+) -> Result<Vec<PathBuf>, ExeError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(FsError::io("read directory", dir, e).into()),
+    };
+    let in_use = executables_in_use();
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let key_dir = entry.path();
+        let copy = key_dir.join("layerlet");
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if !is_dir || copy == keep || in_use.contains(&copy) {
+            continue;
+        }
+        let young = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < min_age);
+        if young {
+            continue;
+        }
+        let mut lock_name = entry.file_name();
+        lock_name.push(".lock");
+        let lock_path = dir.join(lock_name);
+        let Ok(_lock) = FileLock::try_acquire(&lock_path, LockMode::Exclusive) else {
+            continue; // being made right now
+        };
+        while is_mount_point(&copy) {
+            super::mount::unmount(&copy)?;
+        }
+        super::fs::remove_tree(&key_dir)?;
+        let _ = std::fs::remove_file(&lock_path);
+        removed.push(copy);
+    }
+    Ok(removed)
+}
+
+/// The executables of every live process (`/proc/PID/exe`).
+fn executables_in_use() -> std::collections::HashSet<PathBuf> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Default::default();
+    };
+    procs
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_link(e.path().join("exe")).ok())
+        .collect()
+}
+
 /// Makes the calling process non-dumpable: its /proc/PID files, exe included, are then
 /// reachable only with CAP_SYS_PTRACE.
 pub fn make_non_dumpable() {
@@ -126,5 +200,32 @@ mod tests {
         assert_eq!(err.raw_os_error(), Some(libc::EROFS));
         assert_eq!(sealed_copy_of(&exe, &sealed_dir).unwrap(), sealed);
         crate::sys::mount::unmount(&sealed).unwrap();
+    }
+
+    #[test]
+    fn copies_of_other_versions_nobody_runs_are_pruned_and_the_kept_one_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealed_dir = dir.path().join("sealed");
+        let mut copies = Vec::new();
+        for version in ["one", "two"] {
+            let exe = dir.path().join(version);
+            std::fs::write(&exe, format!("#!/bin/sh\necho {version}\n")).unwrap();
+            copies.push(sealed_copy_of(&exe, &sealed_dir).unwrap());
+        }
+        // Too young: a CLI call may be about to run it.
+        let removed = prune_sealed_copies_in(
+            &sealed_dir,
+            &copies[1],
+            std::time::Duration::from_secs(3600),
+        )
+        .unwrap();
+        assert!(removed.is_empty());
+        let removed =
+            prune_sealed_copies_in(&sealed_dir, &copies[1], std::time::Duration::ZERO).unwrap();
+        assert_eq!(removed, vec![copies[0].clone()]);
+        assert!(!copies[0].parent().unwrap().exists());
+        assert!(!super::super::mount::mounts_under(&sealed_dir).contains(&copies[0]));
+        assert!(is_mount_point(&copies[1]));
+        crate::sys::mount::unmount(&copies[1]).unwrap();
     }
 }
