@@ -663,3 +663,113 @@ fn a_real_scrape_passes_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The accounting thread on its own, over plain directories laid out as writable layers:
+/// a layer over the walk budget is counted exactly by the big-walk worker, a small one next
+/// to it keeps being refreshed, and a container removed from the records loses its figures.
+#[test]
+fn a_layer_over_the_walk_budget_is_counted_by_the_worker_and_the_others_stay_fresh() {
+    use layerlet::image::store::{Store, StoreOptions};
+    use layerlet::metrics::{Accounting, AccountingOptions, Cache};
+    use layerlet::runtime::container::Runtime;
+    use layerlet::runtime::records::{ContainerRecord, PodRecord};
+    use std::sync::Arc;
+
+    let node = Node::new();
+    let busybox = ImageSpec {
+        layers: vec![LayerBuilder::busybox_layer(Compression::None)],
+        ..ImageSpec::busybox()
+    };
+    import(&node, IMAGE, &busybox);
+    let store = Arc::new(Store::open(&node.root(), StoreOptions::default()).unwrap());
+    let image = store.resolve(IMAGE).unwrap();
+    let rt = Runtime {
+        root: node.root(),
+        run_root: node.run_root(),
+        exe: PathBuf::from(env!("CARGO_BIN_EXE_layerlet")),
+        node_name: "test".into(),
+        cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+        pids_limit: None,
+    };
+    let uid = unique("uid");
+    store
+        .db()
+        .insert_pod(&PodRecord {
+            uid: uid.clone(),
+            namespace: "default".into(),
+            name: unique("walks"),
+            owner: "cli".into(),
+            spec: "{}".into(),
+            created_at: 0,
+        })
+        .unwrap();
+    let (big, small) = ("b".repeat(64), "s".repeat(64));
+    for (id, files) in [(&big, 3000), (&small, 10)] {
+        let dir = upper(&node, id).join("d");
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..files {
+            std::fs::write(dir.join(i.to_string()), vec![0u8; i % 100]).unwrap();
+        }
+        store
+            .db()
+            .insert_container(&ContainerRecord {
+                id: id.to_string(),
+                pod_uid: uid.clone(),
+                name: id[..1].to_string(),
+                attempt: 0,
+                image_ref: IMAGE.into(),
+                image: image.clone(),
+                created_at: 0,
+            })
+            .unwrap();
+    }
+    let cache = Arc::new(Cache::default());
+    let options = AccountingOptions {
+        tick: Duration::from_millis(100),
+        stats_every: Duration::from_millis(200),
+        walk_budget: 500,
+        ..AccountingOptions::default()
+    };
+    let _accounting = Accounting::start(rt, store.clone(), cache.clone(), options).unwrap();
+    let figure = |id: &str| {
+        cache
+            .get()
+            .containers
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| (c.usage.bytes, c.usage.inodes))
+    };
+    let settle = |id: &str, what: &str| {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let want = du_sb(&upper(&node, id));
+            if figure(id).map(|f| f.0) == Some(want) {
+                return figure(id).unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {:?} vs du {want}",
+                figure(id)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let (_, big_inodes) = settle(&big, "the big layer");
+    assert_eq!(big_inodes, 3002);
+    settle(&small, "the small layer");
+    std::fs::write(upper(&node, &small).join("new"), vec![1u8; 5000]).unwrap();
+    settle(&small, "a write in the small layer");
+    std::fs::write(upper(&node, &big).join("d/extra"), vec![1u8; 7000]).unwrap();
+    let (_, big_inodes) = settle(&big, "a write in the big layer");
+    assert_eq!(big_inodes, 3003);
+    store.db().remove_container(&small).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while figure(&small).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the removed container is still accounted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    store.db().remove_container(&big).unwrap();
+}

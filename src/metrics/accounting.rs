@@ -236,6 +236,8 @@ struct Tracked {
     walked: Option<Instant>,
     dirty: bool,
     big: bool,
+    /// Seconds the last walk on the big-walk worker took.
+    big_walk_seconds: f64,
     in_flight: bool,
     watched: bool,
 }
@@ -280,6 +282,7 @@ impl Accounting {
             pods: BTreeMap::new(),
             snapshot: StoreSnapshot::default(),
             evictions: BTreeMap::new(),
+            db_version: None,
             walks: 0,
             walk_seconds: 0.0,
         };
@@ -355,6 +358,7 @@ struct PodInfo {
     namespace: String,
     name: String,
     spec: Option<PodSpec>,
+    json: String,
 }
 
 struct State {
@@ -370,6 +374,7 @@ struct State {
     pods: BTreeMap<String, PodInfo>,
     snapshot: StoreSnapshot,
     evictions: BTreeMap<String, Eviction>,
+    db_version: Option<i64>,
     device: String,
     walks: u64,
     walk_seconds: f64,
@@ -399,20 +404,35 @@ impl State {
     /// The node's containers and pods from the database: new ones tracked, gone ones
     /// forgotten (their series go with them).
     fn refresh_list(&mut self) {
+        // SQLite's data_version moves when another connection commits: while it stands
+        // still, nothing (containers, pods, images) has changed and nothing is re-read.
+        let version: Option<i64> = self
+            .db
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .ok();
+        if version.is_some() && version == self.db_version {
+            return;
+        }
         let (Ok(containers), Ok(pods)) = (self.db.containers(), self.db.pods()) else {
             return;
         };
+        self.db_version = version;
+        let mut known = std::mem::take(&mut self.pods);
         self.pods = pods
             .iter()
             .map(|p| {
-                (
-                    p.uid.clone(),
-                    PodInfo {
+                // Parsed again only when its recorded JSON changed.
+                let info = match known.remove(&p.uid) {
+                    Some(info) if info.json == p.spec => info,
+                    _ => PodInfo {
                         namespace: p.namespace.clone(),
                         name: p.name.clone(),
                         spec: pod_spec(p).ok(),
+                        json: p.spec.clone(),
                     },
-                )
+                };
+                (p.uid.clone(), info)
             })
             .collect();
         let mut latest: HashMap<(&str, &str), u32> = HashMap::new();
@@ -492,6 +512,7 @@ impl State {
                     walked: None,
                     dirty: true,
                     big: false,
+                    big_walk_seconds: 0.0,
                     in_flight: false,
                     watched: true,
                 },
@@ -549,6 +570,7 @@ impl State {
             self.walk_seconds += r.seconds;
             if let Some(t) = self.tracked.get_mut(&r.id) {
                 t.in_flight = false;
+                t.big_walk_seconds = r.seconds;
                 t.watched = r.watched;
                 t.walked = Some(Instant::now());
                 if let Some(u) = r.usage {
@@ -578,6 +600,15 @@ impl State {
         let budget = self.options.walk_budget;
         for (id, t) in self.tracked.iter_mut() {
             if !t.dirty || t.in_flight {
+                continue;
+            }
+            // A big layer that keeps changing is walked at most half of the time: its
+            // figure then lags by about three walks, and the worker does not spin.
+            if t.big
+                && t.walked.is_some_and(|w| {
+                    w.elapsed().as_secs_f64() < (2.0 * t.big_walk_seconds).max(1.0)
+                })
+            {
                 continue;
             }
             t.dirty = false;
