@@ -631,6 +631,29 @@ fn a_real_scrape_passes_promtool() {
             .all(|id| value(&s, "layerlet_container_cow_bytes", &[("container_id", id)]).is_some())
             .then_some(())
     });
+    std::fs::write(
+        agent.manifests.join("broken.yaml"),
+        "kind: Pod\n  : [unclosed\n",
+    )
+    .unwrap();
+    let samples = wait_for(&agent, "the broken manifest counted", || {
+        let s = scrape(&agent);
+        (value(&s, "layerlet_manifest_errors_total", &[]) == Some(1.0)).then_some(s)
+    });
+    let by_reason: f64 = samples
+        .iter()
+        .filter(|s| s.name == "layerlet_manifest_validation_errors_total")
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(by_reason, 1.0);
+    assert_eq!(
+        value(
+            &samples,
+            "layerlet_pod_start_duration_seconds_count",
+            &[("pull", "false")]
+        ),
+        Some(1.0)
+    );
     let (_, text) = agent.get("/metrics");
     for family in [
         "layerlet_pods",
@@ -772,4 +795,72 @@ fn a_layer_over_the_walk_budget_is_counted_by_the_worker_and_the_others_stay_fre
         std::thread::sleep(Duration::from_millis(20));
     }
     store.db().remove_container(&big).unwrap();
+}
+
+#[test]
+fn a_pull_by_the_agent_is_timed_and_counted_and_so_is_the_start_that_waited_for_it() {
+    let registry = support::Registry::start();
+    let mut layer = LayerBuilder::new();
+    layer.file("pulled.bin", vec![3u8; 200_000], 0o644);
+    let spec = ImageSpec {
+        layers: vec![
+            LayerBuilder::busybox_layer(Compression::Gzip),
+            layer.build(Compression::Gzip),
+        ],
+        ..ImageSpec::busybox()
+    };
+    support::block_on(support::push_image(
+        &registry.addr(),
+        "bench/pulled",
+        "1",
+        &spec,
+    ));
+    let image = registry.image_ref("bench/pulled", "1");
+    let node = Node::new();
+    let agent = Agent::start(&node, &[]);
+    let name = unique("pulled");
+    let c = format!(
+        "  - name: app\n    image: {image}\n    imagePullPolicy: IfNotPresent\n    command: [\"sleep\", \"3600\"]\n"
+    );
+    write_pod(&agent, &name, &pod_yaml(&name, &[c], ""));
+    running_ids(&agent, &name, 1);
+    let samples = wait_for(&agent, "the start with a pull observed", || {
+        let s = scrape(&agent);
+        value(
+            &s,
+            "layerlet_pod_start_duration_seconds_count",
+            &[("pull", "true")],
+        )
+        .map(|_| s)
+    });
+    assert_eq!(
+        value(
+            &samples,
+            "layerlet_image_pulls_total",
+            &[("result", "success")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "layerlet_image_pull_duration_seconds_count",
+            &[("result", "success")]
+        ),
+        Some(1.0)
+    );
+    let fetched = value(&samples, "layerlet_image_pull_bytes_total", &[]).unwrap();
+    let blobs: u64 = spec.layers.iter().map(|l| l.size()).sum();
+    assert!(
+        fetched >= blobs as f64,
+        "fetched {fetched} < layer blobs {blobs}"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "layerlet_pod_start_duration_seconds_count",
+            &[("pull", "false")]
+        ),
+        None
+    );
 }
