@@ -19,7 +19,10 @@
 #
 # Targets: scrape p99 <= 10 ms; accounting <= 2% of one core; staleness <= 5 s.
 #
-# Environment: PODS, FILES, SCRAPES, PROBES, IDLE_SECONDS, PODMAN=0|1, LAYERLET=PATH (use this
+# With BIG=N (e.g. 1000000), one more container then creates N files and keeps rewriting one
+# file every second, and 1-3 are measured again: its walks run on the big-walk worker.
+#
+# Environment: PODS, FILES, SCRAPES, PROBES, IDLE_SECONDS, BIG, PODMAN=0|1, LAYERLET=PATH (use this
 # binary), NO_BUILD=1 (use target/release/layerlet as it is), BENCH_TMP=DIR, KEEP=1.
 # Needs: root, python3.
 
@@ -123,7 +126,7 @@ def latency(addr, n):
 def staleness(addr, ll, probes):
     conn = connect(addr)
     cow = samples(scrape(conn), "layerlet_container_cow_bytes")
-    pods = sorted(ll_pods(ll))
+    pods = sorted(p for p in ll_pods(ll) if not p.endswith("/bench-big"))
     delays = []
     for k in range(probes):
         pod = pods[(k * 7) % len(pods)]
@@ -222,6 +225,10 @@ print(" ".join(sorted({r["namespace"] + "/" + r["pod"] for r in rows})))'); do
             --storage-driver overlay --events-backend none --cgroup-manager cgroupfs \
             rm -f -a -t 0 >/dev/null 2>&1
     fi
+    # This data root's cgroups (layerlet/<first 12 hex of sha256 of --root>/...), deepest first.
+    local hash
+    hash=$(printf '%s' "$LL_ROOT" | sha256sum | cut -c1-12)
+    find /sys/fs/cgroup/*/layerlet/"$hash" -depth -type d -exec rmdir {} \; 2>/dev/null
     # Anything left under the temp dir: deepest mount first.
     awk -v b="$BASE/" 'index($5, b) == 1 { print length($5), $5 }' /proc/self/mountinfo \
         | sort -rn | cut -d' ' -f2- | while read -r m; do umount -l "$m" 2>/dev/null; done
@@ -249,7 +256,9 @@ ll image import "$BASE/image" >"$BASE/import.log" 2>&1 || { cat "$BASE/import.lo
 
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 ADDR=127.0.0.1:$PORT
-ll --log-level warn agent --manifests "$MANIFESTS" --listen "$ADDR" >"$BASE/agent.log" 2>&1 &
+# Not through ll(): $! must be the agent itself, not a subshell running it.
+"$LL" --root "$LL_ROOT" --run-root "$LL_RUN" --log-level warn agent --manifests "$MANIFESTS" \
+    --listen "$ADDR" >"$BASE/agent.log" 2>&1 &
 AGENT_PID=$!
 for _ in $(seq 1 300); do
     python3 -c "import urllib.request; urllib.request.urlopen('http://$ADDR/readyz')" 2>/dev/null && break
@@ -283,6 +292,46 @@ echo "layerlet $("$LL" --version 2>/dev/null | awk '{ print $2 }'), $PODS contai
 python3 "$HELPER" cpu "$AGENT_PID" "$IDLE_SECONDS" "$LL" "$SEALED"
 python3 "$HELPER" latency "$ADDR" "$SCRAPES"
 python3 "$HELPER" stale "$ADDR" "$PROBES" "$LL" --root "$LL_ROOT" --run-root "$LL_RUN"
+
+if ((${BIG:-0} > 0)); then
+    # One more container with BIG files that keeps writing (a tick file every second): its
+    # walks run on the big-walk worker; the others' figures and the scrapes must not wait.
+    log "a container with $BIG files that keeps writing"
+    BIG_SCRIPT="mkdir /big; cd /big; seq 1 $BIG | xargs touch; while true; do date > /big/tick; sleep 1; done"
+    cat >"$MANIFESTS/.big.tmp" <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: bench-big
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: $REF
+    imagePullPolicy: Never
+    command: ["sh", "-c", $(python3 -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$BIG_SCRIPT")]
+YAML
+    mv "$MANIFESTS/.big.tmp" "$MANIFESTS/big.yaml"
+    python3 "$HELPER" wait "$ADDR" "$((PODS + 1))" "$FILES" >/dev/null
+    python3 - "$ADDR" "$BIG" <<'PY'
+import http.client, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+conn = http.client.HTTPConnection(host, int(port))
+deadline = time.time() + 900
+while time.time() < deadline:
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    if any(l.startswith("layerlet_container_cow_inodes{") and 'pod="bench-big"' in l
+           and float(l.rsplit(" ", 1)[1]) >= int(sys.argv[2]) for l in text.splitlines()):
+        break
+    time.sleep(1)
+PY
+    echo "with one more container of $BIG files rewriting a file every second:"
+    python3 "$HELPER" cpu "$AGENT_PID" "$IDLE_SECONDS" "$LL" "$SEALED"
+    python3 "$HELPER" latency "$ADDR" "$SCRAPES"
+    python3 "$HELPER" stale "$ADDR" "$PROBES" "$LL" --root "$LL_ROOT" --run-root "$LL_RUN"
+    rm "$MANIFESTS/big.yaml"
+fi
 
 UPPERS=("$LL_ROOT"/containers/*/upper)
 T0=$EPOCHREALTIME
