@@ -133,7 +133,7 @@ def staleness(addr, ll, probes):
         cid = pod_container(ll, pod)
         before = samples(scrape(conn), "layerlet_container_cow_bytes")[cid]
         subprocess.run(ll + ["exec", pod + "/app", "--", "sh", "-c",
-                             f"head -c 4096 /dev/zero > /probe{k}"], check=True)
+                             f"head -c 4096 /dev/zero > /probe-{time.time_ns()}"], check=True)
         t = time.perf_counter()
         while samples(scrape(conn), "layerlet_container_cow_bytes").get(cid) == before:
             if time.perf_counter() - t > 60:

@@ -612,6 +612,11 @@ impl State {
                 continue;
             }
             t.dirty = false;
+            // Being deleted (the layer goes before the record): keep the last figure until
+            // the record goes too, rather than show a layer of zero bytes for a moment.
+            if !t.upper.exists() {
+                continue;
+            }
             if !t.big {
                 let started = Instant::now();
                 let mut watched = true;
