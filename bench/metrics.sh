@@ -331,6 +331,11 @@ PY
     python3 "$HELPER" latency "$ADDR" "$SCRAPES"
     python3 "$HELPER" stale "$ADDR" "$PROBES" "$LL" --root "$LL_ROOT" --run-root "$LL_RUN"
     rm "$MANIFESTS/big.yaml"
+    # Gone before anything below walks the upper directories.
+    for _ in $(seq 1 600); do
+        ll ps -a 2>/dev/null | grep -q bench-big || break
+        sleep 0.5
+    done
 fi
 
 UPPERS=("$LL_ROOT"/containers/*/upper)
@@ -338,7 +343,20 @@ T0=$EPOCHREALTIME
 du -s "${UPPERS[@]}" >/dev/null
 T1=$EPOCHREALTIME
 DU_SB=$(du -sb "${UPPERS[@]}" | awk '{ s += $1 } END { print s }')
-OURS=$(curl -s "http://$ADDR/metrics" 2>/dev/null | awk '/^layerlet_container_cow_bytes\{/ { s += $NF } END { printf "%d", s }' || true)
+# layerlet's figures for the same containers (a container just removed may linger <= 2 s).
+OURS=$(python3 - "$ADDR" "${UPPERS[@]}" <<'PY'
+import os, sys, urllib.request
+ids = {os.path.basename(os.path.dirname(u)) for u in sys.argv[2:]}
+text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics").read().decode()
+total = 0
+for line in text.splitlines():
+    if line.startswith("layerlet_container_cow_bytes{"):
+        cid = line.split('container_id="', 1)[1].split('"', 1)[0]
+        if cid in ids:
+            total += int(float(line.rsplit(" ", 1)[1]))
+print(total)
+PY
+)
 echo "du -s over the same ${#UPPERS[@]} upper dirs: $(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.1f", (b - a) * 1000 }') ms per walk (du -sb total $DU_SB bytes; layerlet's sum ${OURS:-n/a})"
 
 if [[ $PODMAN == 1 ]] && command -v podman >/dev/null; then
