@@ -147,15 +147,20 @@ const WATCH_MASK: AddWatchFlags = AddWatchFlags::IN_CREATE
     .union(AddWatchFlags::IN_ONLYDIR);
 
 /// The inotify instance and which container each watch belongs to; shared by both threads.
+/// Without an instance (the kernel's per-user limit of instances reached) every container
+/// counts as unwatched and is re-walked on the timer instead.
 struct Watches {
-    inotify: Inotify,
+    inotify: Option<Inotify>,
     owners: Mutex<HashMap<WatchDescriptor, String>>,
 }
 
 impl Watches {
     /// Watches `dir` for container `id`; false when the kernel refused (watch limit).
     fn add(&self, id: &str, dir: &Path) -> bool {
-        match self.inotify.add_watch(dir, WATCH_MASK) {
+        let Some(inotify) = &self.inotify else {
+            return false;
+        };
+        match inotify.add_watch(dir, WATCH_MASK) {
             Ok(wd) => {
                 self.owners
                     .lock()
@@ -178,7 +183,9 @@ impl Watches {
             .collect();
         for wd in mine {
             owners.remove(&wd);
-            let _ = self.inotify.rm_watch(wd);
+            if let Some(inotify) = &self.inotify {
+                let _ = inotify.rm_watch(wd);
+            }
         }
     }
 
@@ -186,8 +193,11 @@ impl Watches {
     /// suspect).
     fn drain(&self) -> Option<HashSet<String>> {
         let mut dirty = HashSet::new();
+        let Some(inotify) = &self.inotify else {
+            return Some(dirty);
+        };
         loop {
-            let events = match self.inotify.read_events() {
+            let events = match inotify.read_events() {
                 Ok(e) if !e.is_empty() => e,
                 _ => return Some(dirty),
             };
@@ -251,7 +261,10 @@ impl Accounting {
         options: AccountingOptions,
     ) -> Result<Accounting, MetricsError> {
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-            .map_err(MetricsError::Inotify)?;
+            .map_err(|e| {
+                tracing::warn!(error = %MetricsError::Inotify(e), "writable layers are re-walked on a timer instead");
+            })
+            .ok();
         let watches = Arc::new(Watches {
             inotify,
             owners: Mutex::new(HashMap::new()),
