@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages layerlet's tests use: a real OCI registry (distribution v2),
-# a static busybox to build test images from, htpasswd for registry basic auth, getfattr.
+# a static busybox to build test images from, htpasswd for registry basic auth, getfattr,
+# promtool (Debian's prometheus) to lint the agent's /metrics.
 set -euo pipefail
-packages=(docker-registry busybox-static apache2-utils attr ca-certificates)
+packages=(docker-registry busybox-static apache2-utils attr ca-certificates prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,6 +6,7 @@
 //! its own, so a pod stopping for its grace period holds up no other pod.
 
 pub mod config;
+pub mod metrics;
 pub mod plan;
 pub mod probe;
 pub mod prober;
@@ -111,9 +112,10 @@ pub struct Shared {
     pub manifest_errors: AtomicU64,
     pub reconcile_errors: AtomicU64,
     pub reconciles: AtomicU64,
-    pub image_gc_runs: AtomicU64,
-    pub image_gc_images_removed: AtomicU64,
-    pub image_gc_bytes_freed: AtomicU64,
+    /// The registry /metrics serves, and what the agent feeds into it.
+    pub metrics: crate::metrics::Metrics,
+    /// Pods evicted for their ephemeral storage, by uid: the message their status shows.
+    pub evicted: Mutex<BTreeMap<String, String>>,
 }
 
 const MAX_EVENTS: usize = 1000;
@@ -285,8 +287,17 @@ async fn ensure_image(
                 format!("Pulling image {:?}", container.image),
             );
             let started = std::time::Instant::now();
-            match pull(&ctx.store, &container.image, &ctx.cfg.pull).await {
+            ctx.shared.metrics.start.pulled(&spec.uid);
+            let result = pull(&ctx.store, &container.image, &ctx.cfg.pull).await;
+            let outcome = if result.is_ok() { "success" } else { "failure" };
+            let m = &ctx.shared.metrics;
+            m.pulls.with_label_values(&[outcome]).inc();
+            m.pull_seconds
+                .with_label_values(&[outcome])
+                .observe(started.elapsed().as_secs_f64());
+            match result {
                 Ok(image) => {
+                    m.pull_bytes.inc_by(image.fetched_bytes);
                     ctx.shared.event(
                         "Normal",
                         &spec.namespace,
@@ -324,6 +335,11 @@ async fn apply_pod(ctx: Arc<Context>, key: String, steps: Vec<Step>, spec: Optio
         let result = apply_step(&ctx, &step, spec.as_ref()).await;
         if let Err(message) = result {
             ctx.shared.reconcile_errors.fetch_add(1, Ordering::Relaxed);
+            ctx.shared
+                .metrics
+                .reconcile_step_errors
+                .with_label_values(&[metrics::step_name(&step)])
+                .inc();
             let (ns, name) = key.split_once('/').unwrap_or(("default", key.as_str()));
             ctx.shared
                 .event("Warning", ns, name, None, "FailedSync", message);
@@ -530,6 +546,11 @@ fn report_scan(shared: &Shared, desired: &Desired, seen: &mut HashSet<String>) {
     for (file, message) in &desired.errors {
         if seen.insert(message.clone()) {
             shared.manifest_errors.fetch_add(1, Ordering::Relaxed);
+            shared
+                .metrics
+                .manifest_validation_errors
+                .with_label_values(&[metrics::manifest_error_reason(message)])
+                .inc();
             let name = file
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -596,6 +617,21 @@ pub async fn run(
         Ok(Err(e)) => tracing::warn!(error = %e, "pruning sealed copies of older binaries failed"),
         _ => {}
     }
+    // Already there when `run` is called again with the same Shared: that is fine.
+    let _ = shared
+        .metrics
+        .registry
+        .register(Box::new(metrics::AgentCollector::new(Arc::downgrade(
+            &shared,
+        ))));
+    let _accounting = crate::metrics::Accounting::start(
+        rt.clone(),
+        store.clone(),
+        shared.metrics.cache.clone(),
+        crate::metrics::AccountingOptions::default(),
+    )
+    .map_err(|e| tracing::warn!(error = %e, "no CoW accounting: its metrics stay empty"))
+    .ok();
     let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
     let node = crate::runtime::node::node_info(&rt.node_name, &rt.root);
     let prober = Arc::new(Prober::new(rt.clone(), shared.clone(), wake_tx.clone()));
@@ -725,13 +761,15 @@ async fn collect_images(ctx: Arc<Context>, desired: Desired, running: Arc<Atomic
             if report.wanted_bytes == 0 {
                 return;
             }
-            shared.image_gc_runs.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.gc_runs.inc();
             shared
-                .image_gc_images_removed
-                .fetch_add(report.images_removed.len() as u64, Ordering::Relaxed);
+                .metrics
+                .gc_images_removed
+                .inc_by(report.images_removed.len() as u64);
             shared
-                .image_gc_bytes_freed
-                .fetch_add(report.collected.bytes_freed, Ordering::Relaxed);
+                .metrics
+                .gc_freed_bytes
+                .inc_by(report.collected.bytes_freed);
             tracing::info!(
                 before = format!("{:.1}%", report.usage_percent_before),
                 after = format!("{:.1}%", report.usage_percent_after),
@@ -771,8 +809,22 @@ async fn reconcile(ctx: &Arc<Context>, desired: &Desired) -> Result<(), AgentErr
     }
     let now = unix_ms_now();
     let pulls = ctx.pulls.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let steps = plan(&desired.pods, &observed, &pulls, &ctx.cfg.backoff, now);
+    let mut steps = plan(&desired.pods, &observed, &pulls, &ctx.cfg.backoff, now);
     ctx.shared.reconciles.fetch_add(1, Ordering::Relaxed);
+    let uids: HashSet<&str> = desired.pods.values().map(|p| p.uid.as_str()).collect();
+    for uid in &uids {
+        ctx.shared.metrics.start.seen(uid);
+    }
+    ctx.shared.metrics.start.retain(&|uid| uids.contains(uid));
+    let evicted = evict(ctx, &observed);
+    // An evicted pod is not restarted (kubelet leaves it Failed).
+    steps.retain(|s| {
+        !matches!(s, Step::StartContainer { .. })
+            || !desired
+                .pods
+                .get(s.pod_key())
+                .is_some_and(|p| evicted.contains(&p.uid))
+    });
     let mut by_pod: BTreeMap<String, Vec<Step>> = BTreeMap::new();
     for step in steps {
         by_pod
@@ -818,6 +870,46 @@ async fn reconcile(ctx: &Arc<Context>, desired: &Desired) -> Result<(), AgentErr
     Ok(())
 }
 
+/// Acts on the accounting's ephemeral-storage evictions of the agent's pods: an event, and
+/// every container of the pod stopped at once. Returns the uids of evicted pods.
+fn evict(ctx: &Arc<Context>, observed: &BTreeMap<String, ObservedPod>) -> HashSet<String> {
+    let mut evicted = ctx.shared.evicted.lock().unwrap_or_else(|p| p.into_inner());
+    evicted.retain(|uid, _| observed.values().any(|p| &p.uid == uid));
+    for e in ctx.shared.metrics.cache.evictions() {
+        let Some(pod) = observed.values().find(|p| p.uid == e.pod_uid) else {
+            continue;
+        };
+        if evicted.contains_key(&e.pod_uid) {
+            continue;
+        }
+        evicted.insert(e.pod_uid.clone(), e.message.clone());
+        ctx.shared.metrics.evictions.inc();
+        ctx.shared.event(
+            "Warning",
+            &pod.spec.namespace,
+            &pod.spec.name,
+            None,
+            "Evicted",
+            e.message.clone(),
+        );
+        let ids: Vec<String> = pod
+            .containers
+            .iter()
+            .filter(|c| c.status == Status::Running)
+            .map(|c| c.id.clone())
+            .collect();
+        let rt = ctx.rt.clone();
+        tokio::task::spawn_blocking(move || {
+            for id in ids {
+                if let Err(e) = rt.stop(&id, Duration::ZERO) {
+                    tracing::warn!(container = %id, error = %e, "stopping an evicted container failed");
+                }
+            }
+        });
+    }
+    evicted.keys().cloned().collect()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn publish(
     ctx: &Context,
@@ -853,6 +945,42 @@ fn publish(
         );
         ctx.config.patch_status(&spec.uid, &mut item);
         items.push(item);
+    }
+    let evicted = ctx
+        .shared
+        .evicted
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    for item in items.iter_mut() {
+        let uid = item["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Some(message) = evicted.get(&uid) {
+            item["status"]["phase"] = "Failed".into();
+            item["status"]["reason"] = "Evicted".into();
+            item["status"]["message"] = message.clone().into();
+            // Stopped for good: its last state is its state, not a back-off.
+            for c in item["status"]["containerStatuses"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                if c["state"]["waiting"].is_object() && c["lastState"]["terminated"].is_object() {
+                    c["state"] = c["lastState"].take();
+                    c["lastState"] = serde_json::json!({});
+                }
+            }
+        } else if item["status"]["phase"] == "Running" {
+            if let Some((secs, pulled)) = ctx.shared.metrics.start.running(&uid) {
+                ctx.shared
+                    .metrics
+                    .pod_start_seconds
+                    .with_label_values(&[if pulled { "true" } else { "false" }])
+                    .observe(secs);
+            }
+        }
     }
     *ctx.shared.pods.lock().unwrap_or_else(|p| p.into_inner()) = serde_json::json!({
         "apiVersion": "v1",
@@ -902,61 +1030,14 @@ fn handle(shared: &Shared, path: &str) -> Response {
                 serde_json::to_vec_pretty(&list).unwrap_or_default(),
             )
         }
-        "/metrics" => Response::ok(
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics_text(shared),
-        ),
+        "/metrics" => match shared.metrics.render() {
+            Ok(body) => Response::ok("text/plain; version=0.0.4; charset=utf-8", body),
+            Err(e) => Response {
+                status: 500,
+                content_type: "text/plain; charset=utf-8",
+                body: format!("{e}\n").into_bytes(),
+            },
+        },
         _ => Response::not_found(),
     }
-}
-
-fn metrics_text(shared: &Shared) -> String {
-    let pods = shared
-        .pods
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let mut phases: BTreeMap<String, u64> = BTreeMap::new();
-    for item in pods["items"].as_array().into_iter().flatten() {
-        *phases
-            .entry(
-                item["status"]["phase"]
-                    .as_str()
-                    .unwrap_or("Unknown")
-                    .to_string(),
-            )
-            .or_insert(0) += 1;
-    }
-    let mut out = String::new();
-    out.push_str(
-        "# HELP layerlet_pods Pods the agent knows, by phase.\n# TYPE layerlet_pods gauge\n",
-    );
-    for (phase, n) in phases {
-        out.push_str(&format!("layerlet_pods{{phase=\"{phase}\"}} {n}\n"));
-    }
-    out.push_str(&format!(
-        "# HELP layerlet_manifest_errors_total Manifest files found invalid.\n# TYPE layerlet_manifest_errors_total counter\nlayerlet_manifest_errors_total {}\n",
-        shared.manifest_errors.load(Ordering::Relaxed)
-    ));
-    out.push_str(&format!(
-        "# HELP layerlet_reconcile_errors_total Reconcile steps that failed.\n# TYPE layerlet_reconcile_errors_total counter\nlayerlet_reconcile_errors_total {}\n",
-        shared.reconcile_errors.load(Ordering::Relaxed)
-    ));
-    out.push_str(&format!(
-        "# HELP layerlet_reconciles_total Reconcile rounds.\n# TYPE layerlet_reconciles_total counter\nlayerlet_reconciles_total {}\n",
-        shared.reconciles.load(Ordering::Relaxed)
-    ));
-    out.push_str(&format!(
-        "# HELP layerlet_image_gc_runs_total Image garbage collection passes that found the disk above the high threshold.\n# TYPE layerlet_image_gc_runs_total counter\nlayerlet_image_gc_runs_total {}\n",
-        shared.image_gc_runs.load(Ordering::Relaxed)
-    ));
-    out.push_str(&format!(
-        "# HELP layerlet_image_gc_images_removed_total Images removed by image garbage collection.\n# TYPE layerlet_image_gc_images_removed_total counter\nlayerlet_image_gc_images_removed_total {}\n",
-        shared.image_gc_images_removed.load(Ordering::Relaxed)
-    ));
-    out.push_str(&format!(
-        "# HELP layerlet_image_gc_freed_bytes_total Bytes of layers and blobs image garbage collection freed.\n# TYPE layerlet_image_gc_freed_bytes_total counter\nlayerlet_image_gc_freed_bytes_total {}\n",
-        shared.image_gc_bytes_freed.load(Ordering::Relaxed)
-    ));
-    out
 }
