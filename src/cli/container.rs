@@ -207,6 +207,16 @@ fn exit_of(rt: &Runtime, id: &str) -> Option<i32> {
 }
 
 /// Kubelet's CrashLoopBackOff: 10 s doubling to 5 minutes.
+/// How long the foreground loop sleeps between looks at exits and logs: 1 ms while the pod
+/// is young (a short-lived container's exit is seen at once), 5 ms after.
+fn poll_pause(started: Instant) -> Duration {
+    if started.elapsed() < Duration::from_millis(500) {
+        Duration::from_millis(1)
+    } else {
+        Duration::from_millis(5)
+    }
+}
+
 fn backoff(restarts: u32) -> Duration {
     Duration::from_secs((10u64 << restarts.min(5)).min(300))
 }
@@ -261,6 +271,7 @@ fn run_pod(
     detach: bool,
 ) -> anyhow::Result<i32> {
     let grace = pod.termination_grace_period;
+    let started = Instant::now();
     let pctx = PodContext {
         rt,
         store,
@@ -282,7 +293,7 @@ fn run_pod(
                 if let Some(code) = exit_of(rt, &record.id) {
                     break code;
                 }
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(poll_pause(started));
             };
             if code == 0 {
                 break;
@@ -390,7 +401,7 @@ fn run_pod(
             }
             return Ok(failed.unwrap_or(0));
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(poll_pause(started));
     }
 }
 
