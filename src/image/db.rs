@@ -123,8 +123,12 @@ impl Db {
         conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
-        // WAL with synchronous=FULL: a committed pull survives power loss.
-        conn.pragma_update(None, "synchronous", "FULL")
+        // WAL with synchronous=NORMAL: commits do not fsync; after a power loss the database
+        // is consistent but may lack its last commits. Pod and container records can be lost
+        // so (the agent re-creates pods from their manifests; the directories of lost
+        // containers are orphans the cleanup removes). Image and layer records are committed
+        // with FULL (`durable`): a committed pull survives power loss.
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
@@ -206,7 +210,29 @@ impl Db {
         })
     }
 
+    /// Runs `commit` with synchronous=FULL: its transaction is on disk when it returns.
+    fn durable<T>(
+        &mut self,
+        commit: impl FnOnce(&mut Self) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        self.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| self.err(e))?;
+        let result = commit(self);
+        let restored = self
+            .conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| self.err(e));
+        let value = result?;
+        restored?;
+        Ok(value)
+    }
+
     pub fn insert_layer(&mut self, layer: &LayerRecord) -> Result<(), DbError> {
+        self.durable(|db| db.insert_layer_now(layer))
+    }
+
+    fn insert_layer_now(&mut self, layer: &LayerRecord) -> Result<(), DbError> {
         let path = self.path.clone();
         let err = |source| DbError::Sqlite {
             path: path.clone(),
@@ -236,6 +262,16 @@ impl Db {
 
     /// Records an image, its layer stack, its blobs and the names that point at it, all at once.
     pub fn commit_image(
+        &mut self,
+        image: &ImageRecord,
+        chain: &[Digest],
+        blobs: &[BlobRecord],
+        names: &[String],
+    ) -> Result<(), DbError> {
+        self.durable(|db| db.commit_image_now(image, chain, blobs, names))
+    }
+
+    fn commit_image_now(
         &mut self,
         image: &ImageRecord,
         chain: &[Digest],

@@ -19,7 +19,7 @@ use crate::image::digest::Digest;
 use crate::image::store::{Store, StoreError};
 use crate::pod::spec::{ContainerSpec, PodSpec};
 use crate::sys::fs::{
-    atomic_write, create_private_dir, random_id, read_in_root, remove_tree, FsError,
+    create_private_dir, random_id, read_in_root, remove_tree, replace_file, FsError,
 };
 use crate::sys::process::{PidFd, ProcessError};
 
@@ -294,7 +294,7 @@ impl Runtime {
                 std::io::Error::other(e),
             )
         })?;
-        atomic_write(&plan_path(&dirs.run), &bytes)?;
+        replace_file(&plan_path(&dirs.run), &bytes)?;
         let record = ContainerRecord {
             id: id.to_string(),
             pod_uid: pod.uid.clone(),

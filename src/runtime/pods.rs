@@ -11,7 +11,7 @@ use super::volumes::{self, PodVolumes, VolumeError};
 use crate::image::db::{Db, DbError};
 use crate::image::store::Store;
 use crate::pod::spec::PodSpec;
-use crate::sys::fs::{atomic_write, FsError};
+use crate::sys::fs::{replace_file, FsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
@@ -71,7 +71,7 @@ pub fn create_pod(
                 std::io::Error::other(e),
             )
         })
-        .and_then(|bytes| atomic_write(&sandbox.dir.join(VOLUMES_FILE), &bytes));
+        .and_then(|bytes| replace_file(&sandbox.dir.join(VOLUMES_FILE), &bytes));
     if let Err(e) = saved {
         undo(&sandbox);
         return Err(SandboxError::from(e).into());

@@ -11,7 +11,7 @@ use nix::sched::{unshare, CloneFlags};
 
 use super::spec::{BindMount, NamespacePlan};
 use crate::pod::spec::{DnsPolicy, PodSpec};
-use crate::sys::fs::{atomic_write, create_private_dir, remove_tree, FsError};
+use crate::sys::fs::{create_private_dir, remove_tree, replace_file, FsError};
 use crate::sys::mount::{unmount, MountError};
 
 #[derive(Debug, thiserror::Error)]
@@ -119,12 +119,12 @@ impl Sandbox {
         create_private_dir(&dir.join("ns"))?;
         // Containers' users must read these files: they are bind-mounted into the rootfs.
         set_mode(&dir, 0o711)?;
-        atomic_write(&dir.join("hosts"), hosts_file(pod).as_bytes())?;
-        atomic_write(
+        replace_file(&dir.join("hosts"), hosts_file(pod).as_bytes())?;
+        replace_file(
             &dir.join("hostname"),
             format!("{}\n", pod.hostname).as_bytes(),
         )?;
-        atomic_write(&dir.join("resolv.conf"), resolv_conf(pod).as_bytes())?;
+        replace_file(&dir.join("resolv.conf"), resolv_conf(pod).as_bytes())?;
         let sandbox = Sandbox { dir };
         if let Err(e) = sandbox.create_shared(exe, pod) {
             let _ = Sandbox::destroy_dir(&sandbox.dir);

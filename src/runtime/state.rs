@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sys::fs::{atomic_write, FsError};
+use crate::sys::fs::{replace_file, FsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -184,7 +184,7 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(atomic_write(path, &bytes)?)
+    Ok(replace_file(path, &bytes)?)
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, StateError> {

@@ -45,6 +45,10 @@ pub fn unique_temp_name(prefix: &str) -> String {
 /// mix, and the new content survives a crash once this returns (temp + fsync + rename + fsync
 /// of the directory).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+    write_via_rename(path, bytes, true)
+}
+
+fn write_via_rename(path: &Path, bytes: &[u8], durable: bool) -> Result<(), FsError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(unique_temp_name(".tmp-"));
     let result = (|| {
@@ -56,14 +60,27 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
             .map_err(|e| FsError::io("create", &tmp, e))?;
         file.write_all(bytes)
             .map_err(|e| FsError::io("write", &tmp, e))?;
-        file.sync_all().map_err(|e| FsError::io("fsync", &tmp, e))?;
+        if durable {
+            file.sync_all().map_err(|e| FsError::io("fsync", &tmp, e))?;
+        }
         fs::rename(&tmp, path).map_err(|e| FsError::io("rename", path, e))?;
-        fsync_dir(dir)
+        if durable {
+            fsync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Replaces `path` with `bytes` atomically (temp file + rename) but without fsyncs: for
+/// runtime state under the run root, which a reboot clears anyway. A crash of the writer
+/// leaves the old file or the new one, never a mix; durability across power loss is not
+/// needed for files that power loss makes meaningless (the containers they describe are gone).
+pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+    write_via_rename(path, bytes, false)
 }
 
 /// Makes a directory's entries (creations, renames, removals) durable.
