@@ -130,6 +130,14 @@ impl Db {
         // with FULL (`durable`): a committed pull survives power loss.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
+        // Every CLI call is a short-lived connection: a checkpoint (two fsyncs and the WAL's
+        // removal) at each close would cost more than the call. SQLite's automatic
+        // checkpoints, every 1000 pages, keep the WAL short instead.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+            .map_err(err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
         let mut db = Db {
