@@ -96,6 +96,11 @@ run exec web/probe -- sh -c 'hostname; /bin/busybox wget -qO- http://127.0.0.1:8
 run logs web/probe
 run logs worker
 
+# The accounting thread refreshes a changed writable layer within about a second.
+sleep 2
+echo; echo "\$ curl -s http://$LISTEN/metrics | grep -E '^layerlet_(container_cow_bytes|store_bytes|sharing_)'"
+curl -fsS "http://$LISTEN/metrics" | grep -E '^layerlet_(container_cow_bytes|store_bytes|sharing_)'
+
 echo; echo "\$ rm $manifests/worker.yaml   (the agent stops and deletes the pod)"
 rm "$manifests/worker.yaml"
 sleep 4
