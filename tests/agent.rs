@@ -17,10 +17,11 @@
 mod common;
 mod support;
 
+use common::{busybox_node, container_status as cstatus, quoted, unique};
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Agent, Node};
@@ -32,38 +33,22 @@ const IMAGE: &str = "example.com/test/busybox:1";
 /// Generous: every wait stops as soon as its condition holds.
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// [`Agent::wait_for`] with this suite's deadline.
+fn wait_for<T>(agent: &Agent, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    agent.wait_for(what, DEADLINE, check)
+}
+
+fn pods(agent: &Agent) -> Vec<Value> {
+    agent.pods()
+}
+
+fn pod(agent: &Agent, name: &str) -> Option<Value> {
+    agent.pod(name)
+}
+
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-/// A fresh node with [`IMAGE`] imported (an uncompressed busybox layer: gzip is slow in a
-/// debug build).
-fn busybox_node() -> Node {
-    let node = Node::new();
-    let spec = ImageSpec {
-        layers: vec![LayerBuilder::busybox_layer(Compression::None)],
-        ..ImageSpec::busybox()
-    };
-    let layout = node.dir.path().join("layout");
-    support::write_oci_layout(&layout, &spec, IMAGE);
-    node.ok(&["image", "import", layout.to_str().unwrap()]);
-    node
-}
-
-/// `base-<pid>-<n>`: unique among the pods of every test running now.
-fn unique(base: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{base}-{:x}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A YAML double-quoted scalar (JSON strings are valid YAML).
-fn quoted(s: &str) -> String {
-    serde_json::to_string(s).unwrap()
-}
 
 /// One entry of `spec.containers`: [`IMAGE`], pull policy Never, `command`, then
 /// `extra` lines (already indented by four spaces).
@@ -103,44 +88,6 @@ fn write_atomic(dir: &Path, name: &str, content: &str) {
     std::fs::rename(&tmp, dir.join(name)).unwrap();
 }
 
-/// Polls `check` until it returns Some; panics naming `what` (and the agent's log and last
-/// status) after [`DEADLINE`].
-fn wait_for<T>(agent: &Agent, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        if Instant::now() > deadline {
-            let (_, pods) = agent.get("/api/v1/pods");
-            let (_, events) = agent.get("/api/v1/events");
-            panic!("gave up after {DEADLINE:?} waiting for {what}\npods: {pods}\nevents: {events}");
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-/// The items of `/api/v1/pods`.
-fn pods(agent: &Agent) -> Vec<Value> {
-    let list = agent.get_json("/api/v1/pods");
-    assert_eq!(list["kind"], "PodList", "{list}");
-    list["items"].as_array().expect("items").clone()
-}
-
-fn pod(agent: &Agent, name: &str) -> Option<Value> {
-    pods(agent)
-        .into_iter()
-        .find(|p| p["metadata"]["name"] == name)
-}
-
-/// The containerStatuses entry of `container` in `pod`.
-fn cstatus<'a>(pod: &'a Value, container: &str) -> &'a Value {
-    pod["status"]["containerStatuses"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["name"] == container))
-        .unwrap_or_else(|| panic!("no status of container {container} in {pod}"))
-}
-
 fn condition(pod: &Value, kind: &str) -> String {
     pod["status"]["conditions"]
         .as_array()
@@ -170,7 +117,8 @@ fn wait_gone(agent: &Agent, name: &str) {
 }
 
 /// The container ID in a containerStatuses entry, without its `layerlet://` scheme.
-fn container_id(status: &Value) -> String {
+fn container_id(status: impl std::borrow::Borrow<Value>) -> String {
+    let status = status.borrow();
     status["containerID"]
         .as_str()
         .and_then(|s| s.strip_prefix("layerlet://"))
@@ -793,7 +741,7 @@ fn a_pod_whose_file_turns_invalid_keeps_running_on_its_last_good_spec() {
     probe(&agent);
     let now = wait_running(&agent, &name);
     let c = cstatus(&now, "app");
-    assert_eq!(container_id(c), id, "the container was not replaced");
+    assert_eq!(container_id(&c), id, "the container was not replaced");
     assert_eq!(c["restartCount"], 0);
     assert!(alive(process), "the container's process still runs");
     assert_eq!(ps_rows_of(&node, &name).len(), 1);

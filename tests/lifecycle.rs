@@ -9,40 +9,24 @@
 mod common;
 mod support;
 
+use common::{busybox_node, container_status as cstatus, quoted, unique};
+
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Agent, Node};
+use common::Agent;
 use serde_json::Value;
-use support::{Compression, ImageSpec, LayerBuilder};
 
 const IMAGE: &str = "example.com/test/busybox:1";
 const DEADLINE: Duration = Duration::from_secs(90);
 
-fn busybox_node() -> Node {
-    let node = Node::new();
-    let spec = ImageSpec {
-        layers: vec![LayerBuilder::busybox_layer(Compression::None)],
-        ..ImageSpec::busybox()
-    };
-    let layout = node.dir.path().join("layout");
-    support::write_oci_layout(&layout, &spec, IMAGE);
-    node.ok(&["image", "import", layout.to_str().unwrap()]);
-    node
+/// [`Agent::wait_for`] with this suite's deadline.
+fn wait_for<T>(agent: &Agent, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    agent.wait_for(what, DEADLINE, check)
 }
 
-fn unique(base: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{base}-{:x}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn quoted(s: &str) -> String {
-    serde_json::to_string(s).unwrap()
+fn pod(agent: &Agent, name: &str) -> Option<Value> {
+    agent.pod(name)
 }
 
 /// One entry of `spec.containers` running `sh -c script`, then `extra` lines (indented by
@@ -72,40 +56,6 @@ fn write_atomic(dir: &Path, name: &str, content: &str) {
     let tmp = dir.join(format!(".{name}.swp"));
     std::fs::write(&tmp, content).unwrap();
     std::fs::rename(&tmp, dir.join(name)).unwrap();
-}
-
-fn wait_for<T>(agent: &Agent, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        if Instant::now() > deadline {
-            let (_, pods) = agent.get("/api/v1/pods");
-            let (_, events) = agent.get("/api/v1/events");
-            panic!("gave up after {DEADLINE:?} waiting for {what}\npods: {pods}\nevents: {events}\nlog: {}", agent.log());
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-fn pod(agent: &Agent, name: &str) -> Option<Value> {
-    let list = agent.get_json("/api/v1/pods");
-    list["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .find(|p| p["metadata"]["name"] == name)
-        .cloned()
-}
-
-fn cstatus<'a>(pod: &'a Value, container: &str) -> &'a Value {
-    ["containerStatuses", "initContainerStatuses"]
-        .iter()
-        .filter_map(|k| pod["status"][k].as_array())
-        .flatten()
-        .find(|c| c["name"] == container)
-        .unwrap_or_else(|| panic!("no status of container {container} in {pod}"))
 }
 
 fn condition(pod: &Value, kind: &str) -> String {

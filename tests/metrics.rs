@@ -10,9 +10,10 @@
 mod common;
 mod support;
 
+use common::unique;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{du_sb, Agent, Node};
@@ -25,6 +26,11 @@ const FAT: &str = "example.com/test/fat:1";
 const OTHER: &str = "example.com/test/other:1";
 const MIB: u64 = 1 << 20;
 const DEADLINE: Duration = Duration::from_secs(90);
+
+/// [`Agent::wait_for`] with this suite's deadline.
+fn wait_for<T>(agent: &Agent, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    agent.wait_for(what, DEADLINE, check)
+}
 /// A VOLUME path with a quote, a backslash and a newline: legal in an image config and on
 /// Linux, so a label value the text format must escape.
 const HOSTILE: &str = "/we\"ird\\path\nline";
@@ -63,15 +69,6 @@ fn node() -> Node {
     other_spec.layers.push(other.build(Compression::None));
     import(&node, OTHER, &other_spec);
     node
-}
-
-fn unique(base: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{base}-{:x}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 fn container(name: &str, image: &str, script: &str, extra: &str) -> String {
@@ -174,21 +171,6 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
                     .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
         })
         .map(|s| s.value)
-}
-
-fn wait_for<T>(agent: &Agent, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            let (_, metrics) = agent.get("/metrics");
-            let (_, pods) = agent.get("/api/v1/pods");
-            panic!("gave up waiting for {what}\nmetrics:\n{metrics}\npods: {pods}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The container IDs of `pod`'s running containers, once all `n` run.

@@ -412,3 +412,89 @@ pub fn host_block_device() -> (u32, u32, PathBuf) {
         .find(|(_, _, node)| std::fs::File::open(node).is_ok())
         .expect("a block device this test process can open, for the control")
 }
+
+/// The busybox test image every agent suite imports.
+pub const BUSYBOX_IMAGE: &str = "example.com/test/busybox:1";
+
+/// A fresh node with [`BUSYBOX_IMAGE`] imported (an uncompressed busybox layer: gzip is slow
+/// in a debug build).
+pub fn busybox_node() -> Node {
+    let node = Node::new();
+    let spec = crate::support::ImageSpec {
+        layers: vec![crate::support::LayerBuilder::busybox_layer(
+            crate::support::Compression::None,
+        )],
+        ..crate::support::ImageSpec::busybox()
+    };
+    let layout = node.dir.path().join("layout");
+    crate::support::write_oci_layout(&layout, &spec, BUSYBOX_IMAGE);
+    node.ok(&["image", "import", layout.to_str().unwrap()]);
+    node
+}
+
+/// `base-<pid>-<n>`: unique among the pods of every test running now.
+pub fn unique(base: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    format!(
+        "{base}-{:x}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+/// A YAML double-quoted scalar (JSON strings are valid YAML).
+pub fn quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+/// The status entry of `container` in `pod` (app or init container); panics when missing.
+pub fn container_status(pod: &serde_json::Value, container: &str) -> serde_json::Value {
+    ["containerStatuses", "initContainerStatuses"]
+        .iter()
+        .filter_map(|k| pod["status"][k].as_array())
+        .flatten()
+        .find(|c| c["name"] == container)
+        .cloned()
+        .unwrap_or_else(|| panic!("no status of container {container} in {pod}"))
+}
+
+impl Agent<'_> {
+    /// Polls `check` until it gives a value; past `within`, panics with `what` and the
+    /// agent's pods, events and log.
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        within: std::time::Duration,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> T {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(value) = check() {
+                return value;
+            }
+            if std::time::Instant::now() > deadline {
+                let (_, pods) = self.get("/api/v1/pods");
+                let (_, events) = self.get("/api/v1/events");
+                panic!(
+                    "gave up after {within:?} waiting for {what}\npods: {pods}\nevents: {events}\nlog: {}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+    }
+
+    /// The items of `/api/v1/pods`.
+    pub fn pods(&self) -> Vec<serde_json::Value> {
+        let list = self.get_json("/api/v1/pods");
+        assert_eq!(list["kind"], "PodList", "{list}");
+        list["items"].as_array().expect("items").clone()
+    }
+
+    /// The pod named `name` in `/api/v1/pods`, if listed.
+    pub fn pod(&self, name: &str) -> Option<serde_json::Value> {
+        self.pods()
+            .into_iter()
+            .find(|p| p["metadata"]["name"] == name)
+    }
+}
