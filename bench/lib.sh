@@ -352,46 +352,8 @@ failed() { # tool what logfile
     [[ -z ${3:-} ]] || tail -20 "$3" | sed 's/^/#   /' >&2
 }
 
-# A private containerd: own root, state, sockets; nothing but content + overlayfs.
-containerd_start() {
-    local i
-    mkdir -p "$CTR_DIR/root" "$CTR_DIR/state"
-    cat >"$CTR_DIR/config.toml" <<EOF
-version = 2
-root = "$CTR_DIR/root"
-state = "$CTR_DIR/state"
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.internal.v1.opt",
-  "io.containerd.internal.v1.tracing",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.native",
-]
-[grpc]
-  address = "$CTR_SOCK"
-[ttrpc]
-  address = "$CTR_SOCK.ttrpc"
-[debug]
-  address = ""
-  level = "warn"
-[metrics]
-  address = ""
-EOF
-    rm -f "$CTR_SOCK" "$CTR_SOCK.ttrpc"
-    containerd --config "$CTR_DIR/config.toml" >"$CTR_DIR/containerd.log" 2>&1 &
-    CONTAINERD_PID=$!
-    for i in $(seq 1 100); do
-        ctrc version >/dev/null 2>&1 && return 0
-        kill -0 "$CONTAINERD_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    tail -20 "$CTR_DIR/containerd.log" >&2
-    return 1
-}
+# shellcheck source=bench/containerd.sh
+source "$REPO_DIR/bench/containerd.sh"
 
 # Untimed set-up: each tool gets the image into its own fresh store.
 setup_layerlet() {
