@@ -222,9 +222,6 @@ fn backoff(restarts: u32) -> Duration {
 }
 
 pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
-    // The containers' cgroup attaches come in a few ms: start warming that lock now, so its
-    // slow first taking overlaps reading the pod and the store.
-    layerlet::runtime::cgroup_warm::keep_attach_fast_for(Duration::from_millis(300));
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("read {}", args.file.display()))?;
     let pod = layerlet::pod::pod_from_yaml_str(&text)

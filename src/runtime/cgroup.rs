@@ -362,14 +362,37 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Moves the calling process into the cgroup ("0" names the writer).
-    pub fn join_self(&self) -> Result<(), CgroupError> {
-        for dir in self.dirs() {
-            write(&dir, "cgroup.procs", "0")?;
+    /// The cgroup2 directory a process can be cloned straight into (CLONE_INTO_CGROUP): the
+    /// v2 directory, or in hybrid mode the unified one (made at create unless the unified
+    /// hierarchy refused it). None for v1 only, or a fake tree.
+    pub fn clone_target(&self) -> Option<PathBuf> {
+        match &self.layout {
+            Layout::V1 { .. } => self.hybrid_dir().filter(|d| d.is_dir()),
+            Layout::V2 { .. } => self.bpf_dir(),
         }
-        // Made at create unless the unified hierarchy refused it.
-        if let Some(dir) = self.hybrid_dir().filter(|d| d.is_dir()) {
-            write(&dir, "cgroup.procs", "0")?;
+    }
+
+    /// Moves the calling process, which must be single-threaded, into the cgroup ("0" names
+    /// the writer). `in_clone_target` says it was born in [`Self::clone_target`] already.
+    ///
+    /// In v1 hierarchies it writes `tasks`, not `cgroup.procs`: moving only the calling
+    /// thread is the one attach the kernel does without its global threadgroup lock, whose
+    /// first taker after a quiet spell waits out an RCU grace period (8 ms here) while every
+    /// fork on the machine waits too. For a single-threaded caller it moves the whole process.
+    pub fn join_self(&self, in_clone_target: bool) -> Result<(), CgroupError> {
+        let procs_file = match self.layout {
+            Layout::V1 { .. } => "tasks",
+            Layout::V2 { .. } => "cgroup.procs",
+        };
+        if !(in_clone_target && matches!(self.layout, Layout::V2 { .. })) {
+            for dir in self.dirs() {
+                write(&dir, procs_file, "0")?;
+            }
+        }
+        if !in_clone_target {
+            if let Some(dir) = self.hybrid_dir().filter(|d| d.is_dir()) {
+                write(&dir, "cgroup.procs", "0")?;
+            }
         }
         Ok(())
     }

@@ -180,9 +180,6 @@ impl Runtime {
         attempt: u32,
         pod_env: &[(String, String)],
     ) -> Result<Created, ContainerError> {
-        // The start that usually follows attaches init to its cgroups: warm that lock now,
-        // while the layer is mounted and the records written.
-        super::cgroup_warm::keep_attach_fast_for(Duration::from_millis(300));
         let id = random_id()?;
         let dirs = self.dirs(&id);
         let result = self.create_in(
@@ -312,7 +309,6 @@ impl Runtime {
     pub fn start(&self, id: &str) -> Result<i32, ContainerError> {
         let dirs = self.dirs(id);
         check(id, dirs.state().status()?, Action::Start)?;
-        super::cgroup_warm::keep_attach_fast_for(Duration::from_millis(200));
         let log = std::fs::File::create(dirs.run.join("monitor.log"))
             .map_err(|e| FsError::io("create", dirs.run.join("monitor.log"), e))?;
         let monitor_err = |reason: String| ContainerError::Monitor {

@@ -4,7 +4,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -22,7 +22,7 @@ pub enum ExecError {
         source: std::io::Error,
     },
     #[error("fork: {0}")]
-    Fork(#[source] nix::Error),
+    Fork(#[source] std::io::Error),
     #[error("wait: {0}")]
     Wait(#[source] nix::Error),
     #[error(transparent)]
@@ -97,22 +97,41 @@ pub fn spawn_in(
         &plan.security.seccomp_dir,
         &plan.security.capabilities,
     )?;
-    // SAFETY: documented precondition: the caller is single-threaded.
-    match unsafe { fork() }.map_err(ExecError::Fork)? {
-        ForkResult::Parent { child } => Ok(child),
-        ForkResult::Child => {
-            // Inside the container's namespaces before exec: nobody there may reach our exe.
-            crate::sys::exe::make_non_dumpable();
-            let code = match child(&namespaces, plan, filter.as_ref(), args, stdio) {
-                Ok(code) => code,
-                Err((code, message)) => {
-                    eprintln!("layerlet exec: {message}");
-                    code
-                }
-            };
-            std::process::exit(code)
+    // Born in the container's cgroup2 directory where there is one (see sys::clone).
+    let cgroup_dir = plan
+        .cgroup
+        .as_ref()
+        .and_then(|cg| cg.clone_target())
+        .and_then(|dir| File::open(dir).ok());
+    let cgroup_fd = cgroup_dir.as_ref().map(|d| d.as_raw_fd());
+    let run_child = |born_in_cgroup| {
+        if let Some(fd) = cgroup_fd {
+            // SAFETY: the child's copy of a host directory fd, closed before any setns.
+            unsafe { libc::close(fd) };
         }
+        // Inside the container's namespaces before exec: nobody there may reach our exe.
+        crate::sys::exe::make_non_dumpable();
+        match child(
+            &namespaces,
+            plan,
+            born_in_cgroup,
+            filter.as_ref(),
+            args,
+            stdio,
+        ) {
+            Ok(code) => code,
+            Err((code, message)) => {
+                eprintln!("layerlet exec: {message}");
+                code
+            }
+        }
+    };
+    // SAFETY: documented precondition: the caller is single-threaded.
+    let pid = unsafe {
+        crate::sys::clone::fork_into(0, cgroup_dir.as_ref().map(|d| d.as_fd()), run_child)
     }
+    .map_err(ExecError::Fork)?;
+    Ok(nix::unistd::Pid::from_raw(pid))
 }
 
 type ChildResult = Result<i32, (i32, String)>;
@@ -120,6 +139,7 @@ type ChildResult = Result<i32, (i32, String)>;
 fn child(
     namespaces: &[(File, CloneFlags, &str)],
     plan: &ContainerPlan,
+    born_in_cgroup: bool,
     filter: Option<&seccompiler::BpfProgram>,
     args: &[String],
     stdio: ExecStdio,
@@ -127,7 +147,7 @@ fn child(
     // The container's cgroups first, through the host's /sys: its limits and device
     // allow-list bind what exec runs as much as its init.
     if let Some(cg) = &plan.cgroup {
-        cg.join_self()
+        cg.join_self(born_in_cgroup)
             .map_err(|e| (126, format!("join the container's cgroup: {e}")))?;
     }
     for (file, flag, kind) in namespaces {

@@ -523,13 +523,15 @@ fn become_user(plan: &ContainerPlan) -> Result<(), InitFailure> {
 }
 
 /// Everything from joining namespaces to exec. Returns only on failure.
+/// `born_in_cgroup`: cloned into the cgroup's [`Cgroup::clone_target`] already.
 pub fn run(
     plan: &ContainerPlan,
     seccomp: Option<&seccompiler::BpfProgram>,
+    born_in_cgroup: bool,
     stdout: RawFd,
     stderr: RawFd,
 ) -> InitFailure {
-    match prepare_and_exec(plan, seccomp, stdout, stderr) {
+    match prepare_and_exec(plan, seccomp, born_in_cgroup, stdout, stderr) {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -540,11 +542,12 @@ enum Never {}
 fn prepare_and_exec(
     plan: &ContainerPlan,
     seccomp: Option<&seccompiler::BpfProgram>,
+    born_in_cgroup: bool,
     stdout: RawFd,
     stderr: RawFd,
 ) -> Result<Never, InitFailure> {
     if let Some(cg) = &plan.cgroup {
-        cg.join_self()
+        cg.join_self(born_in_cgroup)
             .map_err(|e| fail("join the container's cgroup", e))?;
         // Its own cgroup namespace: the container sees its cgroup as the root.
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)

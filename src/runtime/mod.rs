@@ -3,7 +3,6 @@
 
 pub mod bpf_devices;
 pub mod cgroup;
-pub mod cgroup_warm;
 pub mod container;
 pub mod exec;
 pub mod init;

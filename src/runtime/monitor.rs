@@ -5,7 +5,7 @@
 //! are collected even when that process is killed.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -22,7 +22,6 @@ use super::state::{Exited, Started, StateFiles};
 use crate::sys::process::start_ticks;
 
 const PLAN_FILE: &str = "plan.json";
-const CLONE_STACK: usize = 1024 * 1024;
 
 pub fn plan_path(run_dir: &Path) -> std::path::PathBuf {
     run_dir.join(PLAN_FILE)
@@ -95,20 +94,36 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
         &plan.security.capabilities,
     )
     .map_err(|e| format!("seccomp: {e}"))?;
-    let mut stack = vec![0u8; CLONE_STACK];
     let (out_fd, err_fd, fail_fd) = (out_w.as_raw_fd(), err_w.as_raw_fd(), fail_w.as_raw_fd());
-    let child_plan = plan.clone();
-    let child = Box::new(move || {
-        let failure = super::init::run(&child_plan, filter.as_ref(), out_fd, err_fd);
+    // Init is born in its cgroup2 directory where there is one, so its attach there takes
+    // no global lock (see sys::clone).
+    let cgroup_dir = plan
+        .cgroup
+        .as_ref()
+        .and_then(|cg| cg.clone_target())
+        .and_then(|dir| std::fs::File::open(dir).ok());
+    let cgroup_fd = cgroup_dir.as_ref().map(|d| d.as_raw_fd());
+    let child = |born_in_cgroup| {
+        if let Some(fd) = cgroup_fd {
+            // A host directory has no business staying open in the container, even with
+            // O_CLOEXEC (a workingDir of /proc/self/fd/N would reach it before exec).
+            // SAFETY: the child's copy of the fd; the parent's File is not dropped here.
+            unsafe { libc::close(fd) };
+        }
+        let failure = super::init::run(&plan, filter.as_ref(), born_in_cgroup, out_fd, err_fd);
         // SAFETY: fail_fd is the write end of the failure pipe, open in this child.
         let mut pipe = unsafe { std::fs::File::from_raw_fd(fail_fd) };
         let _ = pipe.write_all(failure.0.as_bytes());
         127
-    });
+    };
     // SAFETY: the monitor is single-threaded (a fresh exec, no runtime), so the child may
-    // allocate; the stack outlives the call because the child gets its own copy (no CLONE_VM).
-    let pid = unsafe { nix::sched::clone(child, &mut stack, flags, Some(libc::SIGCHLD)) }
-        .map_err(|e| format!("clone the container's init: {e}"))?;
+    // allocate.
+    let pid = unsafe {
+        crate::sys::clone::fork_into(flags.bits(), cgroup_dir.as_ref().map(|d| d.as_fd()), child)
+    }
+    .map(Pid::from_raw)
+    .map_err(|e| format!("clone the container's init: {e}"))?;
+    drop(cgroup_dir);
     drop((out_w, err_w, fail_w));
 
     let mut failure = String::new();

@@ -48,8 +48,6 @@ pub fn create_pod(
     pod: &PodSpec,
     owner: &str,
 ) -> Result<(Sandbox, PodVolumes), PodError> {
-    // Its containers' cgroup attaches follow: warm that lock meanwhile (see cgroup_warm).
-    super::cgroup_warm::keep_attach_fast_for(std::time::Duration::from_millis(300));
     if store.db().pod_by_name(&pod.namespace, &pod.name)?.is_some() {
         return Err(PodError::Exists(pod.key()));
     }

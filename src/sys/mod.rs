@@ -2,6 +2,7 @@
 //! size walks and mounts. Everything above this module deals in paths and values.
 
 pub mod bpf;
+pub mod clone;
 pub mod exe;
 pub mod fs;
 pub mod lock;
