@@ -5,6 +5,7 @@
 //! monitors' files), asks the pure planner for steps, and hands each pod's steps to a task of
 //! its own, so a pod stopping for its grace period holds up no other pod.
 
+pub mod api;
 pub mod config;
 pub mod metrics;
 pub mod plan;
@@ -50,6 +51,8 @@ pub enum AgentError {
     Http(#[from] HttpError),
     #[error(transparent)]
     Pod(#[from] PodError),
+    #[error(transparent)]
+    Kube(#[from] crate::source::kube::KubeError),
     #[error("background task failed: {0}")]
     Task(String),
 }
@@ -64,6 +67,8 @@ pub struct AgentConfig {
     pub pull: PullOptions,
     pub limits: Limits,
     pub image_gc: ImageGcConfig,
+    /// Also run the pods bound to this node through the Kubernetes API server.
+    pub kube: Option<crate::source::kube::KubeAccess>,
 }
 
 /// kubelet's image garbage collection: watermarks and how often the disk is checked.
@@ -192,6 +197,7 @@ struct Context {
     wake: mpsc::Sender<()>,
     config: Arc<config::ConfigState>,
     prober: Arc<Prober>,
+    api: Option<api::ApiLink>,
 }
 
 /// Records, containers and monitors' files of the pods the agent owns.
@@ -382,15 +388,20 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
                 "Killing",
                 format!("Stopping pod {key}"),
             );
+            let deletion_grace = ctx.api.as_ref().and_then(|a| a.deletion_grace(uid));
             let uid = uid.clone();
             let shared = ctx.shared.clone();
             blocking(move || {
                 let record = store.db().pods()?.into_iter().find(|p| p.uid == uid);
                 match record {
                     Some(r) => {
-                        let grace = pod_spec(&r)
+                        let mut grace = pod_spec(&r)
                             .map(|s| s.termination_grace_period)
                             .unwrap_or(Duration::from_secs(30));
+                        // A graceful delete through the API may shorten it.
+                        if let Some(limit) = deletion_grace {
+                            grace = grace.min(limit);
+                        }
                         let grace = prober::pre_stop_pod(&rt, &store, &shared, &r, grace)?;
                         pods::remove_pod_within(&rt, &store, &r, grace)
                     }
@@ -635,6 +646,10 @@ pub async fn run(
     let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
     let node = crate::runtime::node::node_info(&rt.node_name, &rt.root);
     let prober = Arc::new(Prober::new(rt.clone(), shared.clone(), wake_tx.clone()));
+    let api = match &cfg.kube {
+        Some(access) => Some(api::ApiLink::start(access, &rt.node_name, wake_tx.clone()).await?),
+        None => None,
+    };
     let ctx = Arc::new(Context {
         prober,
         rt,
@@ -646,6 +661,7 @@ pub async fn run(
         failing: Mutex::new(BTreeMap::new()),
         wake: wake_tx,
         config: Arc::new(config::ConfigState::new(node)),
+        api,
     });
     let http_shared = shared.clone();
     let handler = Arc::new(move |path: &str| handle(&http_shared, path));
@@ -656,7 +672,8 @@ pub async fn run(
     let mut changes = watch(&cfg.manifests)?;
     let mut manifests = ManifestState::default();
     let mut seen_errors = HashSet::new();
-    let mut desired = manifests.update(scan(&cfg.manifests, &cfg.limits));
+    let mut files = manifests.update(scan(&cfg.manifests, &cfg.limits));
+    let mut desired = with_api(&ctx, &files);
     report_scan(&shared, &desired, &mut seen_errors);
     ctx.config.update(&desired);
     // Objects may have changed while no agent ran: adopted pods get them now.
@@ -686,7 +703,11 @@ pub async fn run(
             },
         }
         if rescan_now {
-            desired = manifests.update(scan(&cfg.manifests, &cfg.limits));
+            files = manifests.update(scan(&cfg.manifests, &cfg.limits));
+        }
+        // The API server's pods and objects change without a rescan.
+        if rescan_now || ctx.api.is_some() {
+            desired = with_api(&ctx, &files);
             report_scan(&shared, &desired, &mut seen_errors);
             if ctx.config.update(&desired) {
                 // Running pods see changed ConfigMaps and Secrets in their volumes.
@@ -737,6 +758,14 @@ pub async fn run(
         .map_err(|e| AgentError::Task(e.to_string()))??;
     }
     Ok(())
+}
+
+/// The manifests' desired state, with the API server's merged in when the agent has one.
+fn with_api(ctx: &Context, files: &Desired) -> Desired {
+    match &ctx.api {
+        Some(api) => api.merge(files),
+        None => files.clone(),
+    }
 }
 
 /// One image garbage collection pass: images the desired pods name are kept even while none
@@ -802,6 +831,16 @@ async fn reconcile(ctx: &Arc<Context>, desired: &Desired) -> Result<(), AgentErr
     } = tokio::task::spawn_blocking(move || observe(&rt, &store))
         .await
         .map_err(|e| AgentError::Task(e.to_string()))??;
+    let kept;
+    let desired = match &ctx.api {
+        Some(api) => {
+            let mut d = desired.clone();
+            api.keep_unseen(&mut d, &observed);
+            kept = d;
+            &kept
+        }
+        None => desired,
+    };
     ctx.prober.sync(&observed, &desired.pods);
     let health = ctx.prober.health();
     for c in observed.values_mut().flat_map(|p| p.containers.iter_mut()) {
@@ -867,6 +906,10 @@ async fn reconcile(ctx: &Arc<Context>, desired: &Desired) -> Result<(), AgentErr
     publish(
         ctx, desired, &observed, &pulls, &reasons, &health, &created, now,
     );
+    if let Some(api) = &ctx.api {
+        let pods = ctx.shared.pods.lock().unwrap_or_else(|p| p.into_inner());
+        api.report(&pods, &observed);
+    }
     Ok(())
 }
 

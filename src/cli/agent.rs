@@ -12,6 +12,7 @@ use layerlet::image::pull::PullOptions;
 use layerlet::image::registry::RegistryOptions;
 use layerlet::image::store::{Store, StoreOptions};
 use layerlet::pod::Limits;
+use layerlet::source::kube::KubeAccess;
 
 use super::container::node_runtime;
 use super::image::ImageGcArgs;
@@ -46,10 +47,33 @@ pub struct AgentArgs {
     /// How often to check the disk for image garbage collection (kubelet: 5 minutes).
     #[arg(long, default_value_t = 300)]
     pub image_gc_period_seconds: u64,
+    /// Also run the Pods bound to this node (spec.nodeName) through the Kubernetes API server
+    /// this kubeconfig names, and report their status there.
+    #[arg(long, value_name = "PATH", conflicts_with = "in_cluster")]
+    pub kubeconfig: Option<PathBuf>,
+    /// As --kubeconfig, with the service account of the pod the agent runs in (DaemonSet).
+    #[arg(long)]
+    pub in_cluster: bool,
+    /// This node's name: spec.nodeName of the API pods it runs, and the downward API's
+    /// spec.nodeName (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
 }
 
 pub fn agent(ctx: &Context, args: AgentArgs) -> anyhow::Result<ExitCode> {
-    let rt = node_runtime(ctx)?;
+    let mut rt = node_runtime(ctx)?;
+    if let Some(name) = args.node_name {
+        let problems = layerlet::pod::validate::validate_object_meta("default", &name);
+        if let Some(p) = problems.first() {
+            anyhow::bail!("--node-name {name:?}: {}", p.reason);
+        }
+        rt.node_name = name;
+    }
+    let kube = match (args.kubeconfig, args.in_cluster) {
+        (Some(path), _) => Some(KubeAccess::Kubeconfig(path)),
+        (None, true) => Some(KubeAccess::InCluster),
+        (None, false) => None,
+    };
     let store = Arc::new(Store::open(&ctx.root, StoreOptions::default())?);
     let cfg = AgentConfig {
         manifests: args.manifests,
@@ -73,6 +97,7 @@ pub fn agent(ctx: &Context, args: AgentArgs) -> anyhow::Result<ExitCode> {
             marks: args.image_gc.watermarks()?,
             period: Duration::from_secs(args.image_gc_period_seconds.max(1)),
         },
+        kube,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

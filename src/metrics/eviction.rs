@@ -23,7 +23,7 @@ pub struct Eviction {
 /// Bytes as a Kubernetes quantity where exact (`10Mi`), plain bytes otherwise.
 pub fn quantity(bytes: u64) -> String {
     for (unit, size) in [("Gi", 1u64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
     }

@@ -5,6 +5,7 @@
 //! values, unsupported fields) -> [`validate`] (names, references, cross-field rules, as the
 //! API server would). Every error names the file, the document and the field.
 
+pub mod api;
 pub mod convert;
 pub mod downward;
 pub mod env;
@@ -146,6 +147,26 @@ impl PodError {
             field: error.field,
             reason: error.reason,
             more: Vec::new(),
+        }
+    }
+
+    /// The same error without a document number (for objects that come from no file).
+    pub(crate) fn without_document(self) -> PodError {
+        match self {
+            PodError::Invalid {
+                file,
+                field,
+                reason,
+                more,
+                ..
+            } => PodError::Invalid {
+                file,
+                document: None,
+                field,
+                reason,
+                more,
+            },
+            other => other,
         }
     }
 

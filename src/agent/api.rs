@@ -1,0 +1,171 @@
+//! The agent's link to the Kubernetes API server: the merged desired state, the grace of pods
+//! being deleted there, and what is reported back after each reconcile.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use super::plan::ObservedPod;
+use crate::source::api_merge::{keep_unseen_api_pods, merge, ApiDuties};
+use crate::source::kube::{report, KubeAccess, KubeError, KubeSource, PodReport, Reports};
+use crate::source::manifests::Desired;
+
+pub struct ApiLink {
+    source: KubeSource,
+    duties: Mutex<ApiDuties>,
+    reports: watch::Sender<Reports>,
+}
+
+impl ApiLink {
+    /// Connects (reading the kubeconfig; the server itself may still be away) and starts
+    /// the watch, the object reader and the reporter. `wake` hears of every change.
+    pub async fn start(
+        access: &KubeAccess,
+        node: &str,
+        wake: mpsc::Sender<()>,
+    ) -> Result<ApiLink, KubeError> {
+        let source = KubeSource::connect(access, node).await?;
+        source.start(wake);
+        let (reports, latest) = watch::channel(Reports::default());
+        tokio::spawn(report(source.client(), latest));
+        Ok(ApiLink {
+            source,
+            duties: Mutex::new(ApiDuties::default()),
+            reports,
+        })
+    }
+
+    /// The files' desired state with the API server's pods and objects merged in.
+    pub fn merge(&self, files: &Desired) -> Desired {
+        let (desired, duties) = merge(files, &self.source.view());
+        *self.duties.lock().unwrap_or_else(|p| p.into_inner()) = duties;
+        desired
+    }
+
+    /// Before the first full list, pods that came from the API stay as recorded.
+    pub fn keep_unseen(&self, desired: &mut Desired, observed: &BTreeMap<String, ObservedPod>) {
+        let synced = self.source.view().synced;
+        keep_unseen_api_pods(
+            desired,
+            observed.iter().map(|(k, o)| (k, &o.spec)),
+            synced,
+        );
+    }
+
+    /// The deletionGracePeriodSeconds of a pod the API server is deleting.
+    pub fn deletion_grace(&self, uid: &str) -> Option<Duration> {
+        let duties = self.duties.lock().unwrap_or_else(|p| p.into_inner());
+        duties
+            .terminating
+            .values()
+            .find(|t| t.uid == uid)
+            .and_then(|t| t.grace)
+    }
+
+    /// Hands the reporter this round's statuses (from the published PodList) and the
+    /// deletions that are complete on the node.
+    pub fn report(&self, pod_list: &serde_json::Value, observed: &BTreeMap<String, ObservedPod>) {
+        let duties = self
+            .duties
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let reports = reports(&duties, pod_list, observed);
+        self.reports.send_replace(reports);
+    }
+}
+
+/// Pure: what to tell the API server, from the duties of the last merge, the PodList the
+/// agent publishes and the pods the node still has.
+fn reports(
+    duties: &ApiDuties,
+    pod_list: &serde_json::Value,
+    observed: &BTreeMap<String, ObservedPod>,
+) -> Reports {
+    let mut out = Reports::default();
+    for item in pod_list["items"].as_array().into_iter().flatten() {
+        let meta = &item["metadata"];
+        let namespace = meta["namespace"].as_str().unwrap_or("default");
+        let name = meta["name"].as_str().unwrap_or_default();
+        let key = format!("{namespace}/{name}");
+        let uid = meta["uid"].as_str().unwrap_or_default();
+        let terminating = duties.terminating.get(&key).is_some_and(|t| t.uid == uid);
+        if duties.running.contains(&key) || terminating {
+            out.statuses.push(PodReport {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                uid: uid.to_string(),
+                status: item["status"].clone(),
+            });
+        }
+    }
+    out.statuses
+        .extend(duties.refused.values().map(PodReport::refused));
+    for (key, t) in &duties.terminating {
+        if observed.get(key).is_none_or(|o| o.uid != t.uid) {
+            out.finished_deletions
+                .push((t.namespace.clone(), t.name.clone(), t.uid.clone()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::api_merge::{Refused, Terminating};
+
+    fn observed(uid: &str) -> ObservedPod {
+        ObservedPod {
+            uid: uid.into(),
+            spec: crate::pod::pod_from_yaml_str(
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: app, image: y:1}]\n",
+            )
+            .unwrap(),
+            containers: vec![],
+            created_ms: 0,
+        }
+    }
+
+    #[test]
+    fn statuses_go_for_api_pods_only_and_deletions_once_the_node_is_clear() {
+        let mut duties = ApiDuties::default();
+        duties.running.insert("default/api".into());
+        duties.refused.insert(
+            "default/bad".into(),
+            Refused {
+                namespace: "default".into(),
+                name: "bad".into(),
+                uid: "u-bad".into(),
+                message: "spec.volumes[0]: nope".into(),
+            },
+        );
+        for (name, uid) in [("going", "u-going"), ("gone", "u-gone")] {
+            duties.terminating.insert(
+                format!("default/{name}"),
+                Terminating {
+                    namespace: "default".into(),
+                    name: name.into(),
+                    uid: uid.into(),
+                    grace: None,
+                },
+            );
+        }
+        let item = |name: &str, uid: &str| {
+            serde_json::json!({"metadata": {"namespace": "default", "name": name, "uid": uid}, "status": {"phase": "Running"}})
+        };
+        let list = serde_json::json!({"items": [item("api", "u-api"), item("file", "u-file"), item("going", "u-going")]});
+        let observed = BTreeMap::from([("default/going".to_string(), observed("u-going"))]);
+        let r = reports(&duties, &list, &observed);
+        let names: Vec<&str> = r.statuses.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, vec!["api", "going", "bad"]);
+        assert_eq!(r.statuses[2].status["phase"], "Failed");
+        assert_eq!(r.statuses[2].status["reason"], "FailedValidation");
+        assert_eq!(
+            r.finished_deletions,
+            vec![("default".into(), "gone".into(), "u-gone".into())]
+        );
+    }
+}

@@ -1,0 +1,358 @@
+//! Pods bound to this node through the Kubernetes API server (kubelet's "api" source), and
+//! the node's answers to it: pod status, and the final delete of a gracefully deleted pod.
+//!
+//! A list-then-watch of `spec.nodeName=NODE` keeps an [`ApiView`]; the ConfigMaps and
+//! Secrets those pods reference are read by name (at every pod change and every
+//! [`OBJECT_REFRESH`]), as kubelet's TTL-cache strategy does, so no cluster-wide watch or
+//! list permission on them is needed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+use tokio::sync::{mpsc, Notify};
+
+use super::api_merge::{ApiView, Refused};
+
+/// ConfigMaps and Secrets are read again this often.
+pub const OBJECT_REFRESH: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("kubeconfig {path}: {source}; pass a readable kubeconfig with --kubeconfig, or --in-cluster inside a pod")]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("in-cluster config: {0}; --in-cluster works only inside a pod with a service account")]
+    InCluster(#[source] kube::config::InClusterError),
+    #[error("Kubernetes API client: {0}")]
+    Client(#[source] kube::Error),
+}
+
+/// Where the API server is.
+#[derive(Debug, Clone)]
+pub enum KubeAccess {
+    Kubeconfig(PathBuf),
+    InCluster,
+}
+
+pub struct KubeSource {
+    client: Client,
+    node: String,
+    view: Arc<Mutex<ApiView>>,
+    pods_changed: Arc<Notify>,
+}
+
+impl KubeSource {
+    pub async fn connect(access: &KubeAccess, node: &str) -> Result<KubeSource, KubeError> {
+        let config = match access {
+            KubeAccess::Kubeconfig(path) => kubeconfig(path).await?,
+            KubeAccess::InCluster => kube::Config::incluster().map_err(KubeError::InCluster)?,
+        };
+        Ok(KubeSource {
+            client: Client::try_from(config).map_err(KubeError::Client)?,
+            node: node.to_string(),
+            view: Arc::new(Mutex::new(ApiView::default())),
+            pods_changed: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Starts the pod watch and the object reader; `wake` gets a message at every change.
+    pub fn start(&self, wake: mpsc::Sender<()>) {
+        tokio::spawn(watch_pods(
+            self.client.clone(),
+            self.node.clone(),
+            self.view.clone(),
+            self.pods_changed.clone(),
+            wake.clone(),
+        ));
+        tokio::spawn(read_objects(
+            self.client.clone(),
+            self.view.clone(),
+            self.pods_changed.clone(),
+            wake,
+        ));
+    }
+
+    pub fn view(&self) -> ApiView {
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+}
+
+async fn kubeconfig(path: &Path) -> Result<kube::Config, KubeError> {
+    let err = |source| KubeError::Kubeconfig {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = kube::config::Kubeconfig::read_from(path).map_err(err)?;
+    kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(err)
+}
+
+fn key_of(pod: &Pod) -> Option<String> {
+    let name = pod.metadata.name.as_deref()?;
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    Some(format!("{namespace}/{name}"))
+}
+
+/// List, then watch, `spec.nodeName=NODE` for ever; relists (a new `Init`) after the watch
+/// expires or the API server was away, with kube's default backoff between failures.
+async fn watch_pods(
+    client: Client,
+    node: String,
+    view: Arc<Mutex<ApiView>>,
+    pods_changed: Arc<Notify>,
+    wake: mpsc::Sender<()>,
+) {
+    let api: Api<Pod> = Api::all(client);
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    let mut listing: BTreeMap<String, Pod> = BTreeMap::new();
+    let mut last_error = String::new();
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                // Once per distinct error: a long outage is one log line, not one a second.
+                let text = e.to_string();
+                if text != last_error {
+                    tracing::warn!(error = %text, node = %node, "watching pods bound to this node failed; retrying");
+                    last_error = text;
+                }
+                continue;
+            }
+        };
+        last_error.clear();
+        let mut view = view.lock().unwrap_or_else(|p| p.into_inner());
+        match event {
+            Event::Init => {
+                listing.clear();
+                continue;
+            }
+            Event::InitApply(pod) => {
+                if let Some(key) = key_of(&pod) {
+                    listing.insert(key, pod);
+                }
+                continue;
+            }
+            Event::InitDone => {
+                view.pods = std::mem::take(&mut listing);
+                if !view.synced {
+                    tracing::info!(pods = view.pods.len(), "listed the pods bound to this node");
+                }
+                view.synced = true;
+            }
+            Event::Apply(pod) => {
+                if let Some(key) = key_of(&pod) {
+                    view.pods.insert(key, pod);
+                }
+            }
+            Event::Delete(pod) => {
+                if let Some(key) = key_of(&pod) {
+                    view.pods.remove(&key);
+                }
+            }
+        }
+        drop(view);
+        pods_changed.notify_one();
+        let _ = wake.try_send(());
+    }
+}
+
+/// Names of the ConfigMaps and Secrets the viewed pods reference, by `namespace/name`.
+fn referenced(view: &ApiView) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut config_maps = BTreeSet::new();
+    let mut secrets = BTreeSet::new();
+    for (key, pod) in &view.pods {
+        let namespace = key.split_once('/').map(|(ns, _)| ns).unwrap_or("default");
+        let Ok((spec, _)) = crate::pod::api::pod(pod) else {
+            continue;
+        };
+        let (cms, ss) = crate::pod::referenced_objects(&spec);
+        config_maps.extend(cms.into_iter().map(|n| format!("{namespace}/{n}")));
+        secrets.extend(ss.into_iter().map(|n| format!("{namespace}/{n}")));
+    }
+    (config_maps, secrets)
+}
+
+/// Reads the referenced objects at every pod change and every [`OBJECT_REFRESH`]. An object
+/// that is missing (or unreadable) is left out, so its pods wait in CreateContainerConfigError
+/// as kubelet's do; one that cannot be read keeps its last good version.
+async fn read_objects(
+    client: Client,
+    view: Arc<Mutex<ApiView>>,
+    pods_changed: Arc<Notify>,
+    wake: mpsc::Sender<()>,
+) {
+    loop {
+        let (want_cms, want_secrets) = {
+            let v = view.lock().unwrap_or_else(|p| p.into_inner());
+            referenced(&v)
+        };
+        let mut config_maps = BTreeMap::new();
+        let mut secrets = BTreeMap::new();
+        let old = view.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for key in &want_cms {
+            let (ns, name) = key.split_once('/').unwrap_or(("default", key));
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+            match api.get_opt(name).await {
+                Ok(Some(cm)) => match crate::pod::api::config_map(cm) {
+                    Ok(object) => {
+                        config_maps.insert(key.clone(), object);
+                    }
+                    Err(e) => tracing::warn!(config_map = %key, error = %e, "ConfigMap refused"),
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(config_map = %key, error = %e, "reading ConfigMap failed");
+                    if let Some(last) = old.config_maps.get(key) {
+                        config_maps.insert(key.clone(), last.clone());
+                    }
+                }
+            }
+        }
+        for key in &want_secrets {
+            let (ns, name) = key.split_once('/').unwrap_or(("default", key));
+            let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+            match api.get_opt(name).await {
+                Ok(Some(secret)) => match crate::pod::api::secret(secret) {
+                    Ok(object) => {
+                        secrets.insert(key.clone(), object);
+                    }
+                    Err(e) => tracing::warn!(secret = %key, error = %e, "Secret refused"),
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(secret = %key, error = %e, "reading Secret failed");
+                    if let Some(last) = old.secrets.get(key) {
+                        secrets.insert(key.clone(), last.clone());
+                    }
+                }
+            }
+        }
+        let changed = {
+            let mut v = view.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = v.config_maps != config_maps || v.secrets != secrets;
+            v.config_maps = config_maps;
+            v.secrets = secrets;
+            changed
+        };
+        if changed {
+            let _ = wake.try_send(());
+        }
+        let _ = tokio::time::timeout(OBJECT_REFRESH, pods_changed.notified()).await;
+    }
+}
+
+/// The status of one pod as the API server should have it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodReport {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub status: serde_json::Value,
+}
+
+impl PodReport {
+    /// kubelet's answer to a pod it will not run: Failed, with the reason.
+    pub fn refused(refused: &Refused) -> PodReport {
+        PodReport {
+            namespace: refused.namespace.clone(),
+            name: refused.name.clone(),
+            uid: refused.uid.clone(),
+            status: serde_json::json!({
+                "phase": "Failed",
+                "reason": "FailedValidation",
+                "message": refused.message,
+            }),
+        }
+    }
+}
+
+/// What the node tells the API server after one reconcile.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reports {
+    pub statuses: Vec<PodReport>,
+    /// Gracefully deleted pods that have nothing left on the node: (namespace, name, uid).
+    pub finished_deletions: Vec<(String, String, String)>,
+}
+
+/// Sends status patches (only when a pod's status changed since the last accepted one) and
+/// final deletes, from the latest [`Reports`]; a failed call is retried with the next ones.
+pub async fn report(client: Client, mut latest: tokio::sync::watch::Receiver<Reports>) {
+    let mut sent: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let mut deleted: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let reports = latest.borrow_and_update().clone();
+        let live: BTreeSet<&str> = reports.statuses.iter().map(|r| r.uid.as_str()).collect();
+        sent.retain(|uid, _| live.contains(uid.as_str()));
+        for r in &reports.statuses {
+            if sent.get(&r.uid) == Some(&r.status) {
+                continue;
+            }
+            let api: Api<Pod> = Api::namespaced(client.clone(), &r.namespace);
+            let patch = serde_json::json!({ "metadata": { "uid": r.uid }, "status": r.status });
+            match api
+                .patch_status(&r.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {
+                    sent.insert(r.uid.clone(), r.status.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %format!("{}/{}", r.namespace, r.name), error = %e, "status update failed; retrying")
+                }
+            }
+        }
+        let done: BTreeSet<&str> = reports
+            .finished_deletions
+            .iter()
+            .map(|(_, _, uid)| uid.as_str())
+            .collect();
+        deleted.retain(|uid| done.contains(uid.as_str()));
+        for (namespace, name, uid) in &reports.finished_deletions {
+            if deleted.contains(uid) {
+                continue;
+            }
+            let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.clone()),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(name, &params).await {
+                Ok(_) => {
+                    deleted.insert(uid.clone());
+                }
+                // Already gone, or a new pod of that name: nothing of ours to delete.
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
+                    deleted.insert(uid.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %format!("{namespace}/{name}"), error = %e, "final delete failed; retrying")
+                }
+            }
+        }
+        // Retries of failed calls come with the next reports (every reconcile, 200 ms).
+        if latest.changed().await.is_err() {
+            return;
+        }
+    }
+}
