@@ -47,11 +47,7 @@ impl ApiLink {
     /// Before the first full list, pods that came from the API stay as recorded.
     pub fn keep_unseen(&self, desired: &mut Desired, observed: &BTreeMap<String, ObservedPod>) {
         let synced = self.source.view().synced;
-        keep_unseen_api_pods(
-            desired,
-            observed.iter().map(|(k, o)| (k, &o.spec)),
-            synced,
-        );
+        keep_unseen_api_pods(desired, observed.iter().map(|(k, o)| (k, &o.spec)), synced);
     }
 
     /// The deletionGracePeriodSeconds of a pod the API server is deleting.
@@ -153,9 +149,7 @@ mod tests {
                 },
             );
         }
-        let item = |name: &str, uid: &str| {
-            serde_json::json!({"metadata": {"namespace": "default", "name": name, "uid": uid}, "status": {"phase": "Running"}})
-        };
+        let item = |name: &str, uid: &str| serde_json::json!({"metadata": {"namespace": "default", "name": name, "uid": uid}, "status": {"phase": "Running"}});
         let list = serde_json::json!({"items": [item("api", "u-api"), item("file", "u-file"), item("going", "u-going")]});
         let observed = BTreeMap::from([("default/going".to_string(), observed("u-going"))]);
         let r = reports(&duties, &list, &observed);

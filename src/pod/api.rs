@@ -23,9 +23,28 @@ pub fn pod(pod: &k8s::Pod) -> Result<(PodSpec, Vec<Warning>), PodError> {
     Ok((spec, converted.warnings))
 }
 
+/// The key of an issued token in its node-local secret.
+pub const TOKEN_KEY: &str = "token";
+
+/// The name of the node-local secret that holds a service account token issued for one pod.
+/// The colons make it a name no Secret of the API server can have.
+pub fn token_secret_name(
+    pod_uid: &str,
+    service_account: &str,
+    audience: Option<&str>,
+    expiration_seconds: u32,
+) -> String {
+    format!(
+        "serviceaccount-token:{service_account}:{}:{expiration_seconds}:{pod_uid}",
+        audience.unwrap_or("")
+    )
+}
+
 /// Whether a pod spec came from the API server.
 pub fn is_from_api(spec: &PodSpec) -> bool {
-    spec.annotations.get(CONFIG_SOURCE).is_some_and(|s| s == "api")
+    spec.annotations
+        .get(CONFIG_SOURCE)
+        .is_some_and(|s| s == "api")
 }
 
 pub fn config_map(cm: k8s::ConfigMap) -> Result<ConfigMapObject, PodError> {
@@ -64,5 +83,58 @@ mod tests {
         })))
         .unwrap_err();
         assert_eq!(err.to_string(), "spec.containers[0].image: required");
+    }
+
+    /// The volume the API server adds to every pod that mounts its service account token.
+    fn kube_api_access() -> serde_json::Value {
+        serde_json::json!({"name": "kube-api-access-x1y2z", "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+        ]}})
+    }
+
+    #[test]
+    fn the_service_account_token_volume_runs_from_the_api_and_not_from_a_file() {
+        let pod_json = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "uid": "u1"},
+            "spec": {"serviceAccountName": "builder", "volumes": [kube_api_access()],
+                     "containers": [{"name": "app", "image": "x:1"}]},
+        });
+        let (spec, _) = pod(&api_pod(pod_json.clone())).unwrap();
+        let crate::pod::spec::VolumeSource::Projected { sources, .. } = &spec.volumes[0].source
+        else {
+            panic!("projected volume expected: {:?}", spec.volumes[0]);
+        };
+        assert_eq!(
+            sources[0],
+            crate::pod::spec::ProjectedSource::ServiceAccountToken {
+                service_account: "builder".into(),
+                audience: None,
+                expiration_seconds: 3607,
+                path: "token".into(),
+            }
+        );
+        let err = crate::pod::pod_from_yaml_str(&pod_json.to_string()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "document 1: spec.volumes[0].projected.sources[0].serviceAccountToken: not supported by layerlet: there is no API server to issue service account tokens"
+        );
+    }
+
+    #[test]
+    fn a_token_shorter_than_ten_minutes_is_refused() {
+        let mut volume = kube_api_access();
+        volume["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"] = 599.into();
+        let err = pod(&api_pod(serde_json::json!({
+            "metadata": {"name": "web", "uid": "u1"},
+            "spec": {"volumes": [volume], "containers": [{"name": "app", "image": "x:1"}]},
+        })))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.volumes[0].projected.sources[0].serviceAccountToken.expirationSeconds: may not specify a duration less than 10 minutes"
+        );
     }
 }

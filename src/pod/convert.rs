@@ -48,9 +48,15 @@ pub fn convert_pod(pod: &k8s::Pod) -> Result<Converted> {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| default_hostname(&name));
 
+    let service_account = spec
+        .service_account_name
+        .clone()
+        .or_else(|| spec.service_account.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".to_string());
     let mut volumes = Vec::new();
     for (i, v) in spec.volumes.iter().flatten().enumerate() {
-        volumes.push(volume(v, &format!("spec.volumes[{i}]"))?);
+        volumes.push(volume(v, &format!("spec.volumes[{i}]"), &service_account)?);
     }
     let mut init_containers = Vec::new();
     for (i, c) in spec.init_containers.iter().flatten().enumerate() {
@@ -560,7 +566,7 @@ fn unsupported_volume_types(v: &k8s::Volume) -> Vec<&'static str> {
     .collect()
 }
 
-fn volume(v: &k8s::Volume, path: &str) -> Result<Volume> {
+fn volume(v: &k8s::Volume, path: &str, service_account: &str) -> Result<Volume> {
     let supported = [
         v.empty_dir.is_some(),
         v.host_path.is_some(),
@@ -655,7 +661,11 @@ fn volume(v: &k8s::Volume, path: &str) -> Result<Volume> {
         let p = format!("{path}.projected");
         let mut sources = Vec::new();
         for (i, s) in pr.sources.iter().flatten().enumerate() {
-            sources.push(projected_source(s, &format!("{p}.sources[{i}]"))?);
+            sources.push(projected_source(
+                s,
+                &format!("{p}.sources[{i}]"),
+                service_account,
+            )?);
         }
         VolumeSource::Projected {
             sources,
@@ -674,13 +684,30 @@ fn volume(v: &k8s::Volume, path: &str) -> Result<Volume> {
     })
 }
 
-fn projected_source(s: &k8s::VolumeProjection, path: &str) -> Result<ProjectedSource> {
-    if s.service_account_token.is_some() {
-        return Err(not_supported(
-            format!("{path}.serviceAccountToken"),
-            "there is no API server to issue service account tokens",
-        ));
+/// Refuses service account tokens in a pod that comes from no API server (a file).
+pub fn refuse_tokens_without_api(spec: &PodSpec) -> Result<()> {
+    for (i, v) in spec.volumes.iter().enumerate() {
+        let VolumeSource::Projected { sources, .. } = &v.source else {
+            continue;
+        };
+        if let Some(j) = sources
+            .iter()
+            .position(|s| matches!(s, ProjectedSource::ServiceAccountToken { .. }))
+        {
+            return Err(not_supported(
+                format!("spec.volumes[{i}].projected.sources[{j}].serviceAccountToken"),
+                "there is no API server to issue service account tokens",
+            ));
+        }
     }
+    Ok(())
+}
+
+fn projected_source(
+    s: &k8s::VolumeProjection,
+    path: &str,
+    service_account: &str,
+) -> Result<ProjectedSource> {
     if s.cluster_trust_bundle.is_some() {
         return Err(not_supported(
             format!("{path}.clusterTrustBundle"),
@@ -709,7 +736,34 @@ fn projected_source(s: &k8s::VolumeProjection, path: &str) -> Result<ProjectedSo
         }
         found.push(ProjectedSource::DownwardApi { items });
     }
-    exactly_one(found, path, "configMap, secret, downwardAPI")
+    if let Some(t) = &s.service_account_token {
+        let p = format!("{path}.serviceAccountToken");
+        let expiration = t.expiration_seconds.unwrap_or(3600);
+        // The API server's bounds: at least 10 minutes, at most 2^32 seconds.
+        let Ok(expiration_seconds) = u32::try_from(expiration) else {
+            return Err(FieldError::new(
+                format!("{p}.expirationSeconds"),
+                "may not specify a duration larger than 2^32 seconds",
+            ));
+        };
+        if expiration_seconds < 600 {
+            return Err(FieldError::new(
+                format!("{p}.expirationSeconds"),
+                "may not specify a duration less than 10 minutes",
+            ));
+        }
+        found.push(ProjectedSource::ServiceAccountToken {
+            service_account: service_account.to_string(),
+            audience: t.audience.clone().filter(|a| !a.is_empty()),
+            expiration_seconds,
+            path: t.path.clone(),
+        });
+    }
+    exactly_one(
+        found,
+        path,
+        "configMap, secret, downwardAPI, serviceAccountToken",
+    )
 }
 
 fn default_mode(value: Option<i32>, path: &str) -> Result<u32> {

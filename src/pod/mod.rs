@@ -329,6 +329,8 @@ fn parse_manifest(bytes: &[u8], limits: &Limits) -> Result<Vec<ParsedObject>, Po
             load::Object::Pod(pod) => {
                 let converted =
                     convert::convert_pod(&pod).map_err(|e| PodError::invalid(Some(index), e))?;
+                convert::refuse_tokens_without_api(&converted.spec)
+                    .map_err(|e| PodError::invalid(Some(index), e))?;
                 if let Some(e) =
                     PodError::from_field_errors(index, validate::validate_pod(&converted.spec))
                 {
@@ -511,7 +513,8 @@ pub fn referenced_objects(spec: &PodSpec) -> (BTreeSet<String>, BTreeSet<String>
                         ProjectedSource::Secret { name, .. } => {
                             secrets.insert(name.clone());
                         }
-                        ProjectedSource::DownwardApi { .. } => {}
+                        ProjectedSource::DownwardApi { .. }
+                        | ProjectedSource::ServiceAccountToken { .. } => {}
                     }
                 }
             }

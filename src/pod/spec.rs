@@ -199,6 +199,14 @@ pub enum ProjectedSource {
     DownwardApi {
         items: Vec<DownwardApiFile>,
     },
+    /// A token of the pod's service account, which the API server issues for this pod
+    /// (pods from the API only: a static pod has no API server to ask).
+    ServiceAccountToken {
+        service_account: String,
+        audience: Option<String>,
+        expiration_seconds: u32,
+        path: String,
+    },
 }
 
 impl VolumeSource {

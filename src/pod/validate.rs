@@ -316,6 +316,13 @@ fn volume_source(spec: &PodSpec, source: &VolumeSource, p: &str, e: &mut Errors)
                     ProjectedSource::DownwardApi { items } => {
                         downward_items(spec, items, &format!("{sp}.downwardAPI"), &mut paths, e);
                     }
+                    ProjectedSource::ServiceAccountToken { path, .. } => {
+                        let pp = format!("{sp}.serviceAccountToken.path");
+                        e.check(pp.clone(), volume_file_path(path));
+                        if !paths.insert(path.as_str()) {
+                            e.push(pp, format!("duplicate path {path:?}"));
+                        }
+                    }
                 }
             }
         }

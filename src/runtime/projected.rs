@@ -258,6 +258,26 @@ pub fn volume_payload(
                     ProjectedSource::DownwardApi { items } => {
                         downward_files(pod, v, items, *default_mode, node)?
                     }
+                    ProjectedSource::ServiceAccountToken {
+                        service_account,
+                        audience,
+                        expiration_seconds,
+                        path,
+                    } => {
+                        // The API link keeps the issued token as a node-local secret.
+                        let name = crate::pod::api::token_secret_name(
+                            &pod.uid,
+                            service_account,
+                            audience.as_deref(),
+                            *expiration_seconds,
+                        );
+                        let item = KeyToPath {
+                            key: crate::pod::api::TOKEN_KEY.to_string(),
+                            path: path.clone(),
+                            mode: None,
+                        };
+                        secret_files(pod, v, &name, &[item], *default_mode, false, objects)?
+                    }
                 });
             }
             out

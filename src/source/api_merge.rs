@@ -142,7 +142,8 @@ mod tests {
     use std::path::PathBuf;
 
     fn api_pod(name: &str, extra_meta: serde_json::Value) -> Pod {
-        let mut meta = serde_json::json!({"name": name, "namespace": "default", "uid": format!("uid-{name}")});
+        let mut meta =
+            serde_json::json!({"name": name, "namespace": "default", "uid": format!("uid-{name}")});
         if let (Some(m), Some(extra)) = (meta.as_object_mut(), extra_meta.as_object()) {
             m.extend(extra.clone());
         }
@@ -251,7 +252,10 @@ mod tests {
         assert_eq!(desired.pods.keys().collect::<Vec<_>>(), vec!["default/web"]);
         let mut desired = Desired::default();
         keep_unseen_api_pods(&mut desired, &observed, true);
-        assert!(desired.pods.is_empty(), "after a list, unseen means deleted");
+        assert!(
+            desired.pods.is_empty(),
+            "after a list, unseen means deleted"
+        );
     }
 
     #[test]
@@ -270,7 +274,8 @@ mod tests {
             .insert("default/cfg".into(), object("file"));
         let mut api = view(vec![]);
         api.config_maps.insert("default/cfg".into(), object("api"));
-        api.config_maps.insert("default/other".into(), object("api"));
+        api.config_maps
+            .insert("default/other".into(), object("api"));
         let (desired, _) = merge(&files, &api);
         assert_eq!(desired.config_maps["default/cfg"].data["a"], "file");
         assert!(desired.config_maps.contains_key("default/other"));

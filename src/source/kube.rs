@@ -12,14 +12,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
 use tokio::sync::{mpsc, Notify};
 
 use super::api_merge::{ApiView, Refused};
+use crate::pod::spec::{ProjectedSource, VolumeSource};
+use crate::pod::SecretObject;
 
 /// ConfigMaps and Secrets are read again this often.
 pub const OBJECT_REFRESH: Duration = Duration::from_secs(30);
@@ -189,6 +192,105 @@ fn referenced(view: &ApiView) -> (BTreeSet<String>, BTreeSet<String>) {
     (config_maps, secrets)
 }
 
+/// A service account token one pod's projected volume needs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct TokenWant {
+    namespace: String,
+    pod: String,
+    pod_uid: String,
+    service_account: String,
+    audience: Option<String>,
+    expiration_seconds: u32,
+}
+
+impl TokenWant {
+    /// `namespace/name` of the node-local secret that holds it.
+    fn key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.namespace,
+            crate::pod::api::token_secret_name(
+                &self.pod_uid,
+                &self.service_account,
+                self.audience.as_deref(),
+                self.expiration_seconds
+            )
+        )
+    }
+}
+
+fn wanted_tokens(view: &ApiView) -> BTreeSet<TokenWant> {
+    let mut out = BTreeSet::new();
+    for pod in view.pods.values() {
+        let Ok((spec, _)) = crate::pod::api::pod(pod) else {
+            continue;
+        };
+        for volume in &spec.volumes {
+            let VolumeSource::Projected { sources, .. } = &volume.source else {
+                continue;
+            };
+            for source in sources {
+                if let ProjectedSource::ServiceAccountToken {
+                    service_account,
+                    audience,
+                    expiration_seconds,
+                    ..
+                } = source
+                {
+                    out.insert(TokenWant {
+                        namespace: spec.namespace.clone(),
+                        pod: spec.name.clone(),
+                        pod_uid: spec.uid.clone(),
+                        service_account: service_account.clone(),
+                        audience: audience.clone(),
+                        expiration_seconds: *expiration_seconds,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Asks the API server for a token bound to the pod (TokenRequest), as kubelet's token
+/// manager does; the token is renewed after 80% of its life.
+async fn request_token(
+    client: &Client,
+    want: &TokenWant,
+) -> Result<(SecretObject, tokio::time::Instant), kube::Error> {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), &want.namespace);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: want.audience.iter().cloned().collect(),
+            expiration_seconds: Some(i64::from(want.expiration_seconds)),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(want.pod.clone()),
+                uid: Some(want.pod_uid.clone()),
+            }),
+        },
+        ..TokenRequest::default()
+    };
+    let issued = api
+        .create_token_request(&want.service_account, &PostParams::default(), &request)
+        .await?;
+    let token = issued.status.map(|s| s.token).unwrap_or_default();
+    let renew = tokio::time::Instant::now()
+        + Duration::from_secs(u64::from(want.expiration_seconds) * 8 / 10);
+    let key = want.key();
+    let name = key.split_once('/').map(|(_, n)| n).unwrap_or(&key);
+    let secret = SecretObject {
+        document: 0,
+        namespace: want.namespace.clone(),
+        name: name.to_string(),
+        secret_type: "Opaque".into(),
+        data: BTreeMap::from([(crate::pod::api::TOKEN_KEY.to_string(), token.into_bytes())]),
+        immutable: false,
+    };
+    Ok((secret, renew))
+}
+
 /// Reads the referenced objects at every pod change and every [`OBJECT_REFRESH`]. An object
 /// that is missing (or unreadable) is left out, so its pods wait in CreateContainerConfigError
 /// as kubelet's do; one that cannot be read keeps its last good version.
@@ -198,10 +300,12 @@ async fn read_objects(
     pods_changed: Arc<Notify>,
     wake: mpsc::Sender<()>,
 ) {
+    let mut tokens: BTreeMap<TokenWant, (SecretObject, tokio::time::Instant)> = BTreeMap::new();
     loop {
-        let (want_cms, want_secrets) = {
+        let (want_cms, want_secrets, want_tokens) = {
             let v = view.lock().unwrap_or_else(|p| p.into_inner());
-            referenced(&v)
+            let (cms, secrets) = referenced(&v);
+            (cms, secrets, wanted_tokens(&v))
         };
         let mut config_maps = BTreeMap::new();
         let mut secrets = BTreeMap::new();
@@ -243,6 +347,25 @@ async fn read_objects(
                     }
                 }
             }
+        }
+        tokens.retain(|want, _| want_tokens.contains(want));
+        let now = tokio::time::Instant::now();
+        for want in &want_tokens {
+            if tokens.get(want).is_some_and(|(_, renew)| now < *renew) {
+                continue;
+            }
+            match request_token(&client, want).await {
+                Ok(issued) => {
+                    tokens.insert(want.clone(), issued);
+                }
+                // The last token stays until it can be renewed.
+                Err(e) => {
+                    tracing::warn!(pod = %format!("{}/{}", want.namespace, want.pod), service_account = %want.service_account, error = %e, "service account token request failed")
+                }
+            }
+        }
+        for (want, (secret, _)) in &tokens {
+            secrets.insert(want.key(), secret.clone());
         }
         let changed = {
             let mut v = view.lock().unwrap_or_else(|p| p.into_inner());
