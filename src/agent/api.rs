@@ -8,9 +8,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::plan::ObservedPod;
+use crate::pod::downward::NodeInfo;
 use crate::source::api_merge::{keep_unseen_api_pods, merge, ApiDuties};
 use crate::source::kube::{report, KubeAccess, KubeError, KubeSource, PodReport, Reports};
 use crate::source::manifests::Desired;
+use crate::source::node_register::keep_registered;
 
 pub struct ApiLink {
     source: KubeSource,
@@ -23,11 +25,15 @@ impl ApiLink {
     /// the watch, the object reader and the reporter. `wake` hears of every change.
     pub async fn start(
         access: &KubeAccess,
-        node: &str,
+        node: &NodeInfo,
+        register_node: bool,
         wake: mpsc::Sender<()>,
     ) -> Result<ApiLink, KubeError> {
-        let source = KubeSource::connect(access, node).await?;
+        let source = KubeSource::connect(access, &node.node_name).await?;
         source.start(wake);
+        if register_node {
+            tokio::spawn(keep_registered(source.client(), node.clone()));
+        }
         let (reports, latest) = watch::channel(Reports::default());
         tokio::spawn(report(source.client(), latest));
         Ok(ApiLink {

@@ -69,6 +69,8 @@ pub struct AgentConfig {
     pub image_gc: ImageGcConfig,
     /// Also run the pods bound to this node through the Kubernetes API server.
     pub kube: Option<crate::source::kube::KubeAccess>,
+    /// With `kube`: register this node (Node object, Ready status, lease heartbeat).
+    pub register_node: bool,
 }
 
 /// kubelet's image garbage collection: watermarks and how often the disk is checked.
@@ -647,7 +649,9 @@ pub async fn run(
     let node = crate::runtime::node::node_info(&rt.node_name, &rt.root);
     let prober = Arc::new(Prober::new(rt.clone(), shared.clone(), wake_tx.clone()));
     let api = match &cfg.kube {
-        Some(access) => Some(api::ApiLink::start(access, &rt.node_name, wake_tx.clone()).await?),
+        Some(access) => {
+            Some(api::ApiLink::start(access, &node, cfg.register_node, wake_tx.clone()).await?)
+        }
         None => None,
     };
     let ctx = Arc::new(Context {

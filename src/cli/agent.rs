@@ -54,6 +54,12 @@ pub struct AgentArgs {
     /// As --kubeconfig, with the service account of the pod the agent runs in (DaemonSet).
     #[arg(long)]
     pub in_cluster: bool,
+    /// With --kubeconfig or --in-cluster: register this node with the API server (a Node
+    /// tainted `layerlet.io/agent=true:NoSchedule`, its Ready status, a lease renewed every
+    /// 10 s), so the node controller keeps the pods bound to it. Use a node name of its own
+    /// when a kubelet runs on the same host.
+    #[arg(long)]
+    pub register_node: bool,
     /// This node's name: spec.nodeName of the API pods it runs, and the downward API's
     /// spec.nodeName (default: the host name).
     #[arg(long, value_name = "NAME")]
@@ -74,6 +80,11 @@ pub fn agent(ctx: &Context, args: AgentArgs) -> anyhow::Result<ExitCode> {
         (None, true) => Some(KubeAccess::InCluster),
         (None, false) => None,
     };
+    if args.register_node && kube.is_none() {
+        anyhow::bail!(
+            "--register-node needs an API server: pass --kubeconfig PATH or --in-cluster"
+        );
+    }
     let store = Arc::new(Store::open(&ctx.root, StoreOptions::default())?);
     let cfg = AgentConfig {
         manifests: args.manifests,
@@ -97,6 +108,7 @@ pub fn agent(ctx: &Context, args: AgentArgs) -> anyhow::Result<ExitCode> {
             marks: args.image_gc.watermarks()?,
             period: Duration::from_secs(args.image_gc_period_seconds.max(1)),
         },
+        register_node: args.register_node,
         kube,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

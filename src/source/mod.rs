@@ -3,3 +3,4 @@
 pub mod api_merge;
 pub mod kube;
 pub mod manifests;
+pub mod node_register;
