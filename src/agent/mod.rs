@@ -200,6 +200,8 @@ struct Context {
     config: Arc<config::ConfigState>,
     prober: Arc<Prober>,
     api: Option<api::ApiLink>,
+    /// Pod uid -> its startTime (ms), fixed when first published.
+    start_times: Mutex<BTreeMap<String, u64>>,
 }
 
 /// Records, containers and monitors' files of the pods the agent owns.
@@ -209,6 +211,8 @@ struct Observation {
     pods: BTreeMap<String, ObservedPod>,
     reasons: BTreeMap<String, ExitInfo>,
     created: BTreeMap<String, i64>,
+    /// Pod key -> container name -> the image digest its newest instance runs.
+    image_ids: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 fn observe(rt: &Runtime, store: &Store) -> Result<Observation, PodError> {
@@ -217,6 +221,7 @@ fn observe(rt: &Runtime, store: &Store) -> Result<Observation, PodError> {
     let mut out = BTreeMap::new();
     let mut reasons = BTreeMap::new();
     let mut created = BTreeMap::new();
+    let mut image_ids: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for record in records.iter().filter(|r| r.owner == "agent") {
         let spec = pod_spec(record)?;
         let mut observed = Vec::new();
@@ -255,6 +260,22 @@ fn observe(rt: &Runtime, store: &Store) -> Result<Observation, PodError> {
                 unhealthy: false,
             });
         }
+        let mut newest: BTreeMap<&str, (u32, String)> = BTreeMap::new();
+        for c in containers.iter().filter(|c| c.pod_uid == record.uid) {
+            if newest
+                .get(c.name.as_str())
+                .is_none_or(|(a, _)| c.attempt >= *a)
+            {
+                newest.insert(&c.name, (c.attempt, c.image.to_string()));
+            }
+        }
+        image_ids.insert(
+            spec.key(),
+            newest
+                .into_iter()
+                .map(|(n, (_, d))| (n.to_string(), d))
+                .collect(),
+        );
         created.insert(spec.key(), record.created_at);
         out.insert(
             spec.key(),
@@ -270,6 +291,7 @@ fn observe(rt: &Runtime, store: &Store) -> Result<Observation, PodError> {
         pods: out,
         reasons,
         created,
+        image_ids,
     })
 }
 
@@ -666,6 +688,7 @@ pub async fn run(
         wake: wake_tx,
         config: Arc::new(config::ConfigState::new(node)),
         api,
+        start_times: Mutex::new(BTreeMap::new()),
     });
     let http_shared = shared.clone();
     let handler = Arc::new(move |path: &str| handle(&http_shared, path));
@@ -830,6 +853,7 @@ async fn reconcile(ctx: &Arc<Context>, desired: &Desired) -> Result<(), AgentErr
     let (rt, store) = (ctx.rt.clone(), ctx.store.clone());
     let Observation {
         pods: mut observed,
+        image_ids,
         reasons,
         created,
     } = tokio::task::spawn_blocking(move || observe(&rt, &store))
@@ -908,7 +932,7 @@ async fn reconcile(ctx: &Arc<Context>, desired: &Desired) -> Result<(), AgentErr
         ));
     }
     publish(
-        ctx, desired, &observed, &pulls, &reasons, &health, &created, now,
+        ctx, desired, &observed, &pulls, &reasons, &health, &created, &image_ids, now,
     );
     if let Some(api) = &ctx.api {
         let pods = ctx.shared.pods.lock().unwrap_or_else(|p| p.into_inner());
@@ -966,9 +990,12 @@ fn publish(
     reasons: &BTreeMap<String, ExitInfo>,
     health: &BTreeMap<String, prober::Health>,
     created: &BTreeMap<String, i64>,
+    image_ids: &BTreeMap<String, BTreeMap<String, String>>,
     now: u64,
 ) {
     let mut items = Vec::new();
+    let mut starts = ctx.start_times.lock().unwrap_or_else(|p| p.into_inner());
+    let mut live = HashSet::new();
     let mut keys: Vec<&String> = desired.pods.keys().collect();
     for k in observed.keys() {
         if !desired.pods.contains_key(k) {
@@ -978,14 +1005,18 @@ fn publish(
     for key in keys {
         let spec = desired.pods.get(key).or(observed.get(key).map(|o| &o.spec));
         let Some(spec) = spec else { continue };
-        let created_ms = created.get(key).map(|s| (*s as u64) * 1000).unwrap_or(now);
+        // startTime: set once, when the pod is first seen (its record's time after a restart).
+        let created_ms = *starts
+            .entry(spec.uid.clone())
+            .or_insert_with(|| created.get(key).map(|s| (*s as u64) * 1000).unwrap_or(now));
+        live.insert(spec.uid.clone());
         let mut item = status::pod_json(
             spec,
             observed.get(key),
             pulls,
             reasons,
             health,
-            &BTreeMap::new(),
+            image_ids.get(key).unwrap_or(&BTreeMap::new()),
             &ctx.rt.node_name,
             created_ms,
             now,
@@ -993,6 +1024,8 @@ fn publish(
         ctx.config.patch_status(&spec.uid, &mut item);
         items.push(item);
     }
+    starts.retain(|uid, _| live.contains(uid));
+    drop(starts);
     let evicted = ctx
         .shared
         .evicted

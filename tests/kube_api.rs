@@ -1,0 +1,1971 @@
+//! `layerlet agent` in kube mode, end to end, against a scripted mock API server
+//! (`tests/common/mock_kube.rs`): the agent lists and watches the Pods bound to its node
+//! (`spec.nodeName`), runs them, patches their status, stops and finally deletes pods the
+//! API deletes gracefully, removes force-deleted ones, keeps its pods through an agent
+//! restart while the API is down, refuses invalid pods with a Failed status, reads the
+//! ConfigMaps and Secrets its pods use from the API, lets a manifest-file pod win over an
+//! API pod of the same name, and relists after a watch expires with 410 Gone.
+//!
+//! The mock's own behaviour (selectors, merge patches, DELETE preconditions, watch streams,
+//! 410, 503, keep-alive) is checked first, with a raw TCP client.
+//!
+//! Every agent runs under a [`common::Agent`] guard that kills it and removes every pod of
+//! its node when the test ends, pass or fail. Waits poll with deadlines and stop as soon as
+//! their condition holds. Pod names carry a per-process suffix and every API pod gets a
+//! fresh uid from the mock, so concurrent tests do not collide.
+
+mod common;
+#[path = "common/mock_kube.rs"]
+mod mock_kube;
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{busybox_node, unique, Agent, Node};
+use mock_kube::{merge_patch, MockKube, Request};
+use serde_json::{json, Value};
+
+/// The busybox image every node imports (`imagePullPolicy: Never`: nothing is pulled).
+const IMAGE: &str = common::BUSYBOX_IMAGE;
+const NS: &str = "default";
+/// Generous: every wait stops as soon as its condition holds.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------------------
+// A raw HTTP/1.1 client for the mock's own tests
+// ---------------------------------------------------------------------------------------
+
+/// One keep-alive connection to the mock.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    fn open(addr: &str) -> Conn {
+        let stream = TcpStream::connect(addr).expect("connect to the mock");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends a request with a Content-Length body (if any).
+    fn send(&mut self, method: &str, target: &str, content_type: &str, body: &str) {
+        let mut head = format!("{method} {target} HTTP/1.1\r\nHost: mock\r\nAccept: application/json\r\nConnection: keep-alive\r\n");
+        if !body.is_empty() {
+            head.push_str(&format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        head.push_str("\r\n");
+        self.stream.write_all(head.as_bytes()).unwrap();
+        self.stream.write_all(body.as_bytes()).unwrap();
+    }
+
+    /// Sends a request whose body is chunked (in two chunks).
+    fn send_chunked(&mut self, method: &str, target: &str, content_type: &str, body: &str) {
+        let (a, b) = body.split_at(body.len() / 2);
+        let text = format!(
+            "{method} {target} HTTP/1.1\r\nHost: mock\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+            a.len(),
+            b.len()
+        );
+        self.stream.write_all(text.as_bytes()).unwrap();
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 8192];
+        match self.stream.read(&mut chunk) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..i]).into_owned();
+                self.buf.drain(..i + 2);
+                return Some(line);
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    /// Status and lower-cased headers of the next response.
+    fn head(&mut self) -> (u16, Vec<(String, String)>) {
+        let status_line = self.line().expect("a status line");
+        let status = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let line = self.line().expect("a header line");
+            if line.is_empty() {
+                break;
+            }
+            let (k, v) = line.split_once(':').expect("a header");
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+        (status, headers)
+    }
+
+    /// The next chunk of a chunked body; None at the last chunk or when the connection ends.
+    fn chunk(&mut self) -> Option<Vec<u8>> {
+        let size = usize::from_str_radix(self.line()?.trim(), 16).ok()?;
+        if size == 0 {
+            self.line();
+            return None;
+        }
+        while self.buf.len() < size + 2 {
+            if !self.fill() {
+                return None;
+            }
+        }
+        let data = self.buf[..size].to_vec();
+        self.buf.drain(..size + 2);
+        Some(data)
+    }
+
+    /// A whole response: status and JSON body (Content-Length or chunked).
+    fn response(&mut self) -> (u16, Value) {
+        let (status, headers) = self.head();
+        let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let body = if header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+            let mut body = Vec::new();
+            while let Some(c) = self.chunk() {
+                body.extend(c);
+            }
+            body
+        } else {
+            let len: usize = header("content-length")
+                .expect("Content-Length")
+                .parse()
+                .unwrap();
+            while self.buf.len() < len {
+                assert!(self.fill(), "the body ended early");
+            }
+            self.buf.drain(..len).collect()
+        };
+        let json = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&body)));
+        (status, json)
+    }
+
+    fn call(&mut self, method: &str, target: &str, content_type: &str, body: &str) -> (u16, Value) {
+        self.send(method, target, content_type, body);
+        self.response()
+    }
+
+    /// Opens a watch on this connection; the next watch events come from [`Conn::event`].
+    fn watch(addr: &str, target: &str) -> Conn {
+        let mut conn = Conn::open(addr);
+        conn.send("GET", target, "", "");
+        let (status, headers) = conn.head();
+        assert_eq!(status, 200, "watch {target}");
+        assert!(
+            headers
+                .iter()
+                .any(|(k, v)| k == "transfer-encoding" && v == "chunked"),
+            "{headers:?}"
+        );
+        conn
+    }
+
+    /// The next watch event, or None when the stream ends.
+    fn event(&mut self) -> Option<Value> {
+        let chunk = self.chunk()?;
+        let text = String::from_utf8(chunk).unwrap();
+        assert!(
+            text.ends_with('\n'),
+            "one JSON object and a newline: {text:?}"
+        );
+        Some(serde_json::from_str(text.trim_end()).unwrap())
+    }
+}
+
+fn get(addr: &str, target: &str) -> (u16, Value) {
+    Conn::open(addr).call("GET", target, "", "")
+}
+
+fn bound_pod(name: &str, node: &str) -> Value {
+    json!({
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]},
+    })
+}
+
+fn names(list: &Value) -> Vec<String> {
+    let mut names: Vec<String> = list["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items in {list}"))
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+// ---------------------------------------------------------------------------------------
+// 0. The mock itself
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn mock_lists_the_pods_of_a_node_by_field_selector_and_gets_one_or_a_404_status() {
+    let mock = MockKube::start();
+    let a1 = mock.add_pod(bound_pod("a1", "node-a"));
+    mock.add_pod(bound_pod("a2", "node-a"));
+    mock.add_pod(bound_pod("b1", "node-b"));
+    let mut other_ns = bound_pod("a3", "node-a");
+    other_ns["metadata"]["namespace"] = json!("kube-system");
+    mock.add_pod(other_ns);
+
+    assert_eq!(a1["metadata"]["namespace"], "default");
+    assert_eq!(a1["status"]["phase"], "Pending");
+    let uid = a1["metadata"]["uid"].as_str().unwrap();
+    assert_eq!(uid.len(), 36, "{uid}");
+    assert_eq!(uid.split('-').count(), 5, "{uid}");
+    let created = a1["metadata"]["creationTimestamp"].as_str().unwrap();
+    assert!(
+        created.len() == 20 && created.ends_with('Z') && created.as_bytes()[10] == b'T',
+        "{created}"
+    );
+    let uids: std::collections::BTreeSet<String> = mock
+        .pods()
+        .iter()
+        .map(|p| p["metadata"]["uid"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(uids.len(), 4, "unique uids");
+
+    // As kube-rs's watcher lists: limit, resourceVersion=0, resourceVersionMatch ignored.
+    let (status, list) = get(
+        &mock.addr(),
+        "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-a&limit=500&resourceVersion=0&resourceVersionMatch=NotOlderThan",
+    );
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["kind"], "PodList");
+    assert_eq!(list["apiVersion"], "v1");
+    assert_eq!(names(&list), ["a1", "a2", "a3"]);
+    assert_eq!(
+        list["metadata"]["resourceVersion"],
+        mock.resource_version().to_string()
+    );
+    let (_, list) = get(
+        &mock.addr(),
+        "/api/v1/pods?fieldSelector=spec.nodeName%3D%3Dnode-b",
+    );
+    assert_eq!(names(&list), ["b1"]);
+    let (_, list) = get(
+        &mock.addr(),
+        "/api/v1/pods?fieldSelector=spec.nodeName%21%3Dnode-b%2Cmetadata.namespace%3Ddefault",
+    );
+    assert_eq!(names(&list), ["a1", "a2"]);
+    let (_, list) = get(&mock.addr(), "/api/v1/namespaces/kube-system/pods");
+    assert_eq!(names(&list), ["a3"]);
+    let (_, list) = get(
+        &mock.addr(),
+        "/api/v1/pods?labelSelector=app%20in%20(a1%2Cb1)",
+    );
+    assert_eq!(names(&list), ["a1", "b1"]);
+    let (_, list) = get(&mock.addr(), "/api/v1/pods");
+    assert_eq!(names(&list).len(), 4);
+
+    let (status, pod) = get(&mock.addr(), "/api/v1/namespaces/default/pods/a1");
+    assert_eq!(status, 200);
+    assert_eq!(pod["metadata"]["uid"], uid);
+    let (status, missing) = get(&mock.addr(), "/api/v1/namespaces/default/pods/nope");
+    assert_eq!(status, 404);
+    assert_eq!(missing["kind"], "Status");
+    assert_eq!(missing["reason"], "NotFound");
+    assert_eq!(missing["code"], 404);
+    let (status, other) = get(&mock.addr(), "/api/v1/nodes/node-a");
+    assert_eq!(status, 404);
+    assert_eq!(other["kind"], "Status");
+
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 9, "every request is recorded");
+    assert_eq!(
+        requests[0].param("fieldSelector").as_deref(),
+        Some("spec.nodeName=node-a")
+    );
+    assert!(requests[0].is_pod_list() && !requests[0].is_pod_watch());
+    assert_eq!(requests[8].status, 404);
+}
+
+#[test]
+fn mock_merges_status_patches_into_the_status_only_and_bumps_the_resource_version() {
+    let mock = MockKube::start();
+    let pod = mock.add_pod(bound_pod("p", "n"));
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    let rv0: u64 = pod["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut conn = Conn::open(&mock.addr());
+    let target = "/api/v1/namespaces/default/pods/p/status";
+
+    let first = json!({"metadata": {"uid": uid}, "status": {
+        "phase": "Running", "hostIP": "10.0.0.1", "podIP": "10.0.0.2",
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }});
+    let (status, patched) = conn.call(
+        "PATCH",
+        target,
+        "application/merge-patch+json",
+        &first.to_string(),
+    );
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["status"]["phase"], "Running");
+    let rv1: u64 = patched["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rv1 > rv0);
+
+    // A strategic merge patch is applied as a merge patch; null removes; spec is ignored.
+    let second = json!({"spec": {"nodeName": "elsewhere"}, "status": {
+        "podIP": null,
+        "$setElementOrder/conditions": [{"type": "Ready"}],
+        "conditions": [{"type": "Ready", "status": "False"}],
+    }});
+    let (status, patched) = conn.call(
+        "PATCH",
+        target,
+        "application/strategic-merge-patch+json",
+        &second.to_string(),
+    );
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(
+        patched["status"],
+        json!({"phase": "Running", "hostIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": "False"}]})
+    );
+    assert_eq!(patched["spec"]["nodeName"], "n");
+    assert_eq!(mock.pod(NS, "p").unwrap(), patched);
+
+    let (status, conflict) = conn.call(
+        "PATCH",
+        target,
+        "application/merge-patch+json",
+        r#"{"metadata":{"uid":"another"},"status":{"phase":"Failed"}}"#,
+    );
+    assert_eq!(status, 409, "{conflict}");
+    assert_eq!(conflict["reason"], "Conflict");
+    let (status, _) = conn.call(
+        "PATCH",
+        "/api/v1/namespaces/default/pods/absent/status",
+        "application/merge-patch+json",
+        r#"{"status":{"phase":"Failed"}}"#,
+    );
+    assert_eq!(status, 404);
+    let (status, _) = conn.call("PATCH", target, "application/json-patch+json", "[]");
+    assert_eq!(status, 415);
+
+    let patches = mock.status_patches(NS, "p");
+    assert_eq!(patches.len(), 4, "{patches:?}");
+    assert_eq!(patches[0], first);
+    assert_eq!(mock.pod(NS, "p").unwrap()["status"]["phase"], "Running");
+
+    let mut doc = json!({"a": {"b": 1, "c": [1, 2]}, "d": 1});
+    merge_patch(
+        &mut doc,
+        &json!({"a": {"b": null, "c": [3], "e": {"f": 1}}, "d": "x"}),
+    );
+    assert_eq!(doc, json!({"a": {"c": [3], "e": {"f": 1}}, "d": "x"}));
+}
+
+#[test]
+fn mock_delete_honours_the_uid_precondition() {
+    let mock = MockKube::start();
+    let pod = mock.add_pod(bound_pod("p", "n"));
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let mut conn = Conn::open(&mock.addr());
+    let target = "/api/v1/namespaces/default/pods/p";
+
+    let wrong = json!({"gracePeriodSeconds": 0, "preconditions": {"uid": "0000"}});
+    let (status, body) = conn.call("DELETE", target, "application/json", &wrong.to_string());
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["kind"], "Status");
+    assert_eq!(body["reason"], "Conflict");
+    assert!(
+        mock.pod(NS, "p").is_some(),
+        "a failed precondition deletes nothing"
+    );
+
+    let right = json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
+    let (status, body) = conn.call("DELETE", target, "application/json", &right.to_string());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["metadata"]["uid"], uid);
+    assert!(mock.pod(NS, "p").is_none());
+    let (status, body) = conn.call("DELETE", target, "application/json", &right.to_string());
+    assert_eq!(status, 404, "{body}");
+
+    // Without a body too.
+    mock.add_pod(bound_pod("q", "n"));
+    let (status, _) = conn.call("DELETE", "/api/v1/namespaces/default/pods/q", "", "");
+    assert_eq!(status, 200);
+    assert!(mock.pod(NS, "q").is_none());
+}
+
+#[test]
+fn mock_watch_streams_changes_after_the_resource_version_by_selector_then_expires_with_410() {
+    let mock = MockKube::start();
+    mock.add_pod(bound_pod("before", "n"));
+    let (_, list) = get(&mock.addr(), "/api/v1/pods?fieldSelector=spec.nodeName%3Dn");
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A change between the list and the watch is replayed from the history.
+    mock.add_pod(bound_pod("between", "n"));
+
+    let target = format!(
+        "/api/v1/pods?&watch=true&timeoutSeconds=290&fieldSelector=spec.nodeName%3Dn&allowWatchBookmarks=true&resourceVersion={rv}"
+    );
+    let mut watch = Conn::watch(&mock.addr(), &target);
+    let event = watch.event().unwrap();
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["metadata"]["name"], "between");
+    mock.wait_for("the watch to register", DEADLINE, |m| {
+        (m.open_watches() == 1).then_some(())
+    });
+
+    mock.add_pod(bound_pod("elsewhere", "other"));
+    mock.add_pod(bound_pod("after", "n"));
+    let event = watch.event().unwrap();
+    assert_eq!(
+        (
+            event["type"].as_str(),
+            event["object"]["metadata"]["name"].as_str()
+        ),
+        (Some("ADDED"), Some("after")),
+        "the other node's pod is not sent"
+    );
+    mock.update_pod(NS, "after", |p| p["metadata"]["labels"]["x"] = json!("y"));
+    let event = watch.event().unwrap();
+    assert_eq!(event["type"], "MODIFIED");
+    assert_eq!(event["object"]["metadata"]["labels"]["x"], "y");
+    assert_eq!(
+        event["object"]["metadata"]["resourceVersion"],
+        mock.resource_version().to_string()
+    );
+    mock.update_pod(NS, "elsewhere", |p| p["spec"]["nodeName"] = json!("n"));
+    let event = watch.event().unwrap();
+    assert_eq!(
+        (
+            event["type"].as_str(),
+            event["object"]["metadata"]["name"].as_str()
+        ),
+        (Some("ADDED"), Some("elsewhere")),
+        "a pod moving into the selector is ADDED"
+    );
+    mock.update_pod(NS, "before", |p| p["spec"]["nodeName"] = json!("other"));
+    let event = watch.event().unwrap();
+    assert_eq!(
+        (
+            event["type"].as_str(),
+            event["object"]["metadata"]["name"].as_str()
+        ),
+        (Some("DELETED"), Some("before")),
+        "a pod moving out of the selector is DELETED"
+    );
+    let grace = mock.mark_deleted(NS, "after", 5);
+    assert_eq!(grace["metadata"]["deletionGracePeriodSeconds"], 5);
+    let event = watch.event().unwrap();
+    assert_eq!(event["type"], "MODIFIED");
+    assert!(event["object"]["metadata"]["deletionTimestamp"].is_string());
+    mock.remove_pod(NS, "after");
+    let event = watch.event().unwrap();
+    assert_eq!(event["type"], "DELETED");
+    assert_eq!(event["object"]["metadata"]["name"], "after");
+
+    mock.expire_watches();
+    let event = watch.event().unwrap();
+    assert_eq!(event["type"], "ERROR");
+    assert_eq!(event["object"]["kind"], "Status");
+    assert_eq!(event["object"]["code"], 410);
+    assert_eq!(event["object"]["reason"], "Expired");
+    assert!(watch.event().is_none(), "the stream ends after the ERROR");
+
+    // A watch from before the expiry is refused with 410; a fresh list works.
+    let mut stale = Conn::watch(&mock.addr(), &target);
+    assert_eq!(stale.event().unwrap()["object"]["code"], 410);
+    assert!(stale.event().is_none());
+    let (_, list) = get(&mock.addr(), "/api/v1/pods?fieldSelector=spec.nodeName%3Dn");
+    assert_eq!(names(&list), ["between", "elsewhere"]);
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap();
+
+    // Going down drops the watch and answers 503.
+    let mut fresh = Conn::watch(
+        &mock.addr(),
+        &format!("/api/v1/pods?watch=true&fieldSelector=spec.nodeName%3Dn&resourceVersion={rv}"),
+    );
+    mock.wait_for("the fresh watch", DEADLINE, |m| {
+        (m.open_watches() == 1).then_some(())
+    });
+    mock.set_down(true);
+    assert!(fresh.event().is_none(), "the watch is cut");
+    let (status, body) = get(&mock.addr(), "/api/v1/pods");
+    assert_eq!(status, 503, "{body}");
+    mock.set_down(false);
+    let (status, _) = get(&mock.addr(), "/api/v1/pods");
+    assert_eq!(status, 200);
+
+    // timeoutSeconds ends a watch cleanly.
+    let mut short = Conn::watch(
+        &mock.addr(),
+        &format!("/api/v1/pods?watch=true&timeoutSeconds=1&resourceVersion={rv}"),
+    );
+    let started = Instant::now();
+    assert!(short.event().is_none());
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // watch with resourceVersion=0 and a streaming list start with the current pods.
+    let mut any = Conn::watch(
+        &mock.addr(),
+        "/api/v1/pods?watch=true&fieldSelector=spec.nodeName%3Dn&resourceVersion=0",
+    );
+    let mut seen = [any.event().unwrap(), any.event().unwrap()];
+    seen.sort_by_key(|e| {
+        e["object"]["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    });
+    assert_eq!(seen[0]["type"], "ADDED");
+    assert_eq!(seen[1]["object"]["metadata"]["name"], "elsewhere");
+    let mut streaming = Conn::watch(
+        &mock.addr(),
+        "/api/v1/pods?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&fieldSelector=spec.nodeName%3Dn",
+    );
+    let types: Vec<Value> = (0..3)
+        .map(|_| streaming.event().unwrap()["type"].clone())
+        .collect();
+    assert_eq!(types, [json!("ADDED"), json!("ADDED"), json!("BOOKMARK")]);
+}
+
+#[test]
+fn mock_keeps_connections_alive_and_serves_config_maps_secrets_events_and_tokens() {
+    let mock = MockKube::start();
+    mock.put_config_map(json!({"metadata": {"name": "cm"}, "data": {"k": "v"}}));
+    mock.put_secret(
+        json!({"metadata": {"name": "s", "namespace": "other"}, "data": {"k": "dg=="}}),
+    );
+    let mut conn = Conn::open(&mock.addr());
+    let (status, cm) = conn.call("GET", "/api/v1/namespaces/default/configmaps/cm", "", "");
+    assert_eq!(status, 200);
+    assert_eq!(cm["kind"], "ConfigMap");
+    assert_eq!(cm["data"]["k"], "v");
+    let (status, missing) = conn.call("GET", "/api/v1/namespaces/other/configmaps/cm", "", "");
+    assert_eq!(status, 404);
+    assert_eq!(missing["reason"], "NotFound");
+    assert_eq!(missing["status"], "Failure");
+    let (status, secret) = conn.call("GET", "/api/v1/namespaces/other/secrets/s", "", "");
+    assert_eq!(status, 200);
+    assert_eq!(secret["kind"], "Secret");
+    assert_eq!(secret["data"]["k"], "dg==");
+
+    let token_request = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": {"audiences": ["api"], "expirationSeconds": 3600}});
+    conn.send_chunked(
+        "POST",
+        "/api/v1/namespaces/default/serviceaccounts/default/token",
+        "application/json",
+        &token_request.to_string(),
+    );
+    let (status, token) = conn.response();
+    assert_eq!(status, 201, "{token}");
+    assert_eq!(token["status"]["token"], "mock-token-1");
+    assert_eq!(token["spec"]["audiences"], json!(["api"]));
+    let expiry = token["status"]["expirationTimestamp"].as_str().unwrap();
+    assert!(expiry > mock_kube::rfc3339(std::time::SystemTime::now()).as_str());
+
+    let event = json!({"metadata": {"generateName": "p."}, "reason": "Started", "involvedObject": {"name": "p"}});
+    let (status, created) = conn.call(
+        "POST",
+        "/api/v1/namespaces/default/events",
+        "application/json",
+        &event.to_string(),
+    );
+    assert_eq!(status, 201, "{created}");
+    let name = created["metadata"]["name"].as_str().unwrap().to_string();
+    assert!(name.starts_with("p."), "{name}");
+    let (status, patched) = conn.call(
+        "PATCH",
+        &format!("/api/v1/namespaces/default/events/{name}"),
+        "application/merge-patch+json",
+        r#"{"count":2}"#,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(patched["count"], 2);
+    let (status, _) = conn.call(
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+        "application/json",
+        r#"{"metadata":{"name":"e1"},"reason":"Killing"}"#,
+    );
+    assert_eq!(status, 201);
+    assert_eq!(mock.events().len(), 2);
+
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 7, "one connection carried every request");
+    assert_eq!(
+        requests[3].json(),
+        token_request,
+        "the chunked body was read"
+    );
+    assert_eq!(requests[3].content_type, "application/json");
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers for the agent tests
+// ---------------------------------------------------------------------------------------
+
+/// Starts `layerlet agent --kubeconfig ... --node-name NODE_NAME EXTRA...` against `mock`.
+fn start_agent<'n>(node: &'n Node, mock: &MockKube, node_name: &str, extra: &[&str]) -> Agent<'n> {
+    let kubeconfig = mock.kubeconfig(node.dir.path());
+    let mut args = vec![
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--node-name",
+        node_name,
+        "--backoff-seconds",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    Agent::start(node, &args)
+}
+
+/// A container of [`IMAGE`] (pull policy Never) running `command`.
+fn container(name: &str, command: &[&str]) -> Value {
+    json!({"name": name, "image": IMAGE, "imagePullPolicy": "Never", "command": command})
+}
+
+/// A container running `sh -c script`.
+fn sh(name: &str, script: &str) -> Value {
+    container(name, &["sh", "-c", script])
+}
+
+/// A container that sleeps for an hour. `sleep` as PID 1 ignores SIGTERM, so it stops at
+/// the end of the grace period.
+fn sleeper(name: &str) -> Value {
+    container(name, &["sleep", "3600"])
+}
+
+/// A Pod bound to `node_name` in [`NS`] with a 1 s grace period, restartPolicy Always and
+/// `containers`; `spec_extra` is merged into the spec.
+fn api_pod(name: &str, node_name: &str, containers: Vec<Value>, spec_extra: Value) -> Value {
+    let mut pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": {"app": name}},
+        "spec": {
+            "nodeName": node_name,
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 1,
+            "containers": containers,
+        },
+    });
+    merge_patch(&mut pod["spec"], &spec_extra);
+    pod
+}
+
+/// Polls `check` until it gives a value; past `within`, panics with `what`, the agent's
+/// pods and the mock's recent requests (the agent guard prints the agent's log).
+fn wait<T>(
+    agent: &Agent,
+    mock: &MockKube,
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            let pods = common::http_get(&agent.addr, "/api/v1/pods")
+                .map(|(_, body)| body)
+                .unwrap_or_else(|e| format!("(no answer: {e})"));
+            panic!(
+                "gave up after {within:?} waiting for {what}\nagent pods: {pods}\n{}\nmock pods: {}",
+                mock.summary(80),
+                serde_json::to_string(&mock.pods()).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The container statuses of a pod object (empty when none).
+fn statuses(pod: &Value) -> Vec<Value> {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn condition(pod: &Value, kind: &str) -> String {
+    pod["status"]["conditions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["type"] == kind))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("missing")
+        .to_string()
+}
+
+/// The container ID in a containerStatuses entry, without its `layerlet://` scheme.
+fn container_id(status: &Value) -> String {
+    status["containerID"]
+        .as_str()
+        .and_then(|s| s.strip_prefix("layerlet://"))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| panic!("no layerlet:// containerID in {status}"))
+        .to_string()
+}
+
+/// Waits until the API's copy of the pod (what the agent patched) is Running with every
+/// container running and a container ID; returns it.
+fn wait_api_running(agent: &Agent, mock: &MockKube, name: &str) -> Value {
+    wait(
+        agent,
+        mock,
+        &format!("the API status of {name} to be Running"),
+        DEADLINE,
+        || {
+            let pod = mock.pod(NS, name)?;
+            let cs = statuses(&pod);
+            (pod["status"]["phase"] == "Running"
+                && !cs.is_empty()
+                && cs.iter().all(|c| {
+                    c["state"]["running"].is_object()
+                        && c["containerID"]
+                            .as_str()
+                            .is_some_and(|id| id.len() > "layerlet://".len())
+                }))
+            .then_some(pod)
+        },
+    )
+}
+
+/// `ps -a --output json` rows.
+fn ps_all(node: &Node) -> Vec<Value> {
+    node.json(&["ps", "-a"])
+        .as_array()
+        .expect("ps prints an array")
+        .clone()
+}
+
+fn ps_rows_of(node: &Node, pod: &str) -> Vec<Value> {
+    ps_all(node)
+        .into_iter()
+        .filter(|r| r["pod"] == pod)
+        .collect()
+}
+
+/// Whether a `ps` row names the container `id` (ps may print a prefix).
+fn row_is(row: &Value, id: &str) -> bool {
+    row["id"]
+        .as_str()
+        .is_some_and(|r| !r.is_empty() && id.starts_with(r))
+}
+
+/// The agent's own `/api/v1/pods` entry of `name`.
+fn agent_pod(agent: &Agent, name: &str) -> Option<Value> {
+    agent.pod(name)
+}
+
+/// PID and start time of a running container's process, from `inspect`.
+fn process_of(node: &Node, id: &str) -> (i64, u64) {
+    let inspected = node.json(&["inspect", id]);
+    assert_eq!(inspected["State"]["Status"], "running", "{inspected}");
+    let pid = inspected["State"]["Pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no State.Pid in {inspected}"));
+    let ticks = start_ticks(pid).unwrap_or_else(|| panic!("process {pid} of {id} is gone"));
+    (pid, ticks)
+}
+
+/// Field 22 of /proc/PID/stat.
+fn start_ticks(pid: i64) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    after_comm.split(' ').nth(19)?.parse().ok()
+}
+
+fn alive(process: (i64, u64)) -> bool {
+    start_ticks(process.0) == Some(process.1)
+}
+
+/// The pod's cgroups that exist under /sys/fs/cgroup (any hierarchy).
+fn pod_cgroups(uid: &str) -> Vec<PathBuf> {
+    std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("layerlet").join(uid))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+fn pod_path(name: &str) -> String {
+    format!("/api/v1/namespaces/{NS}/pods/{name}")
+}
+
+fn deletes_of(mock: &MockKube, name: &str) -> Vec<Request> {
+    mock.requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE" && r.path == pod_path(name))
+        .collect()
+}
+
+/// Waits until `ps -a` has no row of `name`, its process is dead and its cgroups are gone.
+fn wait_pod_gone(agent: &Agent, mock: &MockKube, name: &str, uid: &str, process: (i64, u64)) {
+    wait(
+        agent,
+        mock,
+        &format!("{name} to leave ps -a, its process and its cgroups"),
+        DEADLINE,
+        || {
+            (ps_rows_of(agent.node, name).is_empty()
+                && !alive(process)
+                && pod_cgroups(uid).is_empty()
+                && agent_pod(agent, name).is_none())
+            .then_some(())
+        },
+    );
+}
+
+/// `layerlet logs TARGET` (what the container printed).
+fn logs(node: &Node, target: &str) -> String {
+    let out = node.run(&["logs", target]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Writes a manifest as an editor does: a dotfile, then a rename over the real name.
+fn write_manifest(agent: &Agent, file: &str, content: &str) {
+    let tmp = agent.manifests.join(format!(".{file}.swp"));
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, agent.manifests.join(file)).unwrap();
+}
+
+fn sleeper_manifest(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: app\n    image: {IMAGE}\n    imagePullPolicy: Never\n    command: [sleep, '3600']\n"
+    )
+}
+
+/// Waits until the agent's own status shows `name` Running with its containers running.
+fn wait_agent_running(agent: &Agent, mock: &MockKube, name: &str) -> Value {
+    wait(
+        agent,
+        mock,
+        &format!("{name} to run (agent status)"),
+        DEADLINE,
+        || {
+            agent_pod(agent, name).filter(|p| {
+                let cs = statuses(p);
+                p["status"]["phase"] == "Running"
+                    && !cs.is_empty()
+                    && cs.iter().all(|c| c["state"]["running"].is_object())
+            })
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Listing, watching, status
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_pod_listed_at_start_runs_and_its_running_status_is_patched_to_the_api() {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let name = unique("listed");
+    let elsewhere = unique("elsewhere");
+    let added = mock.add_pod(api_pod(&name, &node_name, vec![sleeper("app")], json!({})));
+    mock.add_pod(api_pod(
+        &elsewhere,
+        "some-other-node",
+        vec![sleeper("app")],
+        json!({}),
+    ));
+    let uid = added["metadata"]["uid"].as_str().unwrap().to_string();
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+
+    let pod = wait_api_running(&agent, &mock, &name);
+    let status = &pod["status"];
+    let cs = statuses(&pod);
+    assert_eq!(cs.len(), 1, "{status}");
+    let app = &cs[0];
+    assert_eq!(app["name"], "app", "{app}");
+    assert!(app["state"]["running"]["startedAt"].is_string(), "{app}");
+    assert_eq!(app["ready"], true, "{app}");
+    assert_eq!(app["started"], true, "{app}");
+    assert_eq!(app["restartCount"], 0, "{app}");
+    assert_eq!(app["image"], IMAGE, "{app}");
+    let id = container_id(app);
+    assert_eq!(condition(&pod, "Ready"), "True", "{status}");
+    assert!(
+        status["hostIP"].as_str().is_some_and(|h| !h.is_empty()),
+        "hostIP: {status}"
+    );
+    assert!(status["startTime"].is_string(), "startTime: {status}");
+    assert_eq!(pod["metadata"]["uid"], uid.as_str(), "the same pod");
+
+    // The container the status names is the one running.
+    let rows = ps_rows_of(&node, &name);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(row_is(&rows[0], &id), "ps {rows:?} vs status {id}");
+    assert_eq!(rows[0]["state"], "running", "{rows:?}");
+    assert_eq!(rows[0]["namespace"], NS);
+    let process = process_of(&node, &id);
+    assert!(alive(process));
+
+    // Every status patch was a merge patch of .status on the status subresource.
+    let patches = mock.status_patch_records(NS, &name);
+    assert!(!patches.is_empty());
+    for p in &patches {
+        assert!(
+            p.content_type.starts_with("application/merge-patch+json")
+                || p.content_type
+                    .starts_with("application/strategic-merge-patch+json"),
+            "content type {:?}",
+            p.content_type
+        );
+        assert!(p.body["status"].is_object(), "{}", p.body);
+        assert_eq!(p.status, 200, "{}", p.body);
+    }
+
+    // The agent's own status shows it, marked as coming from the API.
+    let mine = wait(&agent, &mock, "the agent to list the pod", DEADLINE, || {
+        agent_pod(&agent, &name)
+    });
+    assert_eq!(
+        mine["metadata"]["annotations"]["kubernetes.io/config.source"], "api",
+        "{mine}"
+    );
+    assert_eq!(mine["metadata"]["uid"], uid.as_str(), "{mine}");
+    assert_eq!(container_id(&statuses(&mine)[0]), id);
+
+    // The other node's pod is not run, listed or patched.
+    assert!(agent_pod(&agent, &elsewhere).is_none());
+    assert!(ps_rows_of(&node, &elsewhere).is_empty());
+    assert!(mock.status_patches(NS, &elsewhere).is_empty());
+
+    let lists: Vec<Request> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_pod_list() && r.status == 200)
+        .collect();
+    assert!(!lists.is_empty(), "{}", mock.summary(40));
+    for l in &lists {
+        assert_eq!(l.path, "/api/v1/pods", "all namespaces: {}", l.line());
+        assert_eq!(
+            l.param("fieldSelector"),
+            Some(format!("spec.nodeName={node_name}")),
+            "{}",
+            l.line()
+        );
+    }
+
+    // Last, as the contract's least essential field: the image's ID (kubelet reports the
+    // image digest, e.g. `sha256:...` or `REPO@sha256:...`).
+    let app = &statuses(&mock.pod(NS, &name).unwrap())[0];
+    assert!(
+        app["imageID"]
+            .as_str()
+            .is_some_and(|i| i.contains("sha256:")),
+        "imageID: {app}"
+    );
+}
+
+#[test]
+fn a_pod_added_through_the_watch_starts_and_list_and_watch_select_the_node() {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+    wait(&agent, &mock, "a pod watch to open", DEADLINE, || {
+        (mock.open_watches() > 0
+            && mock
+                .requests()
+                .iter()
+                .any(|r| r.is_pod_watch() && r.status == 200))
+        .then_some(())
+    });
+    let before = mock.last_seq();
+
+    // Pods of other nodes are never seen; the pod of this node starts.
+    let other = unique("other");
+    mock.add_pod(api_pod(
+        &other,
+        &format!("{node_name}-not"),
+        vec![sleeper("app")],
+        json!({}),
+    ));
+    let name = unique("watched");
+    mock.add_pod(api_pod(&name, &node_name, vec![sleeper("app")], json!({})));
+    let pod = wait_api_running(&agent, &mock, &name);
+    let id = container_id(&statuses(&pod)[0]);
+    let rows = ps_rows_of(&node, &name);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        row_is(&rows[0], &id) && rows[0]["state"] == "running",
+        "{rows:?}"
+    );
+    assert!(
+        !mock.requests_after(before).iter().any(|r| r.is_pod_list()),
+        "the pod came through the open watch, not a relist:\n{}",
+        mock.summary(40)
+    );
+
+    // A change through the watch (a new label) keeps the same container.
+    mock.update_pod(NS, &name, |p| {
+        p["metadata"]["labels"]["touched"] = json!("yes")
+    });
+    wait(
+        &agent,
+        &mock,
+        "the agent to see the new label",
+        DEADLINE,
+        || agent_pod(&agent, &name).filter(|p| p["metadata"]["labels"]["touched"] == "yes"),
+    );
+    let pod = mock.pod(NS, &name).unwrap();
+    assert_eq!(container_id(&statuses(&pod)[0]), id, "not restarted");
+
+    assert!(agent_pod(&agent, &other).is_none());
+    assert!(ps_rows_of(&node, &other).is_empty());
+    assert!(mock.status_patches(NS, &other).is_empty());
+    let requests = mock.requests();
+    let selecting: Vec<&Request> = requests
+        .iter()
+        .filter(|r| r.is_pod_list() || r.is_pod_watch())
+        .collect();
+    assert!(selecting.iter().any(|r| r.is_pod_list()), "a list");
+    assert!(selecting.iter().any(|r| r.is_pod_watch()), "a watch");
+    for r in selecting {
+        assert_eq!(
+            r.param("fieldSelector"),
+            Some(format!("spec.nodeName={node_name}")),
+            "{}",
+            r.line()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Deletion
+// ---------------------------------------------------------------------------------------
+
+/// What the node looked like when the agent's DELETE of a pod arrived.
+#[derive(Debug, Clone)]
+struct AtDelete {
+    body: Value,
+    process_alive: bool,
+    container_dir: bool,
+    ps_rows: Vec<Value>,
+    after_mark: Duration,
+}
+
+#[test]
+fn graceful_deletion_stops_the_pod_within_the_deletion_grace_period_then_deletes_it_with_a_uid_precondition(
+) {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let name = unique("graceful");
+    // The pod's own grace period is long; the API's deletionGracePeriodSeconds is short.
+    let added = mock.add_pod(api_pod(
+        &name,
+        &node_name,
+        vec![sleeper("app")],
+        json!({"terminationGracePeriodSeconds": 120}),
+    ));
+    let uid = added["metadata"]["uid"].as_str().unwrap().to_string();
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+    let pod = wait_api_running(&agent, &mock, &name);
+    let id = container_id(&statuses(&pod)[0]);
+    let process = process_of(&node, &id);
+    let container_dir = node.root().join("containers").join(&id);
+    assert!(container_dir.is_dir(), "{container_dir:?}");
+
+    // Look at the node the moment the DELETE arrives.
+    let seen: Arc<Mutex<Vec<AtDelete>>> = Arc::default();
+    let marked: Arc<Mutex<Option<Instant>>> = Arc::default();
+    {
+        let (seen, marked, path) = (seen.clone(), marked.clone(), pod_path(&name));
+        let (root, run_root, dir) = (node.root(), node.run_root(), container_dir.clone());
+        let home = node.dir.path().to_path_buf();
+        let pod_name = name.clone();
+        mock.on_request(move |r| {
+            if r.method != "DELETE" || r.path != path {
+                return;
+            }
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_layerlet"))
+                .arg("--root")
+                .arg(&root)
+                .arg("--run-root")
+                .arg(&run_root)
+                .args(["--output", "json", "ps", "-a"])
+                .env("HOME", &home)
+                .output()
+                .expect("layerlet ps");
+            let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            seen.lock().unwrap().push(AtDelete {
+                body: r.json(),
+                process_alive: alive(process),
+                container_dir: dir.exists(),
+                ps_rows: rows
+                    .into_iter()
+                    .filter(|row| row["pod"] == pod_name)
+                    .collect(),
+                after_mark: marked
+                    .lock()
+                    .unwrap()
+                    .map(|t| t.elapsed())
+                    .unwrap_or_default(),
+            });
+        });
+    }
+
+    *marked.lock().unwrap() = Some(Instant::now());
+    let grace = 2;
+    mock.mark_deleted(NS, &name, grace);
+    // Well within the pod's own 120 s: the deletion grace period rules.
+    let delete = wait(
+        &agent,
+        &mock,
+        "the agent's final DELETE",
+        Duration::from_secs(60),
+        || deletes_of(&mock, &name).into_iter().next(),
+    );
+    let at = seen
+        .lock()
+        .unwrap()
+        .first()
+        .cloned()
+        .expect("the hook saw the DELETE");
+    assert_eq!(
+        delete.json(),
+        json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}}),
+        "kubelet's final delete: {}",
+        delete.line()
+    );
+    assert_eq!(at.body, delete.json());
+    assert_eq!(delete.status, 200, "{}", delete.line());
+    assert!(
+        !at.process_alive,
+        "the container still ran when the DELETE came: {at:?}"
+    );
+    assert!(
+        !at.container_dir,
+        "the container's files were still there when the DELETE came: {at:?}"
+    );
+    assert!(
+        at.ps_rows.is_empty(),
+        "ps -a still listed the pod at DELETE: {at:?}"
+    );
+    assert!(
+        at.after_mark >= Duration::from_secs(1),
+        "sleep ignores SIGTERM: the agent gave it the grace period first ({:?})",
+        at.after_mark
+    );
+    assert!(
+        at.after_mark < Duration::from_secs(60),
+        "stopped within deletionGracePeriodSeconds ({grace} s), not the pod's 120 s: {:?}",
+        at.after_mark
+    );
+    assert!(mock.pod(NS, &name).is_none());
+
+    wait_pod_gone(&agent, &mock, &name, &uid, process);
+    assert!(ps_all(&node).is_empty(), "nothing left in ps -a");
+    assert!(!container_dir.exists());
+    assert_eq!(
+        deletes_of(&mock, &name).len(),
+        1,
+        "one DELETE:\n{}",
+        mock.summary(40)
+    );
+}
+
+#[test]
+fn a_force_deleted_pod_is_stopped_and_removed_locally() {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let name = unique("forced");
+    let keep = unique("kept");
+    let added = mock.add_pod(api_pod(&name, &node_name, vec![sleeper("app")], json!({})));
+    mock.add_pod(api_pod(&keep, &node_name, vec![sleeper("app")], json!({})));
+    let uid = added["metadata"]["uid"].as_str().unwrap().to_string();
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+    let pod = wait_api_running(&agent, &mock, &name);
+    let kept = wait_api_running(&agent, &mock, &keep);
+    let id = container_id(&statuses(&pod)[0]);
+    let kept_id = container_id(&statuses(&kept)[0]);
+    let process = process_of(&node, &id);
+    let kept_process = process_of(&node, &kept_id);
+
+    assert!(mock.remove_pod(NS, &name).is_some());
+    wait_pod_gone(&agent, &mock, &name, &uid, process);
+    assert!(!node.root().join("containers").join(&id).exists());
+    assert!(mock.pod(NS, &name).is_none(), "not recreated");
+
+    // The other pod is untouched; once it is force-deleted too, nothing is left.
+    assert!(alive(kept_process), "the other pod was not touched");
+    let rows = ps_rows_of(&node, &keep);
+    assert!(rows.len() == 1 && row_is(&rows[0], &kept_id), "{rows:?}");
+    let kept_uid = kept["metadata"]["uid"].as_str().unwrap().to_string();
+    mock.remove_pod(NS, &keep);
+    wait_pod_gone(&agent, &mock, &keep, &kept_uid, kept_process);
+    assert!(ps_all(&node).is_empty(), "nothing left in ps -a");
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. The API down across an agent restart
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn an_agent_restarted_while_the_api_is_down_keeps_its_pods_and_resumes_patching_once_it_answers() {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let keep = unique("keep");
+    let crash = unique("crash");
+    mock.add_pod(api_pod(&keep, &node_name, vec![sleeper("app")], json!({})));
+    mock.add_pod(api_pod(&crash, &node_name, vec![sleeper("app")], json!({})));
+    let mut agent = start_agent(&node, &mock, &node_name, &[]);
+    let keep_id = container_id(&statuses(&wait_api_running(&agent, &mock, &keep))[0]);
+    let crash_id = container_id(&statuses(&wait_api_running(&agent, &mock, &crash))[0]);
+    let keep_process = process_of(&node, &keep_id);
+    let crash_process = process_of(&node, &crash_id);
+
+    let status = agent.signal(libc::SIGKILL);
+    assert_eq!(status.code(), None, "killed by a signal: {status}");
+    mock.set_down(true);
+    let down_at = mock.last_seq();
+    agent.restart();
+
+    // The new agent tries the API and gets 503s ...
+    wait(
+        &agent,
+        &mock,
+        "the agent to try the API while it is down",
+        DEADLINE,
+        || {
+            (mock
+                .requests_after(down_at)
+                .iter()
+                .filter(|r| r.is_pod_list() && r.status == 503)
+                .count()
+                >= 2)
+                .then_some(())
+        },
+    );
+    // ... and has reconciled (a manifest pod written now runs) without touching the API pods.
+    let witness = unique("witness");
+    write_manifest(
+        &agent,
+        &format!("{witness}.yaml"),
+        &sleeper_manifest(&witness),
+    );
+    wait_agent_running(&agent, &mock, &witness);
+    for (name, id, process) in [
+        (&keep, &keep_id, keep_process),
+        (&crash, &crash_id, crash_process),
+    ] {
+        assert!(alive(process), "{name} was stopped while the API was down");
+        let rows = ps_rows_of(&node, name);
+        assert_eq!(rows.len(), 1, "{name}: {rows:?}");
+        assert!(row_is(&rows[0], id), "{name} has a new container: {rows:?}");
+        assert_eq!(rows[0]["state"], "running", "{rows:?}");
+        assert_eq!(rows[0]["restarts"], 0, "{rows:?}");
+    }
+
+    // A container that dies while the API is down is restarted locally.
+    // SAFETY: kill(2) of the container's own process, found through inspect.
+    unsafe { libc::kill(crash_process.0 as libc::pid_t, libc::SIGKILL) };
+    let restarted_id = wait(
+        &agent,
+        &mock,
+        "crash to be restarted while the API is down",
+        DEADLINE,
+        || {
+            let rows = ps_rows_of(&node, &crash);
+            let row = rows
+                .iter()
+                .find(|r| r["state"] == "running" && r["restarts"].as_u64() >= Some(1))?;
+            Some(row["id"].as_str()?.to_string())
+        },
+    );
+    assert!(alive(keep_process), "keep is untouched");
+
+    // The API returns: a list succeeds, the status of both pods is patched again.
+    let up_at = mock.last_seq();
+    mock.set_down(false);
+    wait(
+        &agent,
+        &mock,
+        "a successful list after the API returned",
+        DEADLINE,
+        || {
+            mock.requests_after(up_at)
+                .into_iter()
+                .find(|r| r.is_pod_list() && r.status == 200)
+        },
+    );
+    let crash_pod = wait(
+        &agent,
+        &mock,
+        "crash's restart to be patched",
+        DEADLINE,
+        || {
+            let pod = mock.pod(NS, &crash)?;
+            let cs = statuses(&pod);
+            (cs.len() == 1
+                && cs[0]["restartCount"].as_u64() >= Some(1)
+                && cs[0]["state"]["running"].is_object()
+                && cs[0]["containerID"]
+                    .as_str()
+                    .is_some_and(|c| c.ends_with(&restarted_id) || c.contains(&restarted_id)))
+            .then_some(pod)
+        },
+    );
+    assert!(
+        crash_pod["status"]["containerStatuses"][0]["lastState"]["terminated"].is_object(),
+        "lastState shows the killed container: {}",
+        crash_pod["status"]
+    );
+    let keep_pod = mock.pod(NS, &keep).unwrap();
+    assert_eq!(container_id(&statuses(&keep_pod)[0]), keep_id);
+    assert_eq!(statuses(&keep_pod)[0]["restartCount"], 0);
+    assert!(alive(keep_process));
+    assert!(
+        mock.requests().iter().all(|r| r.method != "DELETE"),
+        "no pod was deleted:\n{}",
+        mock.summary(60)
+    );
+
+    // The watch works again: a new pod starts.
+    let late = unique("late");
+    mock.add_pod(api_pod(&late, &node_name, vec![sleeper("app")], json!({})));
+    wait_api_running(&agent, &mock, &late);
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Invalid pods, name clashes
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_pod_that_fails_validation_gets_a_failed_status_naming_the_field_and_other_pods_run() {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let bad = unique("gce");
+    let good = unique("good");
+    let mut disk = sleeper("app");
+    disk["volumeMounts"] = json!([{"name": "disk", "mountPath": "/data"}]);
+    mock.add_pod(api_pod(
+        &bad,
+        &node_name,
+        vec![disk],
+        json!({"volumes": [{"name": "disk", "gcePersistentDisk": {"pdName": "disk-1", "fsType": "ext4"}}]}),
+    ));
+    mock.add_pod(api_pod(&good, &node_name, vec![sleeper("app")], json!({})));
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+
+    let failed = wait(
+        &agent,
+        &mock,
+        "a Failed status for the invalid pod",
+        DEADLINE,
+        || {
+            mock.pod(NS, &bad)
+                .filter(|p| p["status"]["phase"] == "Failed")
+        },
+    );
+    let status = &failed["status"];
+    assert_eq!(status["reason"], "FailedValidation", "{status}");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("spec.volumes[0]"),
+        "the message names the field: {message:?}"
+    );
+    assert!(
+        mock.status_patches(NS, &bad)
+            .iter()
+            .any(|p| p["status"]["phase"] == "Failed"),
+        "sent as a status patch"
+    );
+
+    wait_api_running(&agent, &mock, &good);
+    assert!(
+        ps_rows_of(&node, &bad).is_empty(),
+        "nothing of the invalid pod runs"
+    );
+    assert!(
+        deletes_of(&mock, &bad).is_empty(),
+        "a Failed pod is not deleted by the node"
+    );
+}
+
+#[test]
+fn a_manifest_pod_and_an_api_pod_with_the_same_name_the_file_pod_wins_and_the_api_pod_fails() {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+    let name = unique("clash");
+    write_manifest(&agent, &format!("{name}.yaml"), &sleeper_manifest(&name));
+    let file_pod = wait_agent_running(&agent, &mock, &name);
+    let file_id = container_id(&statuses(&file_pod)[0]);
+    let file_process = process_of(&node, &file_id);
+
+    mock.add_pod(api_pod(&name, &node_name, vec![sleeper("app")], json!({})));
+    let failed = wait(
+        &agent,
+        &mock,
+        "a Failed status for the clashing API pod",
+        DEADLINE,
+        || {
+            mock.pod(NS, &name)
+                .filter(|p| p["status"]["phase"] == "Failed")
+        },
+    );
+    assert!(
+        failed["status"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "says why: {}",
+        failed["status"]
+    );
+
+    // A later API pod runs: by then the clash has been reconciled.
+    let witness = unique("witness");
+    mock.add_pod(api_pod(
+        &witness,
+        &node_name,
+        vec![sleeper("app")],
+        json!({}),
+    ));
+    wait_api_running(&agent, &mock, &witness);
+    assert!(alive(file_process), "the file pod kept running");
+    let rows = ps_rows_of(&node, &name);
+    assert_eq!(rows.len(), 1, "only the file pod's container: {rows:?}");
+    assert!(row_is(&rows[0], &file_id), "{rows:?}");
+    let mine = agent_pod(&agent, &name).expect("the agent lists the file pod");
+    assert_ne!(
+        mine["metadata"]["annotations"]["kubernetes.io/config.source"], "api",
+        "the agent's pod is the file pod: {mine}"
+    );
+    assert_eq!(container_id(&statuses(&mine)[0]), file_id);
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. ConfigMaps and Secrets from the API
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_config_map_key_and_a_secret_volume_from_the_api_reach_the_container() {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let name = unique("cfg");
+    let cm = format!("{name}-cm");
+    let secret = format!("{name}-secret");
+    mock.put_config_map(
+        json!({"metadata": {"name": cm}, "data": {"greeting": "hello-from-the-api"}}),
+    );
+    // base64("s3cret")
+    mock.put_secret(
+        json!({"metadata": {"name": secret}, "type": "Opaque", "data": {"token": "czNjcmV0"}}),
+    );
+    let mut app = sh("app", "echo greeting=$GREETING; exec sleep 3600");
+    app["env"] = json!([{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": cm, "key": "greeting"}}}]);
+    app["volumeMounts"] = json!([{"name": "creds", "mountPath": "/s"}]);
+    mock.add_pod(api_pod(
+        &name,
+        &node_name,
+        vec![app],
+        json!({"volumes": [{"name": "creds", "secret": {"secretName": secret}}]}),
+    ));
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+
+    wait_api_running(&agent, &mock, &name);
+    let target = format!("{name}/app");
+    wait(
+        &agent,
+        &mock,
+        "the container to log the ConfigMap value",
+        DEADLINE,
+        || (logs(&node, &target).trim() == "greeting=hello-from-the-api").then_some(()),
+    );
+    let out = node.run(&["exec", &target, "--", "cat", "/s/token"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "s3cret");
+
+    let requests = mock.requests();
+    for path in [
+        format!("/api/v1/namespaces/{NS}/configmaps/{cm}"),
+        format!("/api/v1/namespaces/{NS}/secrets/{secret}"),
+    ] {
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.method == "GET" && r.path == path && r.status == 200),
+            "GET {path}:\n{}",
+            mock.summary(60)
+        );
+    }
+    // The secret's value stays out of the status sent to the API.
+    for patch in mock.status_patches(NS, &name) {
+        assert!(!patch.to_string().contains("s3cret"), "{patch}");
+    }
+}
+
+#[test]
+fn a_config_map_missing_from_the_api_holds_the_container_in_create_container_config_error_until_it_appears(
+) {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let name = unique("late-cfg");
+    let cm = format!("{name}-cm");
+    let mut app = sh("app", "echo greeting=$GREETING; exec sleep 3600");
+    app["env"] = json!([{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": cm, "key": "greeting"}}}]);
+    mock.add_pod(api_pod(&name, &node_name, vec![app], json!({})));
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+
+    let waiting = wait(
+        &agent,
+        &mock,
+        "CreateContainerConfigError in the API status",
+        DEADLINE,
+        || {
+            let pod = mock.pod(NS, &name)?;
+            let cs = statuses(&pod);
+            let c = cs.first()?;
+            (c["state"]["waiting"]["reason"] == "CreateContainerConfigError").then(|| c.clone())
+        },
+    );
+    assert!(
+        waiting["state"]["waiting"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&cm)),
+        "the message names the ConfigMap: {waiting}"
+    );
+    assert_ne!(mock.pod(NS, &name).unwrap()["status"]["phase"], "Running");
+    let path = format!("/api/v1/namespaces/{NS}/configmaps/{cm}");
+    assert!(
+        mock.requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.path == path && r.status == 404),
+        "the agent asked the API:\n{}",
+        mock.summary(60)
+    );
+    assert!(
+        ps_rows_of(&node, &name).is_empty(),
+        "no container was created"
+    );
+
+    // It appears; the agent re-reads it within its period (at most 60 s) and the pod runs.
+    let put_at = mock.last_seq();
+    mock.put_config_map(json!({"metadata": {"name": cm}, "data": {"greeting": "late-but-here"}}));
+    let pod = wait(
+        &agent,
+        &mock,
+        "the pod to run once the ConfigMap exists",
+        Duration::from_secs(100),
+        || {
+            let pod = mock.pod(NS, &name)?;
+            let cs = statuses(&pod);
+            (pod["status"]["phase"] == "Running"
+                && cs
+                    .first()
+                    .is_some_and(|c| c["state"]["running"].is_object()))
+            .then_some(pod)
+        },
+    );
+    assert!(
+        mock.requests_after(put_at)
+            .iter()
+            .any(|r| r.method == "GET" && r.path == path && r.status == 200),
+        "read from the API"
+    );
+    let target = format!("{name}/app");
+    wait(
+        &agent,
+        &mock,
+        "the container to log the late value",
+        DEADLINE,
+        || (logs(&node, &target).trim() == "greeting=late-but-here").then_some(()),
+    );
+    let id = container_id(&statuses(&pod)[0]);
+    let rows = ps_rows_of(&node, &name);
+    assert!(rows.len() == 1 && row_is(&rows[0], &id), "{rows:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. A watch that expires
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_watch_expired_with_410_gone_is_followed_by_a_relist_and_new_pods_still_start() {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let first = unique("first");
+    mock.add_pod(api_pod(&first, &node_name, vec![sleeper("app")], json!({})));
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+    let first_id = container_id(&statuses(&wait_api_running(&agent, &mock, &first))[0]);
+    let first_process = process_of(&node, &first_id);
+    wait(&agent, &mock, "a pod watch to open", DEADLINE, || {
+        (mock.open_watches() > 0).then_some(())
+    });
+
+    let expired_at = mock.last_seq();
+    mock.expire_watches();
+    // Added after the expiry: the old watch is gone and a watch from its resourceVersion
+    // gets 410 too, so only a relist can find this pod.
+    let during = unique("during");
+    mock.add_pod(api_pod(
+        &during,
+        &node_name,
+        vec![sleeper("app")],
+        json!({}),
+    ));
+    let relist = wait(&agent, &mock, "a relist after the 410", DEADLINE, || {
+        mock.requests_after(expired_at)
+            .into_iter()
+            .find(|r| r.is_pod_list() && r.status == 200)
+    });
+    assert_eq!(
+        relist.param("fieldSelector"),
+        Some(format!("spec.nodeName={node_name}"))
+    );
+    wait_api_running(&agent, &mock, &during);
+
+    // A new watch from the relist's resourceVersion; a pod added now comes through it.
+    wait(
+        &agent,
+        &mock,
+        "a new watch after the relist",
+        DEADLINE,
+        || {
+            (mock.open_watches() > 0
+                && mock
+                    .requests_after(relist.seq)
+                    .iter()
+                    .any(|r| r.is_pod_watch() && r.status == 200))
+            .then_some(())
+        },
+    );
+    let after = unique("after");
+    mock.add_pod(api_pod(&after, &node_name, vec![sleeper("app")], json!({})));
+    wait_api_running(&agent, &mock, &after);
+
+    // The relist did not restart the pod that was already running.
+    assert!(alive(first_process), "first was restarted by the relist");
+    let pod = mock.pod(NS, &first).unwrap();
+    assert_eq!(container_id(&statuses(&pod)[0]), first_id);
+    assert_eq!(statuses(&pod)[0]["restartCount"], 0);
+    assert!(agent_pod(&agent, &first).is_some());
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. More deletion and restart cases
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_pod_deleted_from_the_api_while_the_agent_was_down_runs_until_the_first_list_then_goes() {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let gone = unique("gone");
+    let stays = unique("stays");
+    let gone_uid = mock.add_pod(api_pod(&gone, &node_name, vec![sleeper("app")], json!({})))
+        ["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    mock.add_pod(api_pod(&stays, &node_name, vec![sleeper("app")], json!({})));
+    let mut agent = start_agent(&node, &mock, &node_name, &[]);
+    let gone_id = container_id(&statuses(&wait_api_running(&agent, &mock, &gone))[0]);
+    let stays_id = container_id(&statuses(&wait_api_running(&agent, &mock, &stays))[0]);
+    let gone_process = process_of(&node, &gone_id);
+    let stays_process = process_of(&node, &stays_id);
+
+    agent.signal(libc::SIGKILL);
+    // Force-deleted while no agent watches; then the API goes down before the agent returns.
+    mock.remove_pod(NS, &gone);
+    mock.set_down(true);
+    let down_at = mock.last_seq();
+    agent.restart();
+    wait(&agent, &mock, "the agent to try the API", DEADLINE, || {
+        (mock
+            .requests_after(down_at)
+            .iter()
+            .filter(|r| r.is_pod_list() && r.status == 503)
+            .count()
+            >= 2)
+            .then_some(())
+    });
+    let witness = unique("witness");
+    write_manifest(
+        &agent,
+        &format!("{witness}.yaml"),
+        &sleeper_manifest(&witness),
+    );
+    let witness_pod = wait_agent_running(&agent, &mock, &witness);
+    let witness_process = process_of(&node, &container_id(&statuses(&witness_pod)[0]));
+    assert!(
+        alive(gone_process),
+        "without a successful list the agent cannot know the pod is gone: it keeps it"
+    );
+    let rows = ps_rows_of(&node, &gone);
+    assert!(rows.len() == 1 && row_is(&rows[0], &gone_id), "{rows:?}");
+
+    // The first successful list no longer has it: it is stopped and removed.
+    mock.set_down(false);
+    wait_pod_gone(&agent, &mock, &gone, &gone_uid, gone_process);
+    assert!(!node.root().join("containers").join(&gone_id).exists());
+    assert!(
+        alive(stays_process),
+        "the pod still in the API was not touched"
+    );
+    assert!(alive(witness_process), "the manifest pod was not touched");
+    let rows = ps_rows_of(&node, &stays);
+    assert!(rows.len() == 1 && row_is(&rows[0], &stays_id), "{rows:?}");
+    assert!(mock.pod(NS, &gone).is_none(), "not recreated");
+}
+
+#[test]
+fn a_pod_listed_with_a_deletion_timestamp_is_not_started_and_is_finally_deleted() {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let name = unique("doomed");
+    let uid = mock.add_pod(api_pod(
+        &name,
+        &node_name,
+        vec![sleeper("app")],
+        json!({"terminationGracePeriodSeconds": 30}),
+    ))["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    mock.mark_deleted(NS, &name, 30);
+    let witness = unique("witness");
+    mock.add_pod(api_pod(
+        &witness,
+        &node_name,
+        vec![sleeper("app")],
+        json!({}),
+    ));
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+
+    let delete = wait(&agent, &mock, "the final DELETE", DEADLINE, || {
+        deletes_of(&mock, &name).into_iter().next()
+    });
+    assert_eq!(
+        delete.json(),
+        json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}}),
+        "{}",
+        delete.line()
+    );
+    assert_eq!(delete.status, 200);
+    wait_api_running(&agent, &mock, &witness);
+    assert!(ps_rows_of(&node, &name).is_empty(), "nothing of it is left");
+    assert!(
+        mock.status_patches(NS, &name)
+            .iter()
+            .all(|p| p["status"]["phase"] != "Running"),
+        "it never ran: {:?}",
+        mock.status_patches(NS, &name)
+    );
+    let started: Vec<Value> = agent.get_json("/api/v1/events")["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            e["involvedObject"]["name"] == name.as_str()
+                && matches!(e["reason"].as_str(), Some("Created" | "Started"))
+        })
+        .collect();
+    assert!(started.is_empty(), "no container was started: {started:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. What a real API server adds to every pod
+// ---------------------------------------------------------------------------------------
+
+/// Adds what the ServiceAccount admission plugin adds to a pod on create: a
+/// `kube-api-access-*` projected volume (a bound token, the cluster CA from the
+/// `kube-root-ca.crt` ConfigMap, the namespace) mounted read-only in every container.
+fn with_service_account_volume(mut pod: Value) -> Value {
+    let volume = "kube-api-access-x7k2p";
+    pod["spec"]["serviceAccountName"] = json!("default");
+    pod["spec"]["serviceAccount"] = json!("default");
+    let mut volumes = pod["spec"]["volumes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    volumes.push(json!({
+        "name": volume,
+        "projected": {
+            "defaultMode": 420,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ],
+        },
+    }));
+    pod["spec"]["volumes"] = json!(volumes);
+    for c in pod["spec"]["containers"].as_array_mut().unwrap() {
+        let mut mounts = c["volumeMounts"].as_array().cloned().unwrap_or_default();
+        mounts.push(json!({
+            "name": volume,
+            "readOnly": true,
+            "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+        }));
+        c["volumeMounts"] = json!(mounts);
+    }
+    pod
+}
+
+#[test]
+fn the_service_account_volume_an_api_server_injects_gets_a_bound_token_the_ca_and_the_namespace() {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let name = unique("sa");
+    let ca = "-----BEGIN CERTIFICATE-----\nMOCK\n-----END CERTIFICATE-----\n";
+    mock.put_config_map(json!({"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": ca}}));
+    let uid = mock.add_pod(with_service_account_volume(api_pod(
+        &name,
+        &node_name,
+        vec![sleeper("app")],
+        json!({}),
+    )))["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+    wait_api_running(&agent, &mock, &name);
+
+    let token_requests: Vec<Request> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == "POST"
+                && r.path == format!("/api/v1/namespaces/{NS}/serviceaccounts/default/token")
+        })
+        .collect();
+    assert!(
+        !token_requests.is_empty(),
+        "a TokenRequest:\n{}",
+        mock.summary(60)
+    );
+    let spec = &token_requests[0].json()["spec"];
+    assert_eq!(spec["expirationSeconds"], 3607, "{spec}");
+    assert_eq!(spec["boundObjectRef"]["kind"], "Pod", "{spec}");
+    assert_eq!(spec["boundObjectRef"]["name"], name.as_str(), "{spec}");
+    assert_eq!(spec["boundObjectRef"]["uid"], uid.as_str(), "{spec}");
+    let issued: Vec<String> = (1..=token_requests.len())
+        .map(|n| format!("mock-token-{n}"))
+        .collect();
+
+    let target = format!("{name}/app");
+    let read = |file: &str| {
+        let out = node.run(&[
+            "exec",
+            &target,
+            "--",
+            "cat",
+            &format!("/var/run/secrets/kubernetes.io/serviceaccount/{file}"),
+        ]);
+        assert!(
+            out.status.success(),
+            "cat {file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let token = read("token");
+    assert!(
+        issued.contains(&token),
+        "token {token:?}, issued {issued:?}"
+    );
+    assert_eq!(read("ca.crt"), ca);
+    assert_eq!(read("namespace"), NS);
+    for patch in mock.status_patches(NS, &name) {
+        assert!(!patch.to_string().contains("mock-token-"), "{patch}");
+    }
+}
+
+#[test]
+fn status_patches_carry_changes_only_and_keep_the_start_time_once_reported() {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let name = unique("steady");
+    // Exits after a moment and is restarted: several real status changes.
+    let mut pod = api_pod(
+        &name,
+        &node_name,
+        vec![sh("app", "sleep 1; exit 3")],
+        json!({}),
+    );
+    pod["spec"]["restartPolicy"] = json!("Always");
+    mock.add_pod(pod);
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+    wait(&agent, &mock, "a restart to be patched", DEADLINE, || {
+        let pod = mock.pod(NS, &name)?;
+        (statuses(&pod).first()?["restartCount"].as_u64()? >= 1).then_some(())
+    });
+
+    // Replay the patches as the API server applied them: each one changes the status, and
+    // status.startTime, once set, never moves (kubelet sets it once).
+    let patches = mock.status_patches(NS, &name);
+    assert!(patches.len() >= 2, "{patches:?}");
+    let mut status = json!({"phase": "Pending"});
+    let mut start_time: Option<Value> = None;
+    for (i, patch) in patches.iter().enumerate() {
+        let before = status.clone();
+        merge_patch(&mut status, &patch["status"]);
+        assert_ne!(before, status, "patch {i} changed nothing: {patch}");
+        if let Some(t) = status.get("startTime").filter(|t| !t.is_null()) {
+            match &start_time {
+                None => start_time = Some(t.clone()),
+                Some(first) => assert_eq!(first, t, "patch {i} moved status.startTime"),
+            }
+        }
+    }
+    assert!(start_time.is_some(), "startTime was reported");
+}
