@@ -1969,3 +1969,134 @@ fn status_patches_carry_changes_only_and_keep_the_start_time_once_reported() {
     }
     assert!(start_time.is_some(), "startTime was reported");
 }
+
+/// Event objects the agent posted (and patched) about `name`, from the mock's store.
+fn events_about(mock: &MockKube, name: &str) -> Vec<Value> {
+    mock.requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/events") && r.status == 201)
+        .map(|r| r.json())
+        .filter(|e| e["involvedObject"]["name"] == name)
+        .collect()
+}
+
+#[test]
+fn events_of_api_pods_are_posted_with_their_uid_and_repeats_are_counted_while_file_pods_stay_local()
+{
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+    // Exits at once: restarted with a 1 s backoff, so "Started" repeats.
+    let name = unique("crashing");
+    mock.add_pod(api_pod(
+        &name,
+        &node_name,
+        vec![sh("app", "exit 3")],
+        json!({}),
+    ));
+    let file_pod = unique("local");
+    write_manifest(
+        &agent,
+        &format!("{file_pod}.yaml"),
+        &sleeper_manifest(&file_pod),
+    );
+
+    let started = wait(
+        &agent,
+        &mock,
+        "a Started event posted for the API pod",
+        DEADLINE,
+        || {
+            events_about(&mock, &name)
+                .into_iter()
+                .find(|e| e["reason"] == "Started")
+        },
+    );
+    let uid = mock.pod(NS, &name).unwrap()["metadata"]["uid"].clone();
+    assert_eq!(started["involvedObject"]["uid"], uid, "{started}");
+    assert_eq!(started["involvedObject"]["kind"], "Pod");
+    assert_eq!(
+        started["involvedObject"]["fieldPath"],
+        "spec.containers{app}"
+    );
+    assert_eq!(started["source"]["component"], "layerlet");
+    assert_eq!(started["source"]["host"], node_name.as_str());
+    assert_eq!(started["message"], "Started container app");
+    let event_name = started["metadata"]["name"].as_str().unwrap().to_string();
+    // The restarts bump the first event's count instead of posting new ones.
+    wait(
+        &agent,
+        &mock,
+        "a count patch of the Started event",
+        DEADLINE,
+        || {
+            mock.requests()
+                .iter()
+                .filter(|r| {
+                    r.method == "PATCH" && r.path.ends_with(&format!("/events/{event_name}"))
+                })
+                .map(|r| r.json())
+                .find(|p| p["count"].as_u64().is_some_and(|c| c >= 2))
+        },
+    );
+    let posted_started = events_about(&mock, &name)
+        .into_iter()
+        .filter(|e| e["reason"] == "Started")
+        .count();
+    assert_eq!(posted_started, 1, "one Started object, its count patched");
+
+    // The file pod runs, and its events stay on the node.
+    wait_agent_running(&agent, &mock, &file_pod);
+    assert!(
+        events_about(&mock, &file_pod).is_empty(),
+        "a static pod's events are not posted: {:?}",
+        events_about(&mock, &file_pod)
+    );
+}
+
+#[test]
+fn register_node_makes_a_tainted_ready_node_and_renews_its_lease() {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let agent = start_agent(&node, &mock, &node_name, &["--register-node"]);
+    let registered = wait(
+        &agent,
+        &mock,
+        "the Node object with a Ready status",
+        DEADLINE,
+        || {
+            mock.object(&format!("api/v1/nodes/{node_name}"))
+                .filter(|n| n["status"]["conditions"][0]["type"] == "Ready")
+        },
+    );
+    assert_eq!(registered["status"]["conditions"][0]["status"], "True");
+    assert_eq!(
+        registered["spec"]["taints"][0],
+        json!({"key": "layerlet.io/agent", "value": "true", "effect": "NoSchedule"})
+    );
+    assert_eq!(
+        registered["metadata"]["labels"]["kubernetes.io/hostname"],
+        node_name.as_str()
+    );
+    let lease_path =
+        format!("apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node_name}");
+    let first = wait(&agent, &mock, "the node's lease", DEADLINE, || {
+        mock.object(&lease_path)
+    });
+    assert_eq!(first["spec"]["holderIdentity"], node_name.as_str());
+    assert_eq!(first["spec"]["leaseDurationSeconds"], 40);
+    let first_renewal = first["spec"]["renewTime"].clone();
+    // Renewed every 10 s.
+    wait(
+        &agent,
+        &mock,
+        "a lease renewal",
+        Duration::from_secs(30),
+        || {
+            mock.object(&lease_path)
+                .filter(|l| l["spec"]["renewTime"] != first_renewal)
+        },
+    );
+}

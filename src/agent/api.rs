@@ -2,21 +2,23 @@
 //! being deleted there, and what is reported back after each reconcile.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
 use super::plan::ObservedPod;
+use super::{Event, Shared};
 use crate::pod::downward::NodeInfo;
 use crate::source::api_merge::{keep_unseen_api_pods, merge, ApiDuties};
 use crate::source::kube::{report, KubeAccess, KubeError, KubeSource, PodReport, Reports};
+use crate::source::kube_events::{post_events, ApiEvent, Involved};
 use crate::source::manifests::Desired;
 use crate::source::node_register::keep_registered;
 
 pub struct ApiLink {
     source: KubeSource,
-    duties: Mutex<ApiDuties>,
+    duties: Arc<Mutex<ApiDuties>>,
     reports: watch::Sender<Reports>,
 }
 
@@ -27,6 +29,7 @@ impl ApiLink {
         access: &KubeAccess,
         node: &NodeInfo,
         register_node: bool,
+        shared: &Shared,
         wake: mpsc::Sender<()>,
     ) -> Result<ApiLink, KubeError> {
         let source = KubeSource::connect(access, &node.node_name).await?;
@@ -36,9 +39,24 @@ impl ApiLink {
         }
         let (reports, latest) = watch::channel(Reports::default());
         tokio::spawn(report(source.client(), latest));
+        let duties = Arc::new(Mutex::new(ApiDuties::default()));
+        let (tap, events) = mpsc::channel(1000);
+        let (to_post, posting) = mpsc::channel(1000);
+        *shared.event_tap.lock().unwrap_or_else(|p| p.into_inner()) = Some(tap);
+        tokio::spawn(select_events(
+            events,
+            duties.clone(),
+            node.node_name.clone(),
+            to_post,
+        ));
+        tokio::spawn(post_events(
+            source.client(),
+            node.node_name.clone(),
+            posting,
+        ));
         Ok(ApiLink {
             source,
-            duties: Mutex::new(ApiDuties::default()),
+            duties,
             reports,
         })
     }
@@ -79,6 +97,50 @@ impl ApiLink {
     }
 }
 
+/// Passes on the events of API pods and of the node; file pods' stay on the node.
+async fn select_events(
+    mut events: mpsc::Receiver<Event>,
+    duties: Arc<Mutex<ApiDuties>>,
+    node: String,
+    to_post: mpsc::Sender<ApiEvent>,
+) {
+    while let Some(event) = events.recv().await {
+        let involved = {
+            let duties = duties.lock().unwrap_or_else(|p| p.into_inner());
+            involved(&duties, &event, &node)
+        };
+        if let Some(involved) = involved {
+            let _ = to_post.try_send(ApiEvent {
+                involved,
+                kind: event.kind.to_string(),
+                reason: event.reason,
+                message: event.message,
+                time: event.time,
+            });
+        }
+    }
+}
+
+/// Pure: what an agent event is about on the API server, or None for a file pod's.
+fn involved(duties: &ApiDuties, event: &Event, node: &str) -> Option<Involved> {
+    if event.object.kind == "Node" {
+        return Some(Involved::Node {
+            name: node.to_string(),
+        });
+    }
+    let key = format!("{}/{}", event.object.namespace, event.object.name);
+    let uid = duties
+        .running
+        .get(&key)
+        .or(duties.terminating.get(&key).map(|t| &t.uid))?;
+    Some(Involved::Pod {
+        namespace: event.object.namespace.clone(),
+        name: event.object.name.clone(),
+        uid: uid.clone(),
+        field_path: event.object.field_path.clone(),
+    })
+}
+
 /// Pure: what to tell the API server, from the duties of the last merge, the PodList the
 /// agent publishes and the pods the node still has.
 fn reports(
@@ -94,7 +156,7 @@ fn reports(
         let key = format!("{namespace}/{name}");
         let uid = meta["uid"].as_str().unwrap_or_default();
         let terminating = duties.terminating.get(&key).is_some_and(|t| t.uid == uid);
-        if duties.running.contains(&key) || terminating {
+        if duties.running.contains_key(&key) || terminating {
             out.statuses.push(PodReport {
                 namespace: namespace.to_string(),
                 name: name.to_string(),
@@ -134,7 +196,7 @@ mod tests {
     #[test]
     fn statuses_go_for_api_pods_only_and_deletions_once_the_node_is_clear() {
         let mut duties = ApiDuties::default();
-        duties.running.insert("default/api".into());
+        duties.running.insert("default/api".into(), "u-api".into());
         duties.refused.insert(
             "default/bad".into(),
             Refused {
@@ -166,6 +228,42 @@ mod tests {
         assert_eq!(
             r.finished_deletions,
             vec![("default".into(), "gone".into(), "u-gone".into())]
+        );
+    }
+
+    #[test]
+    fn only_api_pods_and_the_node_have_their_events_posted() {
+        let mut duties = ApiDuties::default();
+        duties.running.insert("default/api".into(), "u-api".into());
+        let event = |kind: &'static str, name: &str| Event {
+            time: "2026-11-26T00:00:00Z".into(),
+            kind: "Normal",
+            reason: "Started".into(),
+            message: "Started container app".into(),
+            object: super::super::EventObject {
+                kind,
+                namespace: if kind == "Pod" {
+                    "default".into()
+                } else {
+                    String::new()
+                },
+                name: name.into(),
+                field_path: Some("spec.containers{app}".into()),
+            },
+        };
+        assert_eq!(
+            involved(&duties, &event("Pod", "api"), "n1"),
+            Some(Involved::Pod {
+                namespace: "default".into(),
+                name: "api".into(),
+                uid: "u-api".into(),
+                field_path: Some("spec.containers{app}".into()),
+            })
+        );
+        assert_eq!(involved(&duties, &event("Pod", "from-a-file"), "n1"), None);
+        assert_eq!(
+            involved(&duties, &event("Node", ""), "n1"),
+            Some(Involved::Node { name: "n1".into() })
         );
     }
 }

@@ -123,6 +123,8 @@ pub struct Shared {
     pub metrics: crate::metrics::Metrics,
     /// Pods evicted for their ephemeral storage, by uid: the message their status shows.
     pub evicted: Mutex<BTreeMap<String, String>>,
+    /// In kube mode, where events also go (to be posted to the API server).
+    pub event_tap: Mutex<Option<mpsc::Sender<Event>>>,
 }
 
 const MAX_EVENTS: usize = 1000;
@@ -150,6 +152,15 @@ impl Shared {
     }
 
     fn push_event(&self, event: Event) {
+        if let Some(tap) = self
+            .event_tap
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            // Full: the API server is slow or away; events there are best effort.
+            let _ = tap.try_send(event.clone());
+        }
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         if events.len() >= MAX_EVENTS {
             events.pop_front();
@@ -671,9 +682,9 @@ pub async fn run(
     let node = crate::runtime::node::node_info(&rt.node_name, &rt.root);
     let prober = Arc::new(Prober::new(rt.clone(), shared.clone(), wake_tx.clone()));
     let api = match &cfg.kube {
-        Some(access) => {
-            Some(api::ApiLink::start(access, &node, cfg.register_node, wake_tx.clone()).await?)
-        }
+        Some(access) => Some(
+            api::ApiLink::start(access, &node, cfg.register_node, &shared, wake_tx.clone()).await?,
+        ),
         None => None,
     };
     let ctx = Arc::new(Context {

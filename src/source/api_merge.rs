@@ -2,7 +2,7 @@
 //! bound to this node. Which pods run, which the API server must be told are refused, and
 //! which are being deleted there.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -46,8 +46,8 @@ pub struct Terminating {
 /// What the agent owes the API server after a merge.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApiDuties {
-    /// Pods from the API that run here, by key: their status is reported.
-    pub running: BTreeSet<String>,
+    /// Pods from the API that run here: key -> uid. Their status is reported.
+    pub running: BTreeMap<String, String>,
     pub refused: BTreeMap<String, Refused>,
     pub terminating: BTreeMap<String, Terminating>,
 }
@@ -96,7 +96,7 @@ pub fn merge(files: &Desired, view: &ApiView) -> (Desired, ApiDuties) {
                     .warnings
                     .extend(warnings.into_iter().map(|w| (key.clone(), w)));
                 desired.pods.insert(key.clone(), spec);
-                duties.running.insert(key.clone());
+                duties.running.insert(key.clone(), uid.clone());
             }
             Err(e) => {
                 duties.refused.insert(key.clone(), refuse(e.to_string()));
@@ -178,7 +178,10 @@ mod tests {
         let (desired, duties) = merge(&files, &view(vec![api_pod("web", serde_json::json!({}))]));
         assert!(crate::pod::api::is_from_api(&desired.pods["default/web"]));
         assert_eq!(desired.pods["default/web"].uid, "uid-web");
-        assert_eq!(duties.running, BTreeSet::from(["default/web".to_string()]));
+        assert_eq!(
+            duties.running,
+            BTreeMap::from([("default/web".to_string(), "uid-web".to_string())])
+        );
         assert!(duties.refused.is_empty() && duties.terminating.is_empty());
     }
 

@@ -2,5 +2,6 @@
 
 pub mod api_merge;
 pub mod kube;
+pub mod kube_events;
 pub mod manifests;
 pub mod node_register;

@@ -178,6 +178,8 @@ struct State {
     tokens: u64,
     names: u64,
     hooks: Vec<Hook>,
+    /// Nodes and Leases, by their object path (`api/v1/nodes/NAME`, ...).
+    objects: BTreeMap<String, Value>,
 }
 
 struct Shared {
@@ -328,6 +330,12 @@ impl MockKube {
     }
 
     /// The stored pod.
+    /// A Node or Lease the agent made, by object path: `api/v1/nodes/NAME` or
+    /// `apis/coordination.k8s.io/v1/namespaces/NS/leases/NAME`.
+    pub fn object(&self, path: &str) -> Option<Value> {
+        self.shared.lock().objects.get(path).cloned()
+    }
+
     pub fn pod(&self, ns: &str, name: &str) -> Option<Value> {
         self.shared
             .lock()
@@ -1144,6 +1152,10 @@ fn route(st: &mut State, req: &Request) -> Reply {
         ("POST", ["api", "v1", "namespaces", ns, "serviceaccounts", sa, "token"]) => {
             token_request(st, req, ns, sa)
         }
+        (_, ["api", "v1", "nodes", ..])
+        | (_, ["apis", "coordination.k8s.io", "v1", "namespaces", _, "leases", ..]) => {
+            plain_object(st, req, &segs)
+        }
         _ => Reply::Json(
             404,
             status_json(
@@ -1404,6 +1416,69 @@ fn create_event(st: &mut State, req: &Request, group: &str, ns: &str) -> Reply {
     event["metadata"]["resourceVersion"] = json!(rv.to_string());
     st.events.insert(key, event.clone());
     Reply::Json(201, event)
+}
+
+/// Nodes and Leases: create (POST to the collection), get, and merge-patch the object or its
+/// status.
+fn plain_object(st: &mut State, req: &Request, segs: &[&str]) -> Reply {
+    let collection = matches!(segs.last(), Some(&"nodes") | Some(&"leases"));
+    let (path, name) = if collection {
+        let body = match parse_body(req) {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let name = body["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        (format!("{}/{name}", segs.join("/")), name)
+    } else {
+        let object = if segs.last() == Some(&"status") {
+            &segs[..segs.len() - 1]
+        } else {
+            segs
+        };
+        (object.join("/"), object.last().unwrap_or(&"").to_string())
+    };
+    match (req.method.as_str(), collection) {
+        ("POST", true) => {
+            if st.objects.contains_key(&path) {
+                return Reply::Json(
+                    409,
+                    status_json(409, "AlreadyExists", &format!("{name} already exists")),
+                );
+            }
+            let mut body = parse_body(req).unwrap_or(Value::Null);
+            let rv = st.bump();
+            body["metadata"]["uid"] = json!(new_uid());
+            body["metadata"]["resourceVersion"] = json!(rv.to_string());
+            st.objects.insert(path, body.clone());
+            Reply::Json(201, body)
+        }
+        ("GET", false) => match st.objects.get(&path) {
+            Some(o) => Reply::Json(200, o.clone()),
+            None => not_found(segs[segs.len() - 2], &name),
+        },
+        ("PATCH", false) => {
+            let patch = match parse_body(req) {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let rv = st.bump();
+            match st.objects.get_mut(&path) {
+                Some(o) => {
+                    merge_patch(o, &patch);
+                    o["metadata"]["resourceVersion"] = json!(rv.to_string());
+                    Reply::Json(200, o.clone())
+                }
+                None => not_found(segs[segs.len() - 2], &name),
+            }
+        }
+        _ => Reply::Json(
+            405,
+            status_json(405, "MethodNotAllowed", "not supported by the mock"),
+        ),
+    }
 }
 
 fn patch_event(st: &mut State, req: &Request, group: &str, ns: &str, name: &str) -> Reply {
