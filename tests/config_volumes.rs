@@ -557,3 +557,52 @@ fn layerlet_run_has_the_downward_api_but_refuses_objects_it_cannot_have() {
         "nothing mounted is left"
     );
 }
+
+#[test]
+fn new_labels_reach_a_downward_api_volume_in_place_and_env_stays_as_started() {
+    let node = busybox_node();
+    let agent = Agent::start(&node, &[]);
+    let name = unique("relabel");
+    let file = format!("{name}.yaml");
+    let env = "    env:\n    - {name: TIER, valueFrom: {fieldRef: {fieldPath: \"metadata.labels['tier']\"}}}\n    volumeMounts: [{name: info, mountPath: /info}]\n";
+    let manifest = |labels: &str| {
+        pod_yaml(
+            &name,
+            &format!("  labels: {labels}\n"),
+            &[sh("app", "exec sleep 3600", env)],
+            "  volumes:\n  - name: info\n    downwardAPI:\n      items:\n      - {path: labels, fieldRef: {fieldPath: metadata.labels}}\n",
+        )
+    };
+    write_atomic(&agent.manifests, &file, &manifest("{tier: web}"));
+    let running = wait_running(&agent, &name);
+    let uid = running["metadata"]["uid"].as_str().unwrap().to_string();
+    let id = cstatus(&running, "app")["containerID"].clone();
+    let app = format!("{name}/app");
+    assert_eq!(
+        exec(&node, &app, "cat /info/labels; echo; echo $TIER").unwrap(),
+        "tier=\"web\"\nweb\n"
+    );
+
+    write_atomic(
+        &agent.manifests,
+        &file,
+        &manifest("{tier: db, extra: 'yes'}"),
+    );
+    wait_for(&agent, "the new labels in the volume", || {
+        exec(&node, &app, "cat /info/labels").filter(|l| l == "extra=\"yes\"\ntier=\"db\"")
+    });
+    let now = pod(&agent, &name).unwrap();
+    assert_eq!(now["metadata"]["labels"]["tier"], "db");
+    assert_eq!(
+        cstatus(&now, "app")["containerID"],
+        id,
+        "a label change does not restart the container"
+    );
+    assert_eq!(cstatus(&now, "app")["restartCount"], 0);
+    assert_eq!(
+        exec(&node, &app, "echo $TIER").unwrap(),
+        "web\n",
+        "env is fixed when the container starts, as in Kubernetes"
+    );
+    remove_and_wait_clean(&agent, &file, &uid);
+}

@@ -578,9 +578,12 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
         }
         Step::UpdateSpec { .. } => {
             let spec = spec.cloned().ok_or("no spec")?;
+            let config = ctx.config.clone();
             blocking(move || {
                 let json = serde_json::to_string(&spec).unwrap_or_default();
                 store.db().update_pod_spec(&spec.uid, &json)?;
+                // New labels or annotations reach the pod's downwardAPI volumes.
+                config.sync_running(&rt, &store, &BTreeSet::from([spec.uid.clone()]));
                 Ok(())
             })
             .await

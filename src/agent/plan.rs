@@ -130,10 +130,14 @@ impl Step {
     }
 }
 
-/// Everything about the pod except its app containers: a change here replaces the pod.
+/// Everything about the pod except its app containers and its labels and annotations: a
+/// change here replaces the pod. Labels and annotations change in place, as in Kubernetes
+/// (the record is updated, and downwardAPI volumes follow).
 fn pod_level(spec: &PodSpec) -> PodSpec {
     let mut s = spec.clone();
     s.containers.clear();
+    s.labels.clear();
+    s.annotations.clear();
     s
 }
 
@@ -293,7 +297,8 @@ fn plan_containers(
         }
     }
 
-    let mut spec_changed = false;
+    let mut spec_changed =
+        pod.spec.labels != spec.labels || pod.spec.annotations != spec.annotations;
     for container in &spec.containers {
         let before = pod
             .spec
@@ -506,6 +511,24 @@ mod tests {
                 start("app", false, 0),
                 Step::UpdateSpec { key: new.key() },
             ]
+        );
+    }
+
+    #[test]
+    fn new_labels_and_annotations_update_the_record_and_keep_the_containers() {
+        let old = spec("Always", "a");
+        let mut new = old.clone();
+        new.labels.insert("tier".into(), "web".into());
+        new.annotations.insert("note".into(), "x".into());
+        let o = observed(&old, vec![c("app", 0, Status::Running, None, 0, 5_000)]);
+        assert_eq!(
+            run(&desired(&new), &o),
+            vec![Step::UpdateSpec { key: new.key() }]
+        );
+        assert_eq!(
+            run(&desired(&old), &o),
+            vec![],
+            "nothing when nothing changed"
         );
     }
 
