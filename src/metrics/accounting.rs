@@ -24,6 +24,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
 use super::eviction::{self, ContainerStorage, Eviction};
 use super::sharing::{sharing, ContainerUse, Sharing};
+use super::tree::LayerTree;
 use super::walk::{files_bytes, walk, LayerUsage, Walked};
 use super::MetricsError;
 use crate::image::db::Db;
@@ -139,7 +140,10 @@ impl Drop for Accounting {
     }
 }
 
+/// IN_ATTRIB: a new or removed hard link changes the link count of a file in another
+/// directory, which counts it once per layer.
 const WATCH_MASK: AddWatchFlags = AddWatchFlags::IN_CREATE
+    .union(AddWatchFlags::IN_ATTRIB)
     .union(AddWatchFlags::IN_DELETE)
     .union(AddWatchFlags::IN_MODIFY)
     .union(AddWatchFlags::IN_MOVED_FROM)
@@ -151,7 +155,8 @@ const WATCH_MASK: AddWatchFlags = AddWatchFlags::IN_CREATE
 /// counts as unwatched and is re-walked on the timer instead.
 struct Watches {
     inotify: Option<Inotify>,
-    owners: Mutex<HashMap<WatchDescriptor, String>>,
+    /// Each watch's container and directory.
+    owners: Mutex<HashMap<WatchDescriptor, (String, PathBuf)>>,
 }
 
 impl Watches {
@@ -162,10 +167,11 @@ impl Watches {
         };
         match inotify.add_watch(dir, WATCH_MASK) {
             Ok(wd) => {
+                // A directory moved within the layer keeps its watch: the path is renewed.
                 self.owners
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(wd, id.to_string());
+                    .insert(wd, (id.to_string(), dir.to_path_buf()));
                 true
             }
             // A directory removed under the walk is no failure to watch.
@@ -178,7 +184,7 @@ impl Watches {
         let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
         let mine: Vec<WatchDescriptor> = owners
             .iter()
-            .filter(|(_, o)| o.as_str() == id)
+            .filter(|(_, (o, _))| o.as_str() == id)
             .map(|(wd, _)| *wd)
             .collect();
         for wd in mine {
@@ -189,10 +195,10 @@ impl Watches {
         }
     }
 
-    /// Containers with news since the last call; None when the queue overflowed (all are
-    /// suspect).
-    fn drain(&self) -> Option<HashSet<String>> {
-        let mut dirty = HashSet::new();
+    /// The directories with news since the last call, by container; None when the queue
+    /// overflowed (all are suspect).
+    fn drain(&self) -> Option<HashMap<String, HashSet<PathBuf>>> {
+        let mut dirty: HashMap<String, HashSet<PathBuf>> = HashMap::new();
         let Some(inotify) = &self.inotify else {
             return Some(dirty);
         };
@@ -207,29 +213,34 @@ impl Watches {
                     return None;
                 }
                 if event.mask.contains(AddWatchFlags::IN_IGNORED) {
-                    if let Some(id) = owners.remove(&event.wd) {
-                        dirty.insert(id);
+                    if let Some((id, dir)) = owners.remove(&event.wd) {
+                        dirty.entry(id).or_default().insert(dir);
                     }
                     continue;
                 }
-                if let Some(id) = owners.get(&event.wd) {
-                    dirty.insert(id.clone());
+                if let Some((id, dir)) = owners.get(&event.wd) {
+                    dirty.entry(id.clone()).or_default().insert(dir.clone());
                 }
             }
         }
     }
 }
 
-/// A walk for the big-walk worker.
+/// Work for the big-walk worker: the layer's tree to update with the directories that
+/// changed, or (no tree) a full read.
 struct Job {
     id: String,
     upper: PathBuf,
     volumes: Vec<String>,
+    tree: Option<LayerTree>,
+    changed: Vec<PathBuf>,
 }
 
 struct JobResult {
     id: String,
-    usage: Option<LayerUsage>,
+    tree: Option<LayerTree>,
+    /// A full read (it restarts the safety net's timer).
+    full: bool,
     watched: bool,
     seconds: f64,
 }
@@ -243,8 +254,15 @@ struct Tracked {
     cgroup: Option<Cgroup>,
     image: Digest,
     limit: Option<u64>,
+    /// The last full read (the safety net re-reads on a timer).
     walked: Option<Instant>,
     dirty: bool,
+    /// Per-directory figures; None before the first read and while the worker has it.
+    tree: Option<LayerTree>,
+    /// Directories (relative to the upperdir) with news since the last update.
+    changed: HashSet<PathBuf>,
+    /// The next update must be a full read (never read, overflow, safety net, a failure).
+    needs_full: bool,
     big: bool,
     /// Seconds the last walk on the big-walk worker took.
     big_walk_seconds: f64,
@@ -320,19 +338,26 @@ fn big_walks(
         }
         let started = Instant::now();
         let mut watched = true;
-        let outcome = walk(&job.upper, &job.volumes, None, &mut |dir| {
-            watched &= watches.add(&job.id, dir);
-        });
-        let usage = match outcome {
-            Ok(Walked::Done(u)) => Some(u),
-            _ => None,
+        let mut on_dir = |dir: &Path| watched &= watches.add(&job.id, dir);
+        let (tree, full) = match job.tree {
+            Some(mut tree) => match tree.update(job.changed, &mut on_dir) {
+                Ok(()) => (Some(tree), false),
+                Err(_) => (None, false),
+            },
+            None => (
+                LayerTree::read(&job.upper, &job.volumes, None, &mut on_dir)
+                    .ok()
+                    .flatten(),
+                true,
+            ),
         };
         results
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(JobResult {
                 id: job.id,
-                usage,
+                tree,
+                full,
                 watched,
                 seconds: started.elapsed().as_secs_f64(),
             });
@@ -524,6 +549,9 @@ impl State {
                     limit,
                     walked: None,
                     dirty: true,
+                    tree: None,
+                    changed: HashSet::new(),
+                    needs_full: true,
                     big: false,
                     big_walk_seconds: 0.0,
                     in_flight: false,
@@ -564,15 +592,21 @@ impl State {
         let mut changed = false;
         match self.watches.drain() {
             Some(dirty) => {
-                for id in dirty {
+                for (id, dirs) in dirty {
                     if let Some(t) = self.tracked.get_mut(&id) {
                         t.dirty = true;
+                        t.changed.extend(
+                            dirs.iter()
+                                .filter_map(|d| d.strip_prefix(&t.upper).ok())
+                                .map(Path::to_path_buf),
+                        );
                     }
                 }
             }
             None => {
                 for t in self.tracked.values_mut() {
                     t.dirty = true;
+                    t.needs_full = true;
                 }
             }
         }
@@ -584,13 +618,30 @@ impl State {
             if let Some(t) = self.tracked.get_mut(&r.id) {
                 t.in_flight = false;
                 t.big_walk_seconds = r.seconds;
-                t.watched = r.watched;
-                t.walked = Some(Instant::now());
-                if let Some(u) = r.usage {
-                    // Under half the budget again: back to the main thread.
-                    t.big = u.inodes > self.options.walk_budget / 2;
-                    t.figures.usage = u;
-                    changed = true;
+                if r.full {
+                    t.watched = r.watched;
+                    t.walked = Some(Instant::now());
+                } else {
+                    t.watched &= r.watched;
+                }
+                match r.tree {
+                    Some(tree) => {
+                        let usage = tree.usage();
+                        // Under half the budget again: back to the main thread.
+                        t.big = usage.inodes > self.options.walk_budget / 2;
+                        t.tree = Some(tree);
+                        if r.full {
+                            t.needs_full = false;
+                        }
+                        if t.figures.usage != usage {
+                            t.figures.usage = usage;
+                            changed = true;
+                        }
+                    }
+                    None => {
+                        t.needs_full = true;
+                        t.walked = Some(Instant::now());
+                    }
                 }
             }
         }
@@ -602,6 +653,7 @@ impl State {
             };
             if t.walked.is_none_or(|w| w.elapsed() >= period) {
                 t.dirty = true;
+                t.needs_full = true;
             }
         }
         changed
@@ -630,33 +682,55 @@ impl State {
             if !t.upper.exists() {
                 continue;
             }
+            let started = Instant::now();
+            let mut watched = true;
+            let watches = &self.watches;
+            let mut on_dir = |dir: &Path| watched &= watches.add(id, dir);
+            let changed_dirs: Vec<PathBuf> = t.changed.drain().collect();
             if !t.big {
-                let started = Instant::now();
-                let mut watched = true;
-                let watches = &self.watches;
-                let outcome = walk(
-                    &t.upper,
-                    &t.figures.unmounted_volumes,
-                    Some(budget),
-                    &mut |dir| {
-                        watched &= watches.add(id, dir);
-                    },
-                );
+                // Only the directories that changed, when the tree is trusted; else a full
+                // read, abandoned past the budget (the worker takes it).
+                let outcome = match (t.tree.as_mut(), t.needs_full) {
+                    (Some(tree), false) => tree
+                        .update(changed_dirs.clone(), &mut on_dir)
+                        .map(|()| true),
+                    _ => LayerTree::read(
+                        &t.upper,
+                        &t.figures.unmounted_volumes,
+                        Some(budget),
+                        &mut on_dir,
+                    )
+                    .map(|tree| match tree {
+                        Some(tree) => {
+                            t.tree = Some(tree);
+                            t.needs_full = false;
+                            t.walked = Some(Instant::now());
+                            t.watched = true;
+                            true
+                        }
+                        None => false,
+                    }),
+                };
                 self.walks += 1;
                 self.walk_seconds += started.elapsed().as_secs_f64();
+                t.watched &= watched;
                 match outcome {
-                    Ok(Walked::Done(usage)) => {
-                        t.watched = watched;
-                        t.walked = Some(Instant::now());
+                    Ok(true) => {
+                        let usage = t.tree.as_ref().map(LayerTree::usage).unwrap_or_default();
+                        t.big = usage.inodes > budget;
                         if t.figures.usage != usage {
                             t.figures.usage = usage;
                             changed = true;
                         }
                         continue;
                     }
-                    Ok(Walked::OverBudget) => t.big = true,
+                    Ok(false) => {
+                        t.big = true;
+                        t.tree = None;
+                    }
                     Err(e) => {
                         tracing::debug!(container = %id, error = %e, "walk of a writable layer failed");
+                        t.needs_full = true;
                         t.walked = Some(Instant::now());
                         continue;
                     }
@@ -666,9 +740,15 @@ impl State {
                 id: id.clone(),
                 upper: t.upper.clone(),
                 volumes: t.figures.unmounted_volumes.clone(),
+                tree: if t.needs_full { None } else { t.tree.take() },
+                changed: changed_dirs,
             };
-            if self.jobs.send(job).is_ok() {
-                t.in_flight = true;
+            match self.jobs.send(job) {
+                Ok(()) => t.in_flight = true,
+                Err(mpsc::SendError(job)) => {
+                    t.tree = job.tree;
+                    t.needs_full = true;
+                }
             }
         }
         changed

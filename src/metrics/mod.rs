@@ -9,6 +9,7 @@ pub mod collect;
 pub mod eviction;
 pub mod sharing;
 pub mod start;
+pub mod tree;
 pub mod walk;
 
 use std::sync::Arc;
