@@ -20,9 +20,11 @@
 # Targets: scrape p99 <= 10 ms; accounting <= 2% of one core; staleness <= 5 s.
 #
 # With BIG=N (e.g. 1000000), one more container then creates N files and keeps rewriting one
-# file every second, and 1-3 are measured again: its walks run on the big-walk worker.
+# file every second, and 1-3 are measured again: its walks run on the big-walk worker. The
+# files are all in one directory, or with BIG_DIRS=D spread over D subdirectories (the
+# rewritten file stays at the top, so only that small directory is re-read).
 #
-# Environment: PODS, FILES, SCRAPES, PROBES, IDLE_SECONDS, BIG, PODMAN=0|1, LAYERLET=PATH (use this
+# Environment: PODS, FILES, SCRAPES, PROBES, IDLE_SECONDS, BIG, BIG_DIRS, PODMAN=0|1, LAYERLET=PATH (use this
 # binary), NO_BUILD=1 (use target/release/layerlet as it is), BENCH_TMP=DIR, KEEP=1.
 # Needs: root, python3.
 
@@ -297,7 +299,13 @@ if ((${BIG:-0} > 0)); then
     # One more container with BIG files that keeps writing (a tick file every second): its
     # walks run on the big-walk worker; the others' figures and the scrapes must not wait.
     log "a container with $BIG files that keeps writing"
-    BIG_SCRIPT="mkdir /big; cd /big; seq 1 $BIG | xargs touch; while true; do date > /big/tick; sleep 1; done"
+    # BIG_DIRS=1: all in /big; more: spread over that many subdirectories of /big.
+    BIG_DIRS=${BIG_DIRS:-1}
+    if ((BIG_DIRS > 1)); then
+        BIG_SCRIPT="mkdir /big; cd /big; for d in \$(seq 1 $BIG_DIRS); do mkdir \$d; (cd \$d; seq 1 $((BIG / BIG_DIRS)) | xargs touch); done; while true; do date > /big/tick; sleep 1; done"
+    else
+        BIG_SCRIPT="mkdir /big; cd /big; seq 1 $BIG | xargs touch; while true; do date > /big/tick; sleep 1; done"
+    fi
     cat >"$MANIFESTS/.big.tmp" <<YAML
 apiVersion: v1
 kind: Pod
