@@ -245,6 +245,11 @@ fn bad_manifests_get_one_exact_error_with_file_document_and_field() {
             format!("metadata.namespace: invalid name \"my.ns\": {label_help}"),
         ),
         (
+            "a uid that would be a path",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web, uid: ../../etc}\nspec:\n  containers: [{name: app, image: nginx}]\n".into(),
+            "metadata.uid: invalid uid \"../../etc\": at most 64 letters, digits and '-' (a UUID); leave it out to have one derived from the name".into(),
+        ),
+        (
             "missing name",
             "apiVersion: v1\nkind: Pod\nmetadata: {generateName: web-}\nspec:\n  containers: [{name: app, image: nginx}]\n".into(),
             "metadata.name: required (generateName is not supported)".into(),

@@ -27,6 +27,8 @@ impl Errors {
 
 pub fn validate_pod(spec: &PodSpec) -> Vec<FieldError> {
     let mut e = Errors(validate_object_meta(&spec.namespace, &spec.name));
+    // It names directories and cgroups of the pod.
+    e.check("metadata.uid", uid(&spec.uid));
     labels_and_annotations(spec, &mut e);
 
     if spec.hostname != super::convert::default_hostname(&spec.name) {
@@ -925,6 +927,21 @@ fn field_path(path: &str, plain: &[&str], subscriptable: &[&str]) -> Result<(), 
             .collect::<Vec<_>>()
             .join(", ")
     ))
+}
+
+fn uid(value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid uid {value:?}: at most 64 letters, digits and '-' (a UUID); leave it out to have one derived from the name"
+        ))
+    }
 }
 
 const SUBSCRIPTABLE: &[&str] = &["metadata.labels", "metadata.annotations"];
