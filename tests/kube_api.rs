@@ -2100,3 +2100,96 @@ fn register_node_makes_a_tainted_ready_node_and_renews_its_lease() {
         },
     );
 }
+
+#[test]
+fn an_update_the_node_cannot_apply_leaves_the_pod_running_on_its_admitted_spec() {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+    let name = unique("debugged");
+    mock.add_pod(api_pod(&name, &node_name, vec![sleeper("app")], json!({})));
+    let id = container_id(&statuses(&wait_api_running(&agent, &mock, &name))[0]);
+    // What `kubectl debug` does: an ephemeral container, which layerlet does not run.
+    mock.update_pod(NS, &name, |p| {
+        p["spec"]["ephemeralContainers"] =
+            json!([{"name": "debugger", "image": IMAGE, "command": ["sh"]}]);
+    });
+    let warning = wait(
+        &agent,
+        &mock,
+        "an event saying the update was not applied",
+        DEADLINE,
+        || {
+            events_about(&mock, &name).into_iter().find(|e| {
+                e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("was not applied"))
+            })
+        },
+    );
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.ephemeralContainers"),
+        "{warning}"
+    );
+    let rows = ps_rows_of(&node, &name);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        row_is(&rows[0], &id) && rows[0]["state"] == "running",
+        "{rows:?}"
+    );
+    assert!(
+        mock.status_patches(NS, &name)
+            .iter()
+            .all(|p| p["status"]["phase"] != "Failed"),
+        "never reported Failed: {:?}",
+        mock.status_patches(NS, &name)
+    );
+}
+
+#[test]
+fn a_pod_the_api_has_as_finished_is_not_run_again_and_a_recreated_name_never_shows_the_old_containers(
+) {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+    // A Job pod this node has no record of, already Succeeded: it must not run twice.
+    let done = unique("done");
+    let mut finished = api_pod(&done, &node_name, vec![sh("app", "exit 0")], json!({}));
+    finished["status"] = json!({"phase": "Succeeded"});
+    mock.add_pod(finished);
+
+    // A pod deleted by force and created again under its name, while the old one stops.
+    let name = unique("reborn");
+    let mut slow = api_pod(&name, &node_name, vec![sleeper("app")], json!({}));
+    slow["spec"]["terminationGracePeriodSeconds"] = json!(3);
+    mock.add_pod(slow);
+    let old_id = container_id(&statuses(&wait_api_running(&agent, &mock, &name))[0]);
+    let old_uid = mock.pod(NS, &name).unwrap()["metadata"]["uid"].clone();
+    mock.remove_pod(NS, &name);
+    let new_uid = mock.add_pod(api_pod(&name, &node_name, vec![sleeper("app")], json!({})))
+        ["metadata"]["uid"]
+        .clone();
+    assert_ne!(old_uid, new_uid);
+    let new_id = container_id(&statuses(&wait_api_running(&agent, &mock, &name))[0]);
+    assert_ne!(new_id, old_id);
+    for patch in mock.status_patches(NS, &name) {
+        if patch["metadata"]["uid"] == new_uid {
+            assert!(
+                !patch.to_string().contains(&old_id),
+                "the new pod was shown its predecessor's container: {patch}"
+            );
+        }
+    }
+
+    assert!(
+        ps_rows_of(&node, &done).is_empty(),
+        "{:?}",
+        ps_rows_of(&node, &done)
+    );
+    assert!(mock.status_patches(NS, &done).is_empty());
+}

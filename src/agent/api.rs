@@ -1,15 +1,16 @@
 //! The agent's link to the Kubernetes API server: the merged desired state, the grace of pods
 //! being deleted there, and what is reported back after each reconcile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::plan::ObservedPod;
+use super::plan::{ObservedPod, Step};
 use super::{Event, Shared};
 use crate::pod::downward::NodeInfo;
+use crate::pod::spec::PodSpec;
 use crate::source::api_merge::{keep_unseen_api_pods, merge, ApiDuties};
 use crate::source::kube::{report, KubeAccess, KubeError, KubeSource, PodReport, Reports};
 use crate::source::kube_events::{post_events, ApiEvent, Involved};
@@ -19,6 +20,10 @@ use crate::source::node_register::keep_registered;
 pub struct ApiLink {
     source: KubeSource,
     duties: Arc<Mutex<ApiDuties>>,
+    /// The API pods of the last merge, as admitted.
+    admitted: Mutex<BTreeMap<String, PodSpec>>,
+    /// Uids of the API pods whose ConfigMaps, Secrets and tokens have been read once.
+    objects_read: Mutex<BTreeSet<String>>,
     reports: watch::Sender<Reports>,
 }
 
@@ -57,21 +62,51 @@ impl ApiLink {
         Ok(ApiLink {
             source,
             duties,
+            admitted: Mutex::new(BTreeMap::new()),
+            objects_read: Mutex::new(BTreeSet::new()),
             reports,
         })
     }
 
     /// The files' desired state with the API server's pods and objects merged in.
     pub fn merge(&self, files: &Desired) -> Desired {
-        let (desired, duties) = merge(files, &self.source.view());
+        // One snapshot for the pods, the objects and `synced`, which keep_unseen uses.
+        let view = self.source.view();
+        let mut admitted = self.admitted.lock().unwrap_or_else(|p| p.into_inner());
+        let (desired, duties) = merge(files, &view, &admitted);
+        *admitted = duties
+            .running
+            .keys()
+            .filter_map(|k| desired.pods.get(k).map(|p| (k.clone(), p.clone())))
+            .collect();
         *self.duties.lock().unwrap_or_else(|p| p.into_inner()) = duties;
+        *self.objects_read.lock().unwrap_or_else(|p| p.into_inner()) = view.objects_read;
         desired
     }
 
     /// Before the first full list, pods that came from the API stay as recorded.
     pub fn keep_unseen(&self, desired: &mut Desired, observed: &BTreeMap<String, ObservedPod>) {
-        let synced = self.source.view().synced;
+        let synced = self.duties.lock().unwrap_or_else(|p| p.into_inner()).synced;
         keep_unseen_api_pods(desired, observed.iter().map(|(k, o)| (k, &o.spec)), synced);
+    }
+
+    /// Drops steps the API's state forbids: starting a container of an API pod before its
+    /// ConfigMaps, Secrets and tokens were read once (it would fail for a moment with
+    /// CreateContainerConfigError), and anything for a pod the API has as finished that
+    /// this node no longer has.
+    pub fn hold_back(&self, steps: &mut Vec<Step>, observed: &BTreeMap<String, ObservedPod>) {
+        let duties = self.duties.lock().unwrap_or_else(|p| p.into_inner());
+        let read = self.objects_read.lock().unwrap_or_else(|p| p.into_inner());
+        steps.retain(|step| {
+            let key = step.pod_key();
+            if duties.finished.contains_key(key) && !observed.contains_key(key) {
+                return false;
+            }
+            match (step, duties.running.get(key)) {
+                (Step::StartContainer { .. }, Some(uid)) => read.contains(uid),
+                _ => true,
+            }
+        });
     }
 
     /// The deletionGracePeriodSeconds of a pod the API server is deleting.
@@ -156,12 +191,27 @@ fn reports(
         let key = format!("{namespace}/{name}");
         let uid = meta["uid"].as_str().unwrap_or_default();
         let terminating = duties.terminating.get(&key).is_some_and(|t| t.uid == uid);
-        if duties.running.contains_key(&key) || terminating {
+        let running = duties.running.get(&key).is_some_and(|u| u == uid);
+        if running || terminating {
+            let mut status = item["status"].clone();
+            // A pod's own network namespace has loopback only: no address to publish
+            // (Endpoints refuse loopback ones).
+            if let Some(s) = status.as_object_mut() {
+                let loopback = s
+                    .get("podIP")
+                    .and_then(|ip| ip.as_str())
+                    .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+                    .is_some_and(|ip| ip.is_loopback());
+                if loopback {
+                    s.remove("podIP");
+                    s.remove("podIPs");
+                }
+            }
             out.statuses.push(PodReport {
                 namespace: namespace.to_string(),
                 name: name.to_string(),
                 uid: uid.to_string(),
-                status: item["status"].clone(),
+                status,
             });
         }
     }

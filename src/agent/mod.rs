@@ -433,9 +433,10 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
                         let mut grace = pod_spec(&r)
                             .map(|s| s.termination_grace_period)
                             .unwrap_or(Duration::from_secs(30));
-                        // A graceful delete through the API may shorten it.
-                        if let Some(limit) = deletion_grace {
-                            grace = grace.min(limit);
+                        // A graceful delete through the API sets it (kubelet uses
+                        // deletionGracePeriodSeconds as given).
+                        if let Some(given) = deletion_grace {
+                            grace = given;
                         }
                         let grace = prober::pre_stop_pod(&rt, &store, &shared, &r, grace)?;
                         pods::remove_pod_within(&rt, &store, &r, grace)
@@ -891,6 +892,9 @@ async fn reconcile(ctx: &Arc<Context>, desired: &Desired) -> Result<(), AgentErr
     let now = unix_ms_now();
     let pulls = ctx.pulls.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut steps = plan(&desired.pods, &observed, &pulls, &ctx.cfg.backoff, now);
+    if let Some(api) = &ctx.api {
+        api.hold_back(&mut steps, &observed);
+    }
     ctx.shared.reconciles.fetch_add(1, Ordering::Relaxed);
     let uids: HashSet<&str> = desired.pods.values().map(|p| p.uid.as_str()).collect();
     for uid in &uids {
@@ -1019,18 +1023,24 @@ fn publish(
     for key in keys {
         let spec = desired.pods.get(key).or(observed.get(key).map(|o| &o.spec));
         let Some(spec) = spec else { continue };
+        // What the node has under this name, if it is this pod: a pod deleted and created
+        // again under its name must not show its predecessor's containers.
+        let same = observed.get(key).filter(|o| o.uid == spec.uid);
         // startTime: set once, when the pod is first seen (its record's time after a restart).
-        let created_ms = *starts
-            .entry(spec.uid.clone())
-            .or_insert_with(|| created.get(key).map(|s| (*s as u64) * 1000).unwrap_or(now));
+        let created_ms = *starts.entry(spec.uid.clone()).or_insert_with(|| {
+            same.and(created.get(key))
+                .map(|s| (*s as u64) * 1000)
+                .unwrap_or(now)
+        });
         live.insert(spec.uid.clone());
+        let no_images = BTreeMap::new();
         let mut item = status::pod_json(
             spec,
-            observed.get(key),
+            same,
             pulls,
             reasons,
             health,
-            image_ids.get(key).unwrap_or(&BTreeMap::new()),
+            same.and(image_ids.get(key)).unwrap_or(&no_images),
             &ctx.rt.node_name,
             created_ms,
             now,

@@ -20,7 +20,21 @@ pub fn pod(pod: &k8s::Pod) -> Result<(PodSpec, Vec<Warning>), PodError> {
     let mut spec = converted.spec;
     spec.annotations
         .insert(CONFIG_SOURCE.to_string(), "api".to_string());
-    Ok((spec, converted.warnings))
+    // The API server mounts the token itself (a projected volume layerlet fills): these
+    // fields are not ignored here.
+    let warnings = converted
+        .warnings
+        .into_iter()
+        .filter(|w| {
+            !matches!(
+                w.field.as_str(),
+                "spec.serviceAccountName"
+                    | "spec.serviceAccount"
+                    | "spec.automountServiceAccountToken"
+            )
+        })
+        .collect();
+    Ok((spec, warnings))
 }
 
 /// The key of an issued token in its node-local secret.

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::manifests::Desired;
 use crate::pod::spec::PodSpec;
-use crate::pod::{ConfigMapObject, SecretObject};
+use crate::pod::{ConfigMapObject, SecretObject, Warning};
 
 /// What the API server last said.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +22,8 @@ pub struct ApiView {
     /// ConfigMaps and Secrets those pods reference, by `namespace/name`.
     pub config_maps: BTreeMap<String, ConfigMapObject>,
     pub secrets: BTreeMap<String, SecretObject>,
+    /// Uids of the pods whose referenced objects and tokens have been read at least once.
+    pub objects_read: std::collections::BTreeSet<String>,
 }
 
 /// A pod of the API server that this node does not run, and why.
@@ -50,13 +52,27 @@ pub struct ApiDuties {
     pub running: BTreeMap<String, String>,
     pub refused: BTreeMap<String, Refused>,
     pub terminating: BTreeMap<String, Terminating>,
+    /// Pods the API server has as Succeeded or Failed: never started again on this node
+    /// (a node that lost its record of one must not run it twice).
+    pub finished: BTreeMap<String, String>,
+    /// The view this was merged from had completed a list.
+    pub synced: bool,
 }
 
 /// The manifest directory's pods and objects plus the API server's. A static pod wins over
-/// an API pod of the same name; an API pod that fails validation is refused.
-pub fn merge(files: &Desired, view: &ApiView) -> (Desired, ApiDuties) {
+/// an API pod of the same name; an API pod that fails validation is refused, unless it was
+/// admitted before (in `admitted`, the API pods of the last merge): then an update that
+/// cannot be applied leaves it running on the spec it was admitted with, as kubelet does.
+pub fn merge(
+    files: &Desired,
+    view: &ApiView,
+    admitted: &BTreeMap<String, PodSpec>,
+) -> (Desired, ApiDuties) {
     let mut desired = files.clone();
-    let mut duties = ApiDuties::default();
+    let mut duties = ApiDuties {
+        synced: view.synced,
+        ..ApiDuties::default()
+    };
     for (key, pod) in &view.pods {
         let (namespace, name) = key.split_once('/').unwrap_or(("default", key));
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -90,6 +106,16 @@ pub fn merge(files: &Desired, view: &ApiView) -> (Desired, ApiDuties) {
             duties.refused.insert(key.clone(), refuse(message));
             continue;
         }
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded") | Some("Failed")) {
+            // Its status is final: nothing more is reported, and a node without its
+            // record does not run it (see ApiLink::hold_back).
+            duties.finished.insert(key.clone(), uid.clone());
+            if let Ok((spec, _)) = crate::pod::api::pod(pod) {
+                desired.pods.insert(key.clone(), spec);
+            }
+            continue;
+        }
         match crate::pod::api::pod(pod) {
             Ok((spec, warnings)) => {
                 desired
@@ -98,9 +124,24 @@ pub fn merge(files: &Desired, view: &ApiView) -> (Desired, ApiDuties) {
                 desired.pods.insert(key.clone(), spec);
                 duties.running.insert(key.clone(), uid.clone());
             }
-            Err(e) => {
-                duties.refused.insert(key.clone(), refuse(e.to_string()));
-            }
+            Err(e) => match admitted.get(key).filter(|a| a.uid == uid) {
+                Some(spec) => {
+                    desired.warnings.push((
+                        key.clone(),
+                        Warning {
+                            field: String::new(),
+                            message: format!(
+                                "an update of the pod was not applied ({e}); it keeps running on the spec it was admitted with"
+                            ),
+                        },
+                    ));
+                    desired.pods.insert(key.clone(), spec.clone());
+                    duties.running.insert(key.clone(), uid.clone());
+                }
+                None => {
+                    duties.refused.insert(key.clone(), refuse(e.to_string()));
+                }
+            },
         }
     }
     for (key, cm) in &view.config_maps {
@@ -175,7 +216,11 @@ mod tests {
     #[test]
     fn api_pods_join_the_files_pods_marked_as_such() {
         let files = Desired::default();
-        let (desired, duties) = merge(&files, &view(vec![api_pod("web", serde_json::json!({}))]));
+        let (desired, duties) = merge(
+            &files,
+            &view(vec![api_pod("web", serde_json::json!({}))]),
+            &BTreeMap::new(),
+        );
         assert!(crate::pod::api::is_from_api(&desired.pods["default/web"]));
         assert_eq!(desired.pods["default/web"].uid, "uid-web");
         assert_eq!(
@@ -194,7 +239,11 @@ mod tests {
         files
             .origin
             .insert("default/web".into(), PathBuf::from("/etc/m/web.yaml"));
-        let (desired, duties) = merge(&files, &view(vec![api_pod("web", serde_json::json!({}))]));
+        let (desired, duties) = merge(
+            &files,
+            &view(vec![api_pod("web", serde_json::json!({}))]),
+            &BTreeMap::new(),
+        );
         assert_eq!(desired.pods["default/web"], static_spec);
         assert_eq!(
             duties.refused["default/web"].message,
@@ -210,6 +259,7 @@ mod tests {
         let (desired, duties) = merge(
             &Desired::default(),
             &view(vec![bad, api_pod("good", serde_json::json!({}))]),
+            &BTreeMap::new(),
         );
         assert_eq!(
             desired.pods.keys().collect::<Vec<_>>(),
@@ -221,12 +271,46 @@ mod tests {
     }
 
     #[test]
+    fn an_update_that_cannot_be_applied_keeps_the_admitted_spec() {
+        let good = api_pod("web", serde_json::json!({}));
+        let (first, _) = merge(
+            &Desired::default(),
+            &view(vec![good.clone()]),
+            &BTreeMap::new(),
+        );
+        let mut updated = good;
+        updated.spec.as_mut().unwrap().containers[0].image = Some(String::new());
+        let (desired, duties) = merge(&Desired::default(), &view(vec![updated]), &first.pods);
+        assert_eq!(desired.pods["default/web"], first.pods["default/web"]);
+        assert!(duties.refused.is_empty(), "{duties:?}");
+        assert!(
+            desired.warnings[0]
+                .1
+                .message
+                .contains("spec.containers[0].image: required"),
+            "{:?}",
+            desired.warnings
+        );
+    }
+
+    #[test]
+    fn a_pod_the_api_has_as_finished_is_marked() {
+        let mut done = api_pod("job", serde_json::json!({}));
+        done.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: Some("Succeeded".into()),
+            ..Default::default()
+        });
+        let (_, duties) = merge(&Desired::default(), &view(vec![done]), &BTreeMap::new());
+        assert_eq!(duties.finished["default/job"], "uid-job");
+    }
+
+    #[test]
     fn a_pod_being_deleted_leaves_the_desired_state_with_its_grace() {
         let pod = api_pod(
             "web",
             serde_json::json!({"deletionTimestamp": "2026-01-01T00:00:00Z", "deletionGracePeriodSeconds": 3}),
         );
-        let (desired, duties) = merge(&Desired::default(), &view(vec![pod]));
+        let (desired, duties) = merge(&Desired::default(), &view(vec![pod]), &BTreeMap::new());
         assert!(desired.pods.is_empty());
         assert_eq!(
             duties.terminating["default/web"],
@@ -279,7 +363,7 @@ mod tests {
         api.config_maps.insert("default/cfg".into(), object("api"));
         api.config_maps
             .insert("default/other".into(), object("api"));
-        let (desired, _) = merge(&files, &api);
+        let (desired, _) = merge(&files, &api, &BTreeMap::new());
         assert_eq!(desired.config_maps["default/cfg"].data["a"], "file");
         assert!(desired.config_maps.contains_key("default/other"));
     }

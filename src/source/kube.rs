@@ -275,9 +275,24 @@ async fn request_token(
     let issued = api
         .create_token_request(&want.service_account, &PostParams::default(), &request)
         .await?;
-    let token = issued.status.map(|s| s.token).unwrap_or_default();
-    let renew = tokio::time::Instant::now()
-        + Duration::from_secs(u64::from(want.expiration_seconds) * 8 / 10);
+    let Some(status) = issued.status.filter(|s| !s.token.is_empty()) else {
+        return Err(kube::Error::Service(
+            "the TokenRequest answer holds no token".into(),
+        ));
+    };
+    let token = status.token;
+    // 80% of the life the server granted (it may cap what was asked), else of the asked.
+    let now_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let granted = status.expiration_timestamp.0.as_second() - now_secs;
+    let life = u64::try_from(granted)
+        .ok()
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(u64::from(want.expiration_seconds)));
+    let renew = tokio::time::Instant::now() + life * 8 / 10;
     let key = want.key();
     let name = key.split_once('/').map(|(_, n)| n).unwrap_or(&key);
     let secret = SecretObject {
@@ -302,10 +317,15 @@ async fn read_objects(
 ) {
     let mut tokens: BTreeMap<TokenWant, (SecretObject, tokio::time::Instant)> = BTreeMap::new();
     loop {
-        let (want_cms, want_secrets, want_tokens) = {
+        let (want_cms, want_secrets, want_tokens, pods_seen) = {
             let v = view.lock().unwrap_or_else(|p| p.into_inner());
             let (cms, secrets) = referenced(&v);
-            (cms, secrets, wanted_tokens(&v))
+            let uids: BTreeSet<String> = v
+                .pods
+                .values()
+                .filter_map(|p| p.metadata.uid.clone())
+                .collect();
+            (cms, secrets, wanted_tokens(&v), uids)
         };
         let mut config_maps = BTreeMap::new();
         let mut secrets = BTreeMap::new();
@@ -369,9 +389,11 @@ async fn read_objects(
         }
         let changed = {
             let mut v = view.lock().unwrap_or_else(|p| p.into_inner());
-            let changed = v.config_maps != config_maps || v.secrets != secrets;
+            let changed =
+                v.config_maps != config_maps || v.secrets != secrets || v.objects_read != pods_seen;
             v.config_maps = config_maps;
             v.secrets = secrets;
+            v.objects_read = pods_seen;
             changed
         };
         if changed {
@@ -414,31 +436,88 @@ pub struct Reports {
     pub finished_deletions: Vec<(String, String, String)>,
 }
 
+/// Each API call gets this long before it counts as failed.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Per-pod retry state of failed calls: 1 s doubling to 16 s, and one log line per distinct
+/// error, so an API server that is away costs neither a request storm nor a log flood.
+#[derive(Default)]
+struct Retries {
+    by_uid: BTreeMap<String, (u32, tokio::time::Instant, String)>,
+}
+
+impl Retries {
+    fn due(&self, uid: &str) -> bool {
+        self.by_uid
+            .get(uid)
+            .is_none_or(|(_, next, _)| tokio::time::Instant::now() >= *next)
+    }
+
+    fn failed(&mut self, uid: &str, what: &str, pod: &str, error: String) {
+        let entry = self.by_uid.entry(uid.to_string()).or_insert((
+            0,
+            tokio::time::Instant::now(),
+            String::new(),
+        ));
+        entry.0 = entry.0.saturating_add(1);
+        let delay = Duration::from_secs(1u64 << (entry.0.min(5) - 1));
+        entry.1 = tokio::time::Instant::now() + delay;
+        if entry.2 != error {
+            tracing::warn!(pod = %pod, error = %error, "{what} failed; retrying with backoff");
+            entry.2 = error;
+        }
+    }
+
+    fn succeeded(&mut self, uid: &str) {
+        self.by_uid.remove(uid);
+    }
+
+    fn retain(&mut self, live: &BTreeSet<&str>) {
+        self.by_uid.retain(|uid, _| live.contains(uid.as_str()));
+    }
+}
+
+async fn call<T>(
+    request: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(CALL_TIMEOUT, request).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
+    }
+}
+
 /// Sends status patches (only when a pod's status changed since the last accepted one) and
-/// final deletes, from the latest [`Reports`]; a failed call is retried with the next ones.
+/// final deletes, from the latest [`Reports`]. The patch is a strategic merge patch, as
+/// kubelet's: conditions merge by type, so conditions other controllers own stay.
 pub async fn report(client: Client, mut latest: tokio::sync::watch::Receiver<Reports>) {
     let mut sent: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let mut deleted: BTreeSet<String> = BTreeSet::new();
+    let mut retries = Retries::default();
+    let mut retry_tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let reports = latest.borrow_and_update().clone();
-        let live: BTreeSet<&str> = reports.statuses.iter().map(|r| r.uid.as_str()).collect();
+        let mut live: BTreeSet<&str> = reports.statuses.iter().map(|r| r.uid.as_str()).collect();
         sent.retain(|uid, _| live.contains(uid.as_str()));
         for r in &reports.statuses {
-            if sent.get(&r.uid) == Some(&r.status) {
+            if sent.get(&r.uid) == Some(&r.status) || !retries.due(&r.uid) {
                 continue;
             }
             let api: Api<Pod> = Api::namespaced(client.clone(), &r.namespace);
+            // The uid makes the patch conditional: it never lands on a newer pod of the name.
             let patch = serde_json::json!({ "metadata": { "uid": r.uid }, "status": r.status });
-            match api
-                .patch_status(&r.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
+            let params = PatchParams::default();
+            match call(api.patch_status(&r.name, &params, &Patch::Strategic(&patch))).await {
                 Ok(_) => {
                     sent.insert(r.uid.clone(), r.status.clone());
+                    retries.succeeded(&r.uid);
                 }
-                Err(e) => {
-                    tracing::warn!(pod = %format!("{}/{}", r.namespace, r.name), error = %e, "status update failed; retrying")
-                }
+                Err(e) => retries.failed(
+                    &r.uid,
+                    "status update",
+                    &format!("{}/{}", r.namespace, r.name),
+                    e,
+                ),
             }
         }
         let done: BTreeSet<&str> = reports
@@ -447,8 +526,10 @@ pub async fn report(client: Client, mut latest: tokio::sync::watch::Receiver<Rep
             .map(|(_, _, uid)| uid.as_str())
             .collect();
         deleted.retain(|uid| done.contains(uid.as_str()));
+        live.extend(done.iter().copied());
+        retries.retain(&live);
         for (namespace, name, uid) in &reports.finished_deletions {
-            if deleted.contains(uid) {
+            if deleted.contains(uid) || !retries.due(uid) {
                 continue;
             }
             let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
@@ -460,22 +541,34 @@ pub async fn report(client: Client, mut latest: tokio::sync::watch::Receiver<Rep
                 }),
                 ..DeleteParams::default()
             };
-            match api.delete(name, &params).await {
-                Ok(_) => {
+            match tokio::time::timeout(CALL_TIMEOUT, api.delete(name, &params)).await {
+                Ok(Ok(_)) => {
                     deleted.insert(uid.clone());
+                    retries.succeeded(uid);
                 }
                 // Already gone, or a new pod of that name: nothing of ours to delete.
-                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
+                Ok(Err(kube::Error::Api(e))) if e.code == 404 || e.code == 409 => {
                     deleted.insert(uid.clone());
+                    retries.succeeded(uid);
                 }
-                Err(e) => {
-                    tracing::warn!(pod = %format!("{namespace}/{name}"), error = %e, "final delete failed; retrying")
-                }
+                Ok(Err(e)) => retries.failed(
+                    uid,
+                    "final delete",
+                    &format!("{namespace}/{name}"),
+                    e.to_string(),
+                ),
+                Err(_) => retries.failed(
+                    uid,
+                    "final delete",
+                    &format!("{namespace}/{name}"),
+                    format!("no answer within {CALL_TIMEOUT:?}"),
+                ),
             }
         }
-        // Retries of failed calls come with the next reports (every reconcile, 200 ms).
-        if latest.changed().await.is_err() {
-            return;
+        // New reports come with every reconcile; retries wait for their time.
+        tokio::select! {
+            changed = latest.changed() => if changed.is_err() { return },
+            _ = retry_tick.tick() => {}
         }
     }
 }
