@@ -24,7 +24,7 @@
 # files are all in one directory, or with BIG_DIRS=D spread over D subdirectories (the
 # rewritten file stays at the top, so only that small directory is re-read).
 #
-# Environment: PODS, FILES, SCRAPES, PROBES, IDLE_SECONDS, BIG, BIG_DIRS, PODMAN=0|1, LAYERLET=PATH (use this
+# Environment: PODS, FILES, SCRAPES, PROBES, IDLE_SECONDS, BIG, BIG_DIRS, BIG_SETTLE, PODMAN=0|1, LAYERLET=PATH (use this
 # binary), NO_BUILD=1 (use target/release/layerlet as it is), BENCH_TMP=DIR, KEEP=1.
 # Needs: root, python3.
 
@@ -334,6 +334,9 @@ while time.time() < deadline:
         break
     time.sleep(1)
 PY
+    # BIG_SETTLE=S: wait S seconds more, so the creation's last events (and inotify queue
+    # overflows, which force full re-reads) are behind the measurement.
+    sleep "${BIG_SETTLE:-0}"
     echo "with one more container of $BIG files rewriting a file every second:"
     python3 "$HELPER" cpu "$AGENT_PID" "$IDLE_SECONDS" "$LL" "$SEALED"
     python3 "$HELPER" latency "$ADDR" "$SCRAPES"
