@@ -17,14 +17,17 @@
 mod common;
 mod support;
 
-use common::{busybox_node, container_status as cstatus, quoted, unique};
+use common::{
+    alive, busybox_node, condition, container_status as cstatus, process_of, ps_all, ps_rows_of,
+    quoted, unique,
+};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Agent, Node};
+use common::Agent;
 use serde_json::Value;
 use support::{Compression, ImageSpec, LayerBuilder};
 
@@ -86,15 +89,6 @@ fn write_atomic(dir: &Path, name: &str, content: &str) {
     let tmp = dir.join(format!(".{name}.swp"));
     std::fs::write(&tmp, content).unwrap();
     std::fs::rename(&tmp, dir.join(name)).unwrap();
-}
-
-fn condition(pod: &Value, kind: &str) -> String {
-    pod["status"]["conditions"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["type"] == kind))
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or("missing")
-        .to_string()
 }
 
 /// Waits until the pod is Running with every container running and Ready; returns it.
@@ -168,44 +162,6 @@ fn validation_errors(agent: &Agent) -> Vec<String> {
         .filter(|e| e["reason"] == "FailedValidation")
         .map(|e| e["message"].as_str().unwrap_or_default().to_string())
         .collect()
-}
-
-/// `ps -a --output json` rows.
-fn ps_all(node: &Node) -> Vec<Value> {
-    node.json(&["ps", "-a"])
-        .as_array()
-        .expect("ps prints an array")
-        .clone()
-}
-
-fn ps_rows_of(node: &Node, pod: &str) -> Vec<Value> {
-    ps_all(node)
-        .into_iter()
-        .filter(|r| r["pod"] == pod)
-        .collect()
-}
-
-/// PID and start time (in clock ticks since boot) of a running container, from `inspect`:
-/// the pair names one process, even if the PID is reused.
-fn process_of(node: &Node, name: &str) -> (i64, u64) {
-    let inspected = node.json(&["inspect", name]);
-    assert_eq!(inspected["State"]["Status"], "running", "{inspected}");
-    let pid = inspected["State"]["Pid"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("no State.Pid in {inspected}"));
-    let ticks = start_ticks(pid).unwrap_or_else(|| panic!("process {pid} of {name} is gone"));
-    (pid, ticks)
-}
-
-/// Field 22 of /proc/PID/stat.
-fn start_ticks(pid: i64) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_comm = &stat[stat.rfind(')')? + 2..];
-    after_comm.split(' ').nth(19)?.parse().ok()
-}
-
-fn alive(process: (i64, u64)) -> bool {
-    start_ticks(process.0) == Some(process.1)
 }
 
 /// Mount points under `dir` in /proc/self/mountinfo.

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{busybox_node, unique, Agent, Node};
+use common::{alive, busybox_node, condition, process_of, ps_all, ps_rows_of, unique, Agent, Node};
 use mock_kube::{merge_patch, MockKube, Request};
 use serde_json::{json, Value};
 
@@ -723,15 +723,6 @@ fn statuses(pod: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-fn condition(pod: &Value, kind: &str) -> String {
-    pod["status"]["conditions"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["type"] == kind))
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or("missing")
-        .to_string()
-}
-
 /// The container ID in a containerStatuses entry, without its `layerlet://` scheme.
 fn container_id(status: &Value) -> String {
     status["containerID"]
@@ -766,21 +757,6 @@ fn wait_api_running(agent: &Agent, mock: &MockKube, name: &str) -> Value {
     )
 }
 
-/// `ps -a --output json` rows.
-fn ps_all(node: &Node) -> Vec<Value> {
-    node.json(&["ps", "-a"])
-        .as_array()
-        .expect("ps prints an array")
-        .clone()
-}
-
-fn ps_rows_of(node: &Node, pod: &str) -> Vec<Value> {
-    ps_all(node)
-        .into_iter()
-        .filter(|r| r["pod"] == pod)
-        .collect()
-}
-
 /// Whether a `ps` row names the container `id` (ps may print a prefix).
 fn row_is(row: &Value, id: &str) -> bool {
     row["id"]
@@ -791,28 +767,6 @@ fn row_is(row: &Value, id: &str) -> bool {
 /// The agent's own `/api/v1/pods` entry of `name`.
 fn agent_pod(agent: &Agent, name: &str) -> Option<Value> {
     agent.pod(name)
-}
-
-/// PID and start time of a running container's process, from `inspect`.
-fn process_of(node: &Node, id: &str) -> (i64, u64) {
-    let inspected = node.json(&["inspect", id]);
-    assert_eq!(inspected["State"]["Status"], "running", "{inspected}");
-    let pid = inspected["State"]["Pid"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("no State.Pid in {inspected}"));
-    let ticks = start_ticks(pid).unwrap_or_else(|| panic!("process {pid} of {id} is gone"));
-    (pid, ticks)
-}
-
-/// Field 22 of /proc/PID/stat.
-fn start_ticks(pid: i64) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_comm = &stat[stat.rfind(')')? + 2..];
-    after_comm.split(' ').nth(19)?.parse().ok()
-}
-
-fn alive(process: (i64, u64)) -> bool {
-    start_ticks(process.0) == Some(process.1)
 }
 
 /// The pod's cgroups that exist under /sys/fs/cgroup (any hierarchy).
@@ -865,6 +819,34 @@ fn write_manifest(agent: &Agent, file: &str, content: &str) {
     let tmp = agent.manifests.join(format!(".{file}.swp"));
     std::fs::write(&tmp, content).unwrap();
     std::fs::rename(&tmp, agent.manifests.join(file)).unwrap();
+}
+
+/// Waits until the agent has tried to list pods from the API (down since request
+/// `down_at`) at least twice, then writes a manifest pod and waits until it runs: proof that
+/// the agent reconciles while the API is away. Returns that pod's status.
+fn witness_while_down(agent: &Agent, mock: &MockKube, down_at: u64) -> Value {
+    wait(
+        agent,
+        mock,
+        "the agent to try the API while it is down",
+        DEADLINE,
+        || {
+            (mock
+                .requests_after(down_at)
+                .iter()
+                .filter(|r| r.is_pod_list() && r.status == 503)
+                .count()
+                >= 2)
+                .then_some(())
+        },
+    );
+    let witness = unique("witness");
+    write_manifest(
+        agent,
+        &format!("{witness}.yaml"),
+        &sleeper_manifest(&witness),
+    );
+    wait_agent_running(agent, mock, &witness)
 }
 
 fn sleeper_manifest(name: &str) -> String {
@@ -1266,30 +1248,9 @@ fn an_agent_restarted_while_the_api_is_down_keeps_its_pods_and_resumes_patching_
     let down_at = mock.last_seq();
     agent.restart();
 
-    // The new agent tries the API and gets 503s ...
-    wait(
-        &agent,
-        &mock,
-        "the agent to try the API while it is down",
-        DEADLINE,
-        || {
-            (mock
-                .requests_after(down_at)
-                .iter()
-                .filter(|r| r.is_pod_list() && r.status == 503)
-                .count()
-                >= 2)
-                .then_some(())
-        },
-    );
-    // ... and has reconciled (a manifest pod written now runs) without touching the API pods.
-    let witness = unique("witness");
-    write_manifest(
-        &agent,
-        &format!("{witness}.yaml"),
-        &sleeper_manifest(&witness),
-    );
-    wait_agent_running(&agent, &mock, &witness);
+    // The new agent tries the API and gets 503s, and has reconciled (a manifest pod written
+    // now runs) without touching the API pods.
+    witness_while_down(&agent, &mock, down_at);
     for (name, id, process) in [
         (&keep, &keep_id, keep_process),
         (&crash, &crash_id, crash_process),
@@ -1725,22 +1686,7 @@ fn a_pod_deleted_from_the_api_while_the_agent_was_down_runs_until_the_first_list
     mock.set_down(true);
     let down_at = mock.last_seq();
     agent.restart();
-    wait(&agent, &mock, "the agent to try the API", DEADLINE, || {
-        (mock
-            .requests_after(down_at)
-            .iter()
-            .filter(|r| r.is_pod_list() && r.status == 503)
-            .count()
-            >= 2)
-            .then_some(())
-    });
-    let witness = unique("witness");
-    write_manifest(
-        &agent,
-        &format!("{witness}.yaml"),
-        &sleeper_manifest(&witness),
-    );
-    let witness_pod = wait_agent_running(&agent, &mock, &witness);
+    let witness_pod = witness_while_down(&agent, &mock, down_at);
     let witness_process = process_of(&node, &container_id(&statuses(&witness_pod)[0]));
     assert!(
         alive(gone_process),

@@ -9,7 +9,7 @@
 mod common;
 mod support;
 
-use common::{busybox_node, container_status as cstatus, quoted, unique};
+use common::{busybox_node, condition, container_status as cstatus, quoted, unique};
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -56,15 +56,6 @@ fn write_atomic(dir: &Path, name: &str, content: &str) {
     let tmp = dir.join(format!(".{name}.swp"));
     std::fs::write(&tmp, content).unwrap();
     std::fs::rename(&tmp, dir.join(name)).unwrap();
-}
-
-fn condition(pod: &Value, kind: &str) -> String {
-    pod["status"]["conditions"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["type"] == kind))
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or("missing")
-        .to_string()
 }
 
 /// `(reason, message)` of the events about pod `name`, oldest first.

@@ -306,6 +306,46 @@ async fn request_token(
     Ok((secret, renew))
 }
 
+/// Reads the objects named (`namespace/name`) and checks them as manifests' are. A missing
+/// one is left out; one that cannot be read keeps its last good version (`last`).
+async fn read_named<K, O>(
+    client: &Client,
+    keys: &BTreeSet<String>,
+    check: fn(K) -> Result<O, crate::pod::PodError>,
+    last: &BTreeMap<String, O>,
+) -> BTreeMap<String, O>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+    O: Clone,
+{
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let mut out = BTreeMap::new();
+    for key in keys {
+        let (ns, name) = key.split_once('/').unwrap_or(("default", key));
+        let api: Api<K> = Api::namespaced(client.clone(), ns);
+        match call(api.get_opt(name)).await {
+            Ok(Some(object)) => match check(object) {
+                Ok(object) => {
+                    out.insert(key.clone(), object);
+                }
+                Err(e) => tracing::warn!(object = %key, kind = %kind, error = %e, "object refused"),
+            },
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(object = %key, kind = %kind, error = %e, "reading the object failed; its last version stays");
+                if let Some(previous) = last.get(key) {
+                    out.insert(key.clone(), previous.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Reads the referenced objects at every pod change and every [`OBJECT_REFRESH`]. An object
 /// that is missing (or unreadable) is left out, so its pods wait in CreateContainerConfigError
 /// as kubelet's do; one that cannot be read keeps its last good version.
@@ -327,47 +367,21 @@ async fn read_objects(
                 .collect();
             (cms, secrets, wanted_tokens(&v), uids)
         };
-        let mut config_maps = BTreeMap::new();
-        let mut secrets = BTreeMap::new();
         let old = view.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for key in &want_cms {
-            let (ns, name) = key.split_once('/').unwrap_or(("default", key));
-            let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-            match api.get_opt(name).await {
-                Ok(Some(cm)) => match crate::pod::api::config_map(cm) {
-                    Ok(object) => {
-                        config_maps.insert(key.clone(), object);
-                    }
-                    Err(e) => tracing::warn!(config_map = %key, error = %e, "ConfigMap refused"),
-                },
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(config_map = %key, error = %e, "reading ConfigMap failed");
-                    if let Some(last) = old.config_maps.get(key) {
-                        config_maps.insert(key.clone(), last.clone());
-                    }
-                }
-            }
-        }
-        for key in &want_secrets {
-            let (ns, name) = key.split_once('/').unwrap_or(("default", key));
-            let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-            match api.get_opt(name).await {
-                Ok(Some(secret)) => match crate::pod::api::secret(secret) {
-                    Ok(object) => {
-                        secrets.insert(key.clone(), object);
-                    }
-                    Err(e) => tracing::warn!(secret = %key, error = %e, "Secret refused"),
-                },
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(secret = %key, error = %e, "reading Secret failed");
-                    if let Some(last) = old.secrets.get(key) {
-                        secrets.insert(key.clone(), last.clone());
-                    }
-                }
-            }
-        }
+        let config_maps = read_named::<ConfigMap, _>(
+            &client,
+            &want_cms,
+            crate::pod::api::config_map,
+            &old.config_maps,
+        )
+        .await;
+        let mut secrets = read_named::<Secret, _>(
+            &client,
+            &want_secrets,
+            crate::pod::api::secret,
+            &old.secrets,
+        )
+        .await;
         tokens.retain(|want, _| want_tokens.contains(want));
         let now = tokio::time::Instant::now();
         for want in &want_tokens {

@@ -498,3 +498,52 @@ impl Agent<'_> {
             .find(|p| p["metadata"]["name"] == name)
     }
 }
+
+/// The pid of a running container's init and its start time, from `inspect`.
+pub fn process_of(node: &Node, target: &str) -> (i64, u64) {
+    let inspected = node.json(&["inspect", target]);
+    assert_eq!(inspected["State"]["Status"], "running", "{inspected}");
+    let pid = inspected["State"]["Pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no State.Pid in {inspected}"));
+    let ticks = start_ticks(pid).unwrap_or_else(|| panic!("process {pid} of {target} is gone"));
+    (pid, ticks)
+}
+
+/// Field 22 of /proc/PID/stat.
+pub fn start_ticks(pid: i64) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    after_comm.split(' ').nth(19)?.parse().ok()
+}
+
+/// Whether the process of [`process_of`] still runs (the same start time: not a reused pid).
+pub fn alive(process: (i64, u64)) -> bool {
+    start_ticks(process.0) == Some(process.1)
+}
+
+/// `ps -a --output json` rows.
+pub fn ps_all(node: &Node) -> Vec<serde_json::Value> {
+    node.json(&["ps", "-a"])
+        .as_array()
+        .expect("ps prints an array")
+        .clone()
+}
+
+/// The `ps -a` rows of one pod.
+pub fn ps_rows_of(node: &Node, pod: &str) -> Vec<serde_json::Value> {
+    ps_all(node)
+        .into_iter()
+        .filter(|r| r["pod"] == pod)
+        .collect()
+}
+
+/// The status ("True", "False") of a pod condition in a PodList item, or "missing".
+pub fn condition(pod: &serde_json::Value, kind: &str) -> String {
+    pod["status"]["conditions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["type"] == kind))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("missing")
+        .to_string()
+}
