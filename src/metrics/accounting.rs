@@ -24,7 +24,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
 use super::eviction::{self, ContainerStorage, Eviction};
 use super::sharing::{sharing, ContainerUse, Sharing};
-use super::tree::LayerTree;
+use super::tree::{DirNews, EntryChange, LayerTree};
 use super::walk::{files_bytes, walk, LayerUsage, Walked};
 use super::MetricsError;
 use crate::image::db::Db;
@@ -195,10 +195,10 @@ impl Watches {
         }
     }
 
-    /// The directories with news since the last call, by container; None when the queue
+    /// The news since the last call, by container and directory; None when the queue
     /// overflowed (all are suspect).
-    fn drain(&self) -> Option<HashMap<String, HashSet<PathBuf>>> {
-        let mut dirty: HashMap<String, HashSet<PathBuf>> = HashMap::new();
+    fn drain(&self) -> Option<HashMap<String, HashMap<PathBuf, DirNews>>> {
+        let mut dirty: HashMap<String, HashMap<PathBuf, DirNews>> = HashMap::new();
         let Some(inotify) = &self.inotify else {
             return Some(dirty);
         };
@@ -214,15 +214,42 @@ impl Watches {
                 }
                 if event.mask.contains(AddWatchFlags::IN_IGNORED) {
                     if let Some((id, dir)) = owners.remove(&event.wd) {
-                        dirty.entry(id).or_default().insert(dir);
+                        dirty.entry(id).or_default().entry(dir).or_default().whole = true;
                     }
                     continue;
                 }
                 if let Some((id, dir)) = owners.get(&event.wd) {
-                    dirty.entry(id.clone()).or_default().insert(dir.clone());
+                    let news = dirty
+                        .entry(id.clone())
+                        .or_default()
+                        .entry(dir.clone())
+                        .or_default();
+                    match (entry_change(event.mask), event.name) {
+                        (Some(change), Some(name)) => news.entries.push((name, change)),
+                        _ => news.whole = true,
+                    }
                 }
             }
         }
+    }
+}
+
+/// What an event says of a non-directory entry; None for a directory's own events and for
+/// subdirectories (their directory is read again).
+fn entry_change(mask: AddWatchFlags) -> Option<EntryChange> {
+    if mask.contains(AddWatchFlags::IN_ISDIR) {
+        return None;
+    }
+    if mask.contains(AddWatchFlags::IN_CREATE) {
+        Some(EntryChange::Created)
+    } else if mask.intersects(AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM) {
+        Some(EntryChange::Removed)
+    } else if mask.contains(AddWatchFlags::IN_MOVED_TO) {
+        Some(EntryChange::MovedIn)
+    } else if mask.intersects(AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_ATTRIB) {
+        Some(EntryChange::Changed)
+    } else {
+        None
     }
 }
 
@@ -233,7 +260,7 @@ struct Job {
     upper: PathBuf,
     volumes: Vec<String>,
     tree: Option<LayerTree>,
-    changed: Vec<PathBuf>,
+    changed: Vec<(PathBuf, DirNews)>,
 }
 
 struct JobResult {
@@ -259,10 +286,12 @@ struct Tracked {
     dirty: bool,
     /// Per-directory figures; None before the first read and while the worker has it.
     tree: Option<LayerTree>,
-    /// Directories (relative to the upperdir) with news since the last update.
-    changed: HashSet<PathBuf>,
+    /// News since the last update, by directory (relative to the upperdir).
+    changed: HashMap<PathBuf, DirNews>,
     /// The next update must be a full read (never read, overflow, safety net, a failure).
     needs_full: bool,
+    /// Why, for the debug log.
+    full_reason: &'static str,
     big: bool,
     /// Seconds the last walk on the big-walk worker took.
     big_walk_seconds: f64,
@@ -340,7 +369,7 @@ fn big_walks(
         let mut watched = true;
         let mut on_dir = |dir: &Path| watched &= watches.add(&job.id, dir);
         let (tree, full) = match job.tree {
-            Some(mut tree) => match tree.update(job.changed, &mut on_dir) {
+            Some(mut tree) => match tree.apply(job.changed, &mut on_dir) {
                 Ok(()) => (Some(tree), false),
                 Err(_) => (None, false),
             },
@@ -550,8 +579,9 @@ impl State {
                     walked: None,
                     dirty: true,
                     tree: None,
-                    changed: HashSet::new(),
+                    changed: HashMap::new(),
                     needs_full: true,
+                    full_reason: "first read",
                     big: false,
                     big_walk_seconds: 0.0,
                     in_flight: false,
@@ -595,11 +625,14 @@ impl State {
                 for (id, dirs) in dirty {
                     if let Some(t) = self.tracked.get_mut(&id) {
                         t.dirty = true;
-                        t.changed.extend(
-                            dirs.iter()
-                                .filter_map(|d| d.strip_prefix(&t.upper).ok())
-                                .map(Path::to_path_buf),
-                        );
+                        for (dir, news) in dirs {
+                            let Ok(rel) = dir.strip_prefix(&t.upper) else {
+                                continue;
+                            };
+                            let known = t.changed.entry(rel.to_path_buf()).or_default();
+                            known.whole |= news.whole;
+                            known.entries.extend(news.entries);
+                        }
                     }
                 }
             }
@@ -607,6 +640,7 @@ impl State {
                 for t in self.tracked.values_mut() {
                     t.dirty = true;
                     t.needs_full = true;
+                    t.full_reason = "inotify queue overflow";
                 }
             }
         }
@@ -640,6 +674,7 @@ impl State {
                     }
                     None => {
                         t.needs_full = true;
+                        t.full_reason = "worker update failed";
                         t.walked = Some(Instant::now());
                     }
                 }
@@ -654,6 +689,7 @@ impl State {
             if t.walked.is_none_or(|w| w.elapsed() >= period) {
                 t.dirty = true;
                 t.needs_full = true;
+                t.full_reason = "safety net";
             }
         }
         changed
@@ -686,14 +722,17 @@ impl State {
             let mut watched = true;
             let watches = &self.watches;
             let mut on_dir = |dir: &Path| watched &= watches.add(id, dir);
-            let changed_dirs: Vec<PathBuf> = t.changed.drain().collect();
+            let changed_dirs: Vec<(PathBuf, DirNews)> = t.changed.drain().collect();
+            if t.needs_full || t.tree.is_none() {
+                tracing::debug!(container = %id, reason = t.full_reason, big = t.big, watched = t.watched, "full read of a writable layer");
+            }
             if !t.big {
                 // Only the directories that changed, when the tree is trusted; else a full
                 // read, abandoned past the budget (the worker takes it).
                 let outcome = match (t.tree.as_mut(), t.needs_full) {
-                    (Some(tree), false) => tree
-                        .update(changed_dirs.clone(), &mut on_dir)
-                        .map(|()| true),
+                    (Some(tree), false) => {
+                        tree.apply(changed_dirs.clone(), &mut on_dir).map(|()| true)
+                    }
                     _ => LayerTree::read(
                         &t.upper,
                         &t.figures.unmounted_volumes,
@@ -731,6 +770,7 @@ impl State {
                     Err(e) => {
                         tracing::debug!(container = %id, error = %e, "walk of a writable layer failed");
                         t.needs_full = true;
+                        t.full_reason = "walk failed";
                         t.walked = Some(Instant::now());
                         continue;
                     }
@@ -748,6 +788,7 @@ impl State {
                 Err(mpsc::SendError(job)) => {
                     t.tree = job.tree;
                     t.needs_full = true;
+                    t.full_reason = "worker gone";
                 }
             }
         }

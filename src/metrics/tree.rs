@@ -7,7 +7,7 @@
 //! links are kept apart and counted once per layer, as `du` does. The totals are the sums
 //! over all directories, and equal what [`super::walk::walk`] counts (tests check it).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -17,6 +17,50 @@ use super::walk::LayerUsage;
 
 /// (device, inode) of a file with several links.
 type Inode = (u64, u64);
+
+/// A directory with at least this many entries is updated entry by entry when inotify
+/// names the entries that changed, instead of being read again whole.
+pub const LARGE_DIR: u64 = 2048;
+/// Entries of one large directory whose figures are remembered; past it they are forgotten.
+const HOT_ENTRIES: usize = 4096;
+
+/// What inotify said of one entry of a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryChange {
+    /// Written, truncated, or its attributes changed (IN_MODIFY, IN_ATTRIB).
+    Changed,
+    /// A new name (IN_CREATE).
+    Created,
+    /// A name that went (IN_DELETE, IN_MOVED_FROM).
+    Removed,
+    /// A name moved in, maybe over an existing one (IN_MOVED_TO).
+    MovedIn,
+}
+
+/// What changed in one directory since the last update.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirNews {
+    /// Read it again whole (a subdirectory came or went, the directory itself changed).
+    pub whole: bool,
+    /// Named non-directory entries, in the order the changes happened.
+    pub entries: Vec<(OsString, EntryChange)>,
+}
+
+impl DirNews {
+    pub fn whole() -> DirNews {
+        DirNews {
+            whole: true,
+            entries: Vec::new(),
+        }
+    }
+}
+
+/// The figures of one single-link file or whiteout, for entry-by-entry updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EntryFigures {
+    bytes: u64,
+    whiteout: bool,
+}
 
 #[derive(Debug, Default, Clone)]
 struct DirSums {
@@ -34,6 +78,10 @@ struct DirSums {
     /// The volume its own size adds to: its parent's (a volume's own directory is not
     /// below itself).
     own_volume: Option<usize>,
+    /// Entries, subdirectories included.
+    entries: u64,
+    /// In a large directory: the figures of the entries that changed lately.
+    hot: HashMap<OsString, EntryFigures>,
 }
 
 /// The per-directory figures of one layer.
@@ -91,53 +139,185 @@ impl LayerTree {
         self.dirs.len()
     }
 
-    /// Reads again the directories named (relative to the root): their entries, and the
-    /// whole of any subdirectory that appeared; subdirectories that went are forgotten
-    /// with everything below them. A named directory that is gone is forgotten too.
+    /// Reads again the directories named (relative to the root) whole: see [`Self::apply`].
     pub fn update(
         &mut self,
         changed: impl IntoIterator<Item = PathBuf>,
         on_dir: &mut dyn FnMut(&Path),
     ) -> std::io::Result<()> {
+        self.apply(changed.into_iter().map(|d| (d, DirNews::whole())), on_dir)
+    }
+
+    /// Brings the figures up to date with what changed: a small directory, or one with news
+    /// of more than its files, is read again with the whole of any subdirectory that appeared
+    /// (subdirectories that went are forgotten with everything below them; a directory that
+    /// is gone is forgotten). In a large directory ([`LARGE_DIR`]) only the entries named are
+    /// looked at, once each has been seen in a read.
+    pub fn apply(
+        &mut self,
+        news: impl IntoIterator<Item = (PathBuf, DirNews)>,
+        on_dir: &mut dyn FnMut(&Path),
+    ) -> std::io::Result<()> {
         // Parents first, so a subtree read for a new directory is not read twice.
-        let mut changed: Vec<PathBuf> = changed.into_iter().collect();
-        changed.sort_by_key(|p| p.components().count());
-        changed.dedup();
-        for rel in changed {
-            let Some(old) = self.dirs.get(&rel).cloned() else {
-                continue; // not known (already forgotten, or read with a new parent)
-            };
-            let full = self.root.join(&rel);
-            match fs::symlink_metadata(&full) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    self.forget_subtree(&rel);
-                    continue;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    self.forget_subtree(&rel);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            }
-            self.unlink_all(&old.linked);
-            let Some(fresh) = self.read_dir(&rel, old.own_volume, old.volume)? else {
-                self.forget_subtree(&rel);
+        let mut news: Vec<(PathBuf, DirNews)> = news.into_iter().collect();
+        news.sort_by_key(|(p, _)| p.components().count());
+        let mut merged: BTreeMap<PathBuf, DirNews> = BTreeMap::new();
+        let mut order = Vec::new();
+        for (dir, n) in news {
+            let entry = merged.entry(dir.clone()).or_insert_with(|| {
+                order.push(dir);
+                DirNews::default()
+            });
+            entry.whole |= n.whole;
+            entry.entries.extend(n.entries);
+        }
+        for rel in order {
+            let Some(n) = merged.remove(&rel) else {
                 continue;
             };
-            for gone in old.subdirs.difference(&fresh.subdirs) {
-                self.forget_subtree(&rel.join(gone));
+            let large = self.dirs.get(&rel).is_some_and(|d| d.entries >= LARGE_DIR);
+            if large && !n.whole && !n.entries.is_empty() {
+                let mut transient = BTreeSet::new();
+                if n.entries
+                    .iter()
+                    .all(|(name, change)| self.apply_entry(&rel, name, *change, &mut transient))
+                {
+                    continue;
+                }
+                // An entry the figures cannot follow: read the directory, and remember the
+                // entries named so that their next changes are followed one by one.
+                self.rescan(&rel, on_dir)?;
+                self.remember(&rel, n.entries.iter().map(|(name, _)| name));
+                continue;
             }
-            let added: Vec<OsString> = fresh.subdirs.difference(&old.subdirs).cloned().collect();
-            let volume = fresh.volume;
-            self.link_all(&fresh.linked);
-            self.dirs.insert(rel.clone(), fresh);
-            for name in added {
-                let child = rel.join(&name);
-                let child_volume = volume.or_else(|| self.volume_at(&child));
-                on_dir(&self.root.join(&child));
-                self.add_subtree_at(child, volume, child_volume, on_dir)?;
+            self.rescan(&rel, on_dir)?;
+            if large {
+                self.remember(&rel, n.entries.iter().map(|(name, _)| name));
             }
+        }
+        Ok(())
+    }
+
+    /// One entry's change in a large directory, when its figures are known; false when the
+    /// directory must be read instead. `transient`: names created in this batch that were
+    /// gone again when looked at (a temporary file renamed away): their removal is nothing.
+    fn apply_entry(
+        &mut self,
+        rel: &Path,
+        name: &OsString,
+        change: EntryChange,
+        transient: &mut BTreeSet<OsString>,
+    ) -> bool {
+        let now = match self.entry_figures(&rel.join(name)) {
+            Ok(now) => now,
+            Err(()) => return false,
+        };
+        let Some(dir) = self.dirs.get_mut(rel) else {
+            return false;
+        };
+        let known = dir.hot.get(name).copied();
+        let before = match (change, known) {
+            // A name that is new has no figures before.
+            (EntryChange::Created, None) => {
+                if now.is_none() {
+                    transient.insert(name.clone());
+                }
+                None
+            }
+            (EntryChange::Removed, None) if now.is_none() && transient.contains(name) => None,
+            (_, Some(k)) => Some(k),
+            // Unknown: what it replaced or what it was cannot be told.
+            (_, None) => return false,
+        };
+        if let Some(b) = before {
+            dir.bytes -= b.bytes;
+            dir.inodes -= 1;
+            dir.whiteouts -= u64::from(b.whiteout);
+            dir.entries -= 1;
+            dir.hot.remove(name);
+        }
+        if let Some(n) = now {
+            dir.bytes += n.bytes;
+            dir.inodes += 1;
+            dir.whiteouts += u64::from(n.whiteout);
+            dir.entries += 1;
+            if dir.hot.len() >= HOT_ENTRIES {
+                dir.hot.clear();
+            }
+            dir.hot.insert(name.clone(), n);
+        }
+        true
+    }
+
+    /// The figures of one entry as it is now: None when it is gone; Err when it is not a
+    /// single-link file or whiteout (a directory, a hard link) or cannot be read.
+    fn entry_figures(&self, rel: &Path) -> Result<Option<EntryFigures>, ()> {
+        match fs::symlink_metadata(self.root.join(rel)) {
+            Ok(m) if m.is_dir() || m.nlink() > 1 => Err(()),
+            Ok(m) => Ok(Some(EntryFigures {
+                bytes: m.size(),
+                whiteout: m.file_type().is_char_device() && m.rdev() == 0,
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(_) => Err(()),
+        }
+    }
+
+    /// Takes note of the named entries' figures as they are now (after a read).
+    fn remember<'a>(&mut self, rel: &Path, names: impl Iterator<Item = &'a OsString>) {
+        let figures: Vec<(OsString, EntryFigures)> = names
+            .filter_map(|n| match self.entry_figures(&rel.join(n)) {
+                Ok(Some(f)) => Some((n.clone(), f)),
+                _ => None,
+            })
+            .collect();
+        if let Some(dir) = self.dirs.get_mut(rel) {
+            for (name, f) in figures {
+                if dir.hot.len() >= HOT_ENTRIES {
+                    dir.hot.clear();
+                }
+                dir.hot.insert(name, f);
+            }
+        }
+    }
+
+    /// Reads one known directory again (see [`Self::apply`]).
+    fn rescan(&mut self, rel: &Path, on_dir: &mut dyn FnMut(&Path)) -> std::io::Result<()> {
+        let Some(old) = self.dirs.get(rel).cloned() else {
+            return Ok(()); // not known (already forgotten, or read with a new parent)
+        };
+        let full = self.root.join(rel);
+        match fs::symlink_metadata(&full) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                self.forget_subtree(rel);
+                return Ok(());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.forget_subtree(rel);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        self.unlink_all(&old.linked);
+        let Some(fresh) = self.read_dir(rel, old.own_volume, old.volume)? else {
+            self.forget_subtree(rel);
+            return Ok(());
+        };
+        for gone in old.subdirs.difference(&fresh.subdirs) {
+            self.forget_subtree(&rel.join(gone));
+        }
+        let added: Vec<OsString> = fresh.subdirs.difference(&old.subdirs).cloned().collect();
+        let volume = fresh.volume;
+        self.link_all(&fresh.linked);
+        self.dirs.insert(rel.to_path_buf(), fresh);
+        // The entries followed one by one stay followed.
+        self.remember(rel, old.hot.keys());
+        for name in added {
+            let child = rel.join(&name);
+            let child_volume = volume.or_else(|| self.volume_at(&child));
+            on_dir(&self.root.join(&child));
+            self.add_subtree_at(child, volume, child_volume, on_dir)?;
         }
         Ok(())
     }
@@ -251,6 +431,7 @@ impl LayerTree {
                 Err(e) => return Err(e),
             };
             self.visited += 1;
+            sums.entries += 1;
             if self.over_budget() {
                 break; // the read is abandoned: its caller sees the budget spent
             }
@@ -455,5 +636,76 @@ mod tests {
         tree.update([PathBuf::from("a"), PathBuf::new()], &mut |_| {})
             .unwrap();
         assert_eq!(tree.usage(), LayerUsage::default());
+    }
+
+    /// A directory of 3000 files: once an entry has been seen in a read, its next changes
+    /// cost a stat, not a read of the directory; the figures always match a full walk.
+    #[test]
+    fn in_a_large_directory_named_entries_are_followed_one_by_one() {
+        use EntryChange::*;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("upper");
+        let big = root.join("big");
+        fs::create_dir_all(&big).unwrap();
+        for i in 0..3000 {
+            fs::write(big.join(format!("f{i}")), b"x").unwrap();
+        }
+        let mut tree = LayerTree::read(&root, &[], None, &mut |_| {})
+            .unwrap()
+            .unwrap();
+        tree.take_visited();
+        let news = |entries: &[(&str, EntryChange)]| {
+            vec![(
+                PathBuf::from("big"),
+                DirNews {
+                    whole: false,
+                    entries: entries
+                        .iter()
+                        .map(|(n, c)| (OsString::from(n), *c))
+                        .collect(),
+                },
+            )]
+        };
+        let mut step = |what: &str, entries: &[(&str, EntryChange)], reads_dir: bool| {
+            tree.apply(news(entries), &mut |_| {}).unwrap();
+            assert_eq!(tree.usage(), walked(&root, &[]), "after: {what}");
+            let visited = tree.take_visited();
+            assert_eq!(visited >= 3000, reads_dir, "{what}: {visited} entries read");
+        };
+
+        fs::write(big.join("log"), b"one").unwrap();
+        step("a new file", &[("log", Created)], false);
+        fs::write(big.join("log"), b"one two three").unwrap();
+        step("the new file grows", &[("log", Changed)], false);
+        fs::write(big.join("f7"), b"longer than before").unwrap();
+        step(
+            "an old file never seen in a read changes",
+            &[("f7", Changed)],
+            true,
+        );
+        fs::write(big.join("f7"), b"short").unwrap();
+        step("then again", &[("f7", Changed)], false);
+        fs::remove_file(big.join("log")).unwrap();
+        step("a followed file goes", &[("log", Removed)], false);
+        fs::remove_file(big.join("f9")).unwrap();
+        whiteout(&big.join("f9"));
+        step(
+            "a file becomes a whiteout",
+            &[("f9", Removed), ("f9", Created)],
+            true,
+        );
+        fs::write(big.join("tmp"), b"replacement").unwrap();
+        fs::rename(big.join("tmp"), big.join("f7")).unwrap();
+        step(
+            "a rename over a followed file",
+            &[("tmp", Created), ("tmp", Removed), ("f7", MovedIn)],
+            false,
+        );
+        fs::hard_link(big.join("f7"), big.join("f7-link")).unwrap();
+        step(
+            "a hard link",
+            &[("f7-link", Created), ("f7", Changed)],
+            true,
+        );
     }
 }
