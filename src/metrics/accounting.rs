@@ -295,6 +295,8 @@ struct Tracked {
     big: bool,
     /// Seconds the last walk on the big-walk worker took.
     big_walk_seconds: f64,
+    /// When the worker last finished with it (the throttle's start).
+    worked: Option<Instant>,
     in_flight: bool,
     watched: bool,
 }
@@ -584,6 +586,7 @@ impl State {
                     full_reason: "first read",
                     big: false,
                     big_walk_seconds: 0.0,
+                    worked: None,
                     in_flight: false,
                     watched: true,
                 },
@@ -652,6 +655,7 @@ impl State {
             if let Some(t) = self.tracked.get_mut(&r.id) {
                 t.in_flight = false;
                 t.big_walk_seconds = r.seconds;
+                t.worked = Some(Instant::now());
                 if r.full {
                     t.watched = r.watched;
                     t.walked = Some(Instant::now());
@@ -706,8 +710,8 @@ impl State {
             // A big layer that keeps changing is walked at most half of the time: its
             // figure then lags by about three walks, and the worker does not spin.
             if t.big
-                && t.walked.is_some_and(|w| {
-                    w.elapsed().as_secs_f64() < (2.0 * t.big_walk_seconds).max(1.0)
+                && t.worked.is_some_and(|w| {
+                    w.elapsed().as_secs_f64() < 2.0 * t.big_walk_seconds
                 })
             {
                 continue;
