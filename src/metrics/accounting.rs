@@ -710,9 +710,8 @@ impl State {
             // A big layer that keeps changing is walked at most half of the time: its
             // figure then lags by about three walks, and the worker does not spin.
             if t.big
-                && t.worked.is_some_and(|w| {
-                    w.elapsed().as_secs_f64() < 2.0 * t.big_walk_seconds
-                })
+                && t.worked
+                    .is_some_and(|w| w.elapsed().as_secs_f64() < 2.0 * t.big_walk_seconds)
             {
                 continue;
             }
