@@ -2139,3 +2139,70 @@ fn a_pod_the_api_has_as_finished_is_not_run_again_and_a_recreated_name_never_sho
     );
     assert!(mock.status_patches(NS, &done).is_empty());
 }
+
+#[test]
+fn bad_kube_arguments_are_refused_with_the_flag_or_file_named() {
+    let node = busybox_node();
+    let dir = node.dir.path();
+    let refused = |args: &[&str]| {
+        let out = node.run(args);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let listen = ["--listen", "127.0.0.1:0"];
+    let err = refused(&[&["agent", "--register-node"][..], &listen[..]].concat());
+    assert!(
+        err.contains("--register-node needs an API server: pass --kubeconfig PATH or --in-cluster"),
+        "{err}"
+    );
+
+    let missing = dir.join("no-such-kubeconfig");
+    let err = refused(
+        &[
+            &["agent", "--kubeconfig", missing.to_str().unwrap()][..],
+            &listen[..],
+        ]
+        .concat(),
+    );
+    assert!(
+        err.contains(&format!("kubeconfig {}", missing.display())),
+        "{err}"
+    );
+    assert!(err.contains("pass a readable kubeconfig"), "{err}");
+
+    let garbled = dir.join("garbled-kubeconfig");
+    std::fs::write(&garbled, "clusters: [this is not: a kubeconfig").unwrap();
+    let err = refused(
+        &[
+            &["agent", "--kubeconfig", garbled.to_str().unwrap()][..],
+            &listen[..],
+        ]
+        .concat(),
+    );
+    assert!(
+        err.contains(&format!("kubeconfig {}", garbled.display())),
+        "{err}"
+    );
+
+    let mock = MockKube::start();
+    let kubeconfig = mock.kubeconfig(dir);
+    let err = refused(
+        &[
+            &[
+                "agent",
+                "--kubeconfig",
+                kubeconfig.to_str().unwrap(),
+                "--node-name",
+                "Not_A_Node",
+            ][..],
+            &listen[..],
+        ]
+        .concat(),
+    );
+    assert!(
+        err.contains("--node-name \"Not_A_Node\": invalid name"),
+        "{err}"
+    );
+    // Nothing was asked of the API server by an agent that did not start.
+    assert!(mock.requests().is_empty(), "{}", mock.summary(10));
+}
