@@ -24,6 +24,8 @@ pub struct ApiLink {
     admitted: Mutex<BTreeMap<String, PodSpec>>,
     /// Uids of the API pods whose ConfigMaps, Secrets and tokens have been read once.
     objects_read: Mutex<BTreeSet<String>>,
+    /// The view generation of the last merge.
+    merged: std::sync::atomic::AtomicU64,
     reports: watch::Sender<Reports>,
 }
 
@@ -64,14 +66,22 @@ impl ApiLink {
             duties,
             admitted: Mutex::new(BTreeMap::new()),
             objects_read: Mutex::new(BTreeSet::new()),
+            merged: std::sync::atomic::AtomicU64::new(u64::MAX),
             reports,
         })
     }
 
     /// The files' desired state with the API server's pods and objects merged in.
+    /// Whether the API server's side changed since the last merge.
+    pub fn moved(&self) -> bool {
+        self.source.generation() != self.merged.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     pub fn merge(&self, files: &Desired) -> Desired {
         // One snapshot for the pods, the objects and `synced`, which keep_unseen uses.
         let view = self.source.view();
+        self.merged
+            .store(view.generation, std::sync::atomic::Ordering::Release);
         let mut admitted = self.admitted.lock().unwrap_or_else(|p| p.into_inner());
         let (desired, duties) = merge(files, &view, &admitted);
         *admitted = duties

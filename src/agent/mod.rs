@@ -748,7 +748,7 @@ pub async fn run(
             files = manifests.update(scan(&cfg.manifests, &cfg.limits));
         }
         // The API server's pods and objects change without a rescan.
-        if rescan_now || ctx.api.is_some() {
+        if rescan_now || ctx.api.as_ref().is_some_and(|a| a.moved()) {
             desired = with_api(&ctx, &files);
             report_scan(&shared, &desired, &mut seen_errors);
             if ctx.config.update(&desired) {

@@ -24,6 +24,8 @@ pub struct ApiView {
     pub secrets: BTreeMap<String, SecretObject>,
     /// Uids of the pods whose referenced objects and tokens have been read at least once.
     pub objects_read: std::collections::BTreeSet<String>,
+    /// Moves at every change, so the agent merges again only when something changed.
+    pub generation: u64,
 }
 
 /// A pod of the API server that this node does not run, and why.

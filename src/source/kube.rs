@@ -90,6 +90,14 @@ impl KubeSource {
         self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The view's generation (see [`ApiView::generation`]), without copying it.
+    pub fn generation(&self) -> u64 {
+        self.view
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .generation
+    }
+
     pub fn client(&self) -> Client {
         self.client.clone()
     }
@@ -170,6 +178,7 @@ async fn watch_pods(
                 }
             }
         }
+        view.generation += 1;
         drop(view);
         pods_changed.notify_one();
         let _ = wake.try_send(());
@@ -408,6 +417,9 @@ async fn read_objects(
             v.config_maps = config_maps;
             v.secrets = secrets;
             v.objects_read = pods_seen;
+            if changed {
+                v.generation += 1;
+            }
             changed
         };
         if changed {
