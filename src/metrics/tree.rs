@@ -126,21 +126,20 @@ impl LayerTree {
         Ok(Some(tree))
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Entries read since the last call: what the last updates cost.
-    pub fn take_visited(&mut self) -> u64 {
+    #[cfg(test)]
+    fn take_visited(&mut self) -> u64 {
         std::mem::take(&mut self.visited)
     }
 
-    pub fn dir_count(&self) -> usize {
+    #[cfg(test)]
+    fn dir_count(&self) -> usize {
         self.dirs.len()
     }
 
     /// Reads again the directories named (relative to the root) whole: see [`Self::apply`].
-    pub fn update(
+    #[cfg(test)]
+    fn update(
         &mut self,
         changed: impl IntoIterator<Item = PathBuf>,
         on_dir: &mut dyn FnMut(&Path),
