@@ -1388,6 +1388,30 @@ fn a_pod_that_fails_validation_gets_a_failed_status_naming_the_field_and_other_p
         deletes_of(&mock, &bad).is_empty(),
         "a Failed pod is not deleted by the node"
     );
+    // `kubectl describe` shows why: one Warning event on the pod.
+    let told = wait(
+        &agent,
+        &mock,
+        "a FailedValidation event for the pod",
+        DEADLINE,
+        || {
+            events_about(&mock, &bad)
+                .into_iter()
+                .find(|e| e["reason"] == "FailedValidation")
+        },
+    );
+    assert_eq!(told["type"], "Warning");
+    assert!(
+        told["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.volumes[0]"),
+        "{told}"
+    );
+    assert_eq!(
+        told["involvedObject"]["uid"],
+        mock.pod(NS, &bad).unwrap()["metadata"]["uid"]
+    );
 }
 
 #[test]

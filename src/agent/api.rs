@@ -26,6 +26,10 @@ pub struct ApiLink {
     objects_read: Mutex<BTreeSet<String>>,
     /// The view generation of the last merge.
     merged: std::sync::atomic::AtomicU64,
+    /// Events straight to the API server (refusals, which no agent event names).
+    to_post: mpsc::Sender<ApiEvent>,
+    /// Refusals already told, by (uid, message).
+    refusals_told: Mutex<BTreeSet<(String, String)>>,
     reports: watch::Sender<Reports>,
 }
 
@@ -54,7 +58,7 @@ impl ApiLink {
             events,
             duties.clone(),
             node.node_name.clone(),
-            to_post,
+            to_post.clone(),
         ));
         tokio::spawn(post_events(
             source.client(),
@@ -67,6 +71,8 @@ impl ApiLink {
             admitted: Mutex::new(BTreeMap::new()),
             objects_read: Mutex::new(BTreeSet::new()),
             merged: std::sync::atomic::AtomicU64::new(u64::MAX),
+            to_post,
+            refusals_told: Mutex::new(BTreeSet::new()),
             reports,
         })
     }
@@ -89,9 +95,39 @@ impl ApiLink {
             .keys()
             .filter_map(|k| desired.pods.get(k).map(|p| (k.clone(), p.clone())))
             .collect();
+        self.tell_refusals(&duties);
         *self.duties.lock().unwrap_or_else(|p| p.into_inner()) = duties;
         *self.objects_read.lock().unwrap_or_else(|p| p.into_inner()) = view.objects_read;
         desired
+    }
+
+    /// A Warning event on each pod newly refused (its status says Failed too), as kubelet
+    /// reports a pod it does not admit.
+    fn tell_refusals(&self, duties: &ApiDuties) {
+        let mut told = self.refusals_told.lock().unwrap_or_else(|p| p.into_inner());
+        let now: BTreeSet<(String, String)> = duties
+            .refused
+            .values()
+            .map(|r| (r.uid.clone(), r.message.clone()))
+            .collect();
+        for r in duties.refused.values() {
+            if told.contains(&(r.uid.clone(), r.message.clone())) {
+                continue;
+            }
+            let _ = self.to_post.try_send(ApiEvent {
+                involved: Involved::Pod {
+                    namespace: r.namespace.clone(),
+                    name: r.name.clone(),
+                    uid: r.uid.clone(),
+                    field_path: None,
+                },
+                kind: "Warning".into(),
+                reason: "FailedValidation".into(),
+                message: r.message.clone(),
+                time: crate::runtime::logs::format_rfc3339_nano(std::time::SystemTime::now()),
+            });
+        }
+        *told = now;
     }
 
     /// Before the first full list, pods that came from the API stay as recorded.

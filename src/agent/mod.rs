@@ -650,6 +650,15 @@ pub async fn run(
         }
         Err(e) => return Err(e.into()),
     };
+    // A bad kubeconfig is refused before anything on the node is touched.
+    let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
+    let node = crate::runtime::node::node_info(&rt.node_name, &rt.root);
+    let api = match &cfg.kube {
+        Some(access) => Some(
+            api::ApiLink::start(access, &node, cfg.register_node, &shared, wake_tx.clone()).await?,
+        ),
+        None => None,
+    };
     {
         let (rt2, store2) = (rt.clone(), store.clone());
         let report = tokio::task::spawn_blocking(move || clean_orphans(&rt2, &store2, 30))
@@ -682,15 +691,7 @@ pub async fn run(
     )
     .map_err(|e| tracing::warn!(error = %e, "no CoW accounting: its metrics stay empty"))
     .ok();
-    let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
-    let node = crate::runtime::node::node_info(&rt.node_name, &rt.root);
     let prober = Arc::new(Prober::new(rt.clone(), shared.clone(), wake_tx.clone()));
-    let api = match &cfg.kube {
-        Some(access) => Some(
-            api::ApiLink::start(access, &node, cfg.register_node, &shared, wake_tx.clone()).await?,
-        ),
-        None => None,
-    };
     let ctx = Arc::new(Context {
         prober,
         rt,
