@@ -1178,6 +1178,20 @@ fn graceful_deletion_stops_the_pod_within_the_deletion_grace_period_then_deletes
         at.after_mark
     );
     assert!(mock.pod(NS, &name).is_none());
+    // As kubelet, the node reported the container terminated before its final delete.
+    let status_path = format!("{}/status", pod_path(&name));
+    let terminated_first = mock.requests().iter().any(|r| {
+        r.method == "PATCH"
+            && r.path == status_path
+            && r.status == 200
+            && r.seq < delete.seq
+            && r.json()["status"]["containerStatuses"][0]["state"]["terminated"].is_object()
+    });
+    assert!(
+        terminated_first,
+        "no status patch with the container terminated before the DELETE: {:?}",
+        mock.status_patches(NS, &name)
+    );
 
     wait_pod_gone(&agent, &mock, &name, &uid, process);
     assert!(ps_all(&node).is_empty(), "nothing left in ps -a");

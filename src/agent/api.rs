@@ -12,7 +12,9 @@ use super::{Event, Shared};
 use crate::pod::downward::NodeInfo;
 use crate::pod::spec::PodSpec;
 use crate::source::api_merge::{keep_unseen_api_pods, merge, ApiDuties};
-use crate::source::kube::{report, KubeAccess, KubeError, KubeSource, PodReport, Reports};
+use crate::source::kube::{
+    report, Accepted, KubeAccess, KubeError, KubeSource, PodReport, Reports,
+};
 use crate::source::kube_events::{post_events, ApiEvent, Involved};
 use crate::source::manifests::Desired;
 use crate::source::node_register::keep_registered;
@@ -30,6 +32,8 @@ pub struct ApiLink {
     to_post: mpsc::Sender<ApiEvent>,
     /// Refusals already told, by (uid, message).
     refusals_told: Mutex<BTreeSet<(String, String)>>,
+    /// What the API server has accepted of each pod's status.
+    accepted: Accepted,
     reports: watch::Sender<Reports>,
 }
 
@@ -49,7 +53,8 @@ impl ApiLink {
             tokio::spawn(keep_registered(source.client(), node.clone()));
         }
         let (reports, latest) = watch::channel(Reports::default());
-        tokio::spawn(report(source.client(), latest));
+        let accepted = Accepted::default();
+        tokio::spawn(report(source.client(), latest, accepted.clone()));
         let duties = Arc::new(Mutex::new(ApiDuties::default()));
         let (tap, events) = mpsc::channel(1000);
         let (to_post, posting) = mpsc::channel(1000);
@@ -73,6 +78,7 @@ impl ApiLink {
             merged: std::sync::atomic::AtomicU64::new(u64::MAX),
             to_post,
             refusals_told: Mutex::new(BTreeSet::new()),
+            accepted,
             reports,
         })
     }
@@ -143,10 +149,25 @@ impl ApiLink {
     pub fn hold_back(&self, steps: &mut Vec<Step>, observed: &BTreeMap<String, ObservedPod>) {
         let duties = self.duties.lock().unwrap_or_else(|p| p.into_inner());
         let read = self.objects_read.lock().unwrap_or_else(|p| p.into_inner());
+        let accepted = self.accepted.lock().unwrap_or_else(|p| p.into_inner());
         steps.retain(|step| {
             let key = step.pod_key();
             if duties.finished.contains_key(key) && !observed.contains_key(key) {
                 return false;
+            }
+            // A pod being deleted through the API is stopped first; it is removed (and then
+            // deleted there) once the API server has its containers as terminated, as kubelet
+            // reports them before its final delete.
+            if let Step::RemovePod { uid, .. } = step {
+                let deleting = duties.terminating.get(key).is_some_and(|t| &t.uid == uid);
+                let running = observed.get(key).is_some_and(|o| {
+                    o.containers
+                        .iter()
+                        .any(|c| c.status == crate::runtime::state::Status::Running)
+                });
+                if deleting && !running {
+                    return accepted.get(uid).is_some_and(nothing_runs);
+                }
             }
             match (step, duties.running.get(key)) {
                 (Step::StartContainer { .. }, Some(uid)) => read.contains(uid),
@@ -155,14 +176,14 @@ impl ApiLink {
         });
     }
 
-    /// The deletionGracePeriodSeconds of a pod the API server is deleting.
-    pub fn deletion_grace(&self, uid: &str) -> Option<Duration> {
+    /// A pod the API server is deleting: Some(its deletionGracePeriodSeconds, if given).
+    pub fn deletion(&self, uid: &str) -> Option<Option<Duration>> {
         let duties = self.duties.lock().unwrap_or_else(|p| p.into_inner());
         duties
             .terminating
             .values()
             .find(|t| t.uid == uid)
-            .and_then(|t| t.grace)
+            .map(|t| t.grace)
     }
 
     /// Hands the reporter this round's statuses (from the published PodList) and the
@@ -176,6 +197,15 @@ impl ApiLink {
         let reports = reports(&duties, pod_list, observed);
         self.reports.send_replace(reports);
     }
+}
+
+/// Whether a reported status shows no running container.
+fn nothing_runs(status: &serde_json::Value) -> bool {
+    ["initContainerStatuses", "containerStatuses"]
+        .iter()
+        .filter_map(|k| status[k].as_array())
+        .flatten()
+        .all(|c| c["state"]["running"].is_null())
 }
 
 /// Passes on the events of API pods and of the node; file pods' stay on the node.

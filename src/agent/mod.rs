@@ -423,7 +423,7 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
                 "Killing",
                 format!("Stopping pod {key}"),
             );
-            let deletion_grace = ctx.api.as_ref().and_then(|a| a.deletion_grace(uid));
+            let deletion = ctx.api.as_ref().and_then(|a| a.deletion(uid));
             let uid = uid.clone();
             let shared = ctx.shared.clone();
             blocking(move || {
@@ -435,10 +435,23 @@ async fn apply_step(ctx: &Arc<Context>, step: &Step, spec: Option<&PodSpec>) -> 
                             .unwrap_or(Duration::from_secs(30));
                         // A graceful delete through the API sets it (kubelet uses
                         // deletionGracePeriodSeconds as given).
-                        if let Some(given) = deletion_grace {
+                        if let Some(Some(given)) = deletion {
                             grace = given;
                         }
+                        // Bound first: the database guard must not live across status().
+                        let containers = pods::pod_containers(&store.db(), &r.uid)?;
+                        let running = containers
+                            .iter()
+                            .any(|c| rt.status(&c.id).is_ok_and(|s| s == Status::Running));
+                        if !running {
+                            return pods::remove_pod_within(&rt, &store, &r, grace);
+                        }
                         let grace = prober::pre_stop_pod(&rt, &store, &shared, &r, grace)?;
+                        if deletion.is_some() {
+                            // Stopped only: the API server is to see the containers
+                            // terminated before the pod goes (see ApiLink::hold_back).
+                            return pods::stop_pod(&rt, &store, &r, grace);
+                        }
                         pods::remove_pod_within(&rt, &store, &r, grace)
                     }
                     None => Ok(()),
@@ -1062,20 +1075,22 @@ fn publish(
             .as_str()
             .unwrap_or_default()
             .to_string();
+        let key = format!(
+            "{}/{}",
+            item["metadata"]["namespace"].as_str().unwrap_or("default"),
+            item["metadata"]["name"].as_str().unwrap_or_default()
+        );
         if let Some(message) = evicted.get(&uid) {
             item["status"]["phase"] = "Failed".into();
             item["status"]["reason"] = "Evicted".into();
             item["status"]["message"] = message.clone().into();
-            // Stopped for good: its last state is its state, not a back-off.
-            for c in item["status"]["containerStatuses"]
-                .as_array_mut()
-                .into_iter()
-                .flatten()
-            {
-                if c["state"]["waiting"].is_object() && c["lastState"]["terminated"].is_object() {
-                    c["state"] = c["lastState"].take();
-                    c["lastState"] = serde_json::json!({});
-                }
+            status::stopped_for_good(&mut item["status"]);
+        } else if !desired.pods.contains_key(&key) {
+            // On its way out (removed, or deleted through the API): no restart follows, and
+            // once nothing runs the phase is final, as kubelet reports a deleted pod.
+            status::stopped_for_good(&mut item["status"]);
+            if let Some(phase) = status::final_phase(&item["status"]) {
+                item["status"]["phase"] = phase.into();
             }
         } else if item["status"]["phase"] == "Running" {
             if let Some((secs, pulled)) = ctx.shared.metrics.start.running(&uid) {

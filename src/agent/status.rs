@@ -294,8 +294,60 @@ pub fn pod_json(
     })
 }
 
+/// A pod stopped for good (evicted, removed): a container's last state is its state, not a
+/// back-off before a restart that will not come.
+pub fn stopped_for_good(status: &mut Value) {
+    for key in ["initContainerStatuses", "containerStatuses"] {
+        for c in status[key].as_array_mut().into_iter().flatten() {
+            if c["state"]["waiting"].is_object() && c["lastState"]["terminated"].is_object() {
+                c["state"] = c["lastState"].take();
+                c["lastState"] = serde_json::json!({});
+            }
+        }
+    }
+}
+
+/// The phase of a pod stopped for good once every app container has terminated: Succeeded
+/// when all exited 0, else Failed. None while one still runs or never ran.
+pub fn final_phase(status: &Value) -> Option<&'static str> {
+    let containers = status["containerStatuses"].as_array()?;
+    let codes: Option<Vec<i64>> = containers
+        .iter()
+        .map(|c| c["state"]["terminated"]["exitCode"].as_i64())
+        .collect();
+    let codes = codes.filter(|c| !c.is_empty())?;
+    Some(if codes.iter().all(|c| *c == 0) {
+        "Succeeded"
+    } else {
+        "Failed"
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_pod_stopped_for_good_shows_its_last_states_and_a_final_phase() {
+        let mut status = serde_json::json!({"phase": "Pending", "containerStatuses": [
+            {"name": "a", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+             "lastState": {"terminated": {"exitCode": 0}}},
+            {"name": "b", "state": {"terminated": {"exitCode": 137}}, "lastState": {}},
+        ]});
+        super::stopped_for_good(&mut status);
+        assert_eq!(
+            status["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+            0
+        );
+        assert_eq!(
+            status["containerStatuses"][0]["lastState"],
+            serde_json::json!({})
+        );
+        assert_eq!(super::final_phase(&status), Some("Failed"));
+        status["containerStatuses"][1]["state"]["terminated"]["exitCode"] = 0.into();
+        assert_eq!(super::final_phase(&status), Some("Succeeded"));
+        status["containerStatuses"][1]["state"] = serde_json::json!({"running": {}});
+        assert_eq!(super::final_phase(&status), None, "one still runs");
+    }
+
     use super::*;
     use crate::pod::pod_from_yaml_str;
 

@@ -462,6 +462,9 @@ pub struct Reports {
     pub finished_deletions: Vec<(String, String, String)>,
 }
 
+/// The last status the API server accepted, by pod uid.
+pub type Accepted = Arc<Mutex<BTreeMap<String, serde_json::Value>>>;
+
 /// Each API call gets this long before it counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -516,7 +519,11 @@ async fn call<T>(
 /// Sends status patches (only when a pod's status changed since the last accepted one) and
 /// final deletes, from the latest [`Reports`]. The patch is a strategic merge patch, as
 /// kubelet's: conditions merge by type, so conditions other controllers own stay.
-pub async fn report(client: Client, mut latest: tokio::sync::watch::Receiver<Reports>) {
+pub async fn report(
+    client: Client,
+    mut latest: tokio::sync::watch::Receiver<Reports>,
+    accepted: Accepted,
+) {
     let mut sent: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let mut deleted: BTreeSet<String> = BTreeSet::new();
     let mut retries = Retries::default();
@@ -525,6 +532,10 @@ pub async fn report(client: Client, mut latest: tokio::sync::watch::Receiver<Rep
         let reports = latest.borrow_and_update().clone();
         let mut live: BTreeSet<&str> = reports.statuses.iter().map(|r| r.uid.as_str()).collect();
         sent.retain(|uid, _| live.contains(uid.as_str()));
+        accepted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|uid, _| live.contains(uid.as_str()));
         for r in &reports.statuses {
             if sent.get(&r.uid) == Some(&r.status) || !retries.due(&r.uid) {
                 continue;
@@ -536,6 +547,10 @@ pub async fn report(client: Client, mut latest: tokio::sync::watch::Receiver<Rep
             match call(api.patch_status(&r.name, &params, &Patch::Strategic(&patch))).await {
                 Ok(_) => {
                     sent.insert(r.uid.clone(), r.status.clone());
+                    accepted
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(r.uid.clone(), r.status.clone());
                     retries.succeeded(&r.uid);
                 }
                 Err(e) => retries.failed(
