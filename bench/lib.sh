@@ -149,26 +149,8 @@ EOF
 helper() { python3 "$HELPER" "$@"; }
 
 # --- cleanup -----------------------------------------------------------------------------
-# Unmount everything mounted at or below a directory, deepest first.
-umount_under() {
-    local dir=$1 m
-    # /proc/self/mountinfo field 5 is the mount point (octal escapes; our paths have none).
-    while read -r m; do
-        umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-    done < <(awk -v d="$dir" '$5 == d || index($5, d "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r)
-}
-
-stop_pid() {
-    local pid=$1 i
-    [[ -n $pid ]] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=bench/util.sh
+source "$REPO_DIR/bench/util.sh"
 
 ll() { "$LL" --root "$LL_ROOT" --run-root "$LL_RUN" "$@"; }
 ctrc() { ctr --address "$CTR_SOCK" "$@"; }
@@ -293,21 +275,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-now() { echo "$EPOCHREALTIME"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
 
 # --- layerlet binary ---------------------------------------------------------------------
 LAYERLET_SET=${LAYERLET:-}
-if [[ -n ${LAYERLET:-} ]]; then
-    [[ -x $LAYERLET ]] || die "LAYERLET=$LAYERLET is not executable"
-elif [[ ${NO_BUILD:-0} == 1 ]]; then
-    LAYERLET=$REPO_DIR/target/release/layerlet
-else
-    log "cargo build --release"
-    (cd "$REPO_DIR" && cargo build --release --quiet) || die "cargo build --release failed"
-    LAYERLET=$REPO_DIR/target/release/layerlet
-fi
-[[ -x $LAYERLET ]] || die "$LAYERLET not found"
+find_layerlet
 mkdir -p "$BASE/bin"
 cp "$LAYERLET" "$BASE/bin/layerlet"
 LL=$BASE/bin/layerlet

@@ -41,20 +41,13 @@ REF=example/busybox:1
 
 die() { echo "metrics.sh: $*" >&2; exit 1; }
 log() { echo "# $*" >&2; }
+# shellcheck source=bench/util.sh
+source "$REPO_DIR/bench/util.sh"
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (namespaces, overlay mounts)"
 command -v python3 >/dev/null || die "python3 is required"
 
-if [[ -n ${LAYERLET:-} ]]; then
-    [[ -x $LAYERLET ]] || die "LAYERLET=$LAYERLET is not executable"
-elif [[ ${NO_BUILD:-0} == 1 ]]; then
-    LAYERLET=$REPO_DIR/target/release/layerlet
-else
-    log "cargo build --release"
-    (cd "$REPO_DIR" && cargo build --release --quiet) || die "cargo build --release failed"
-    LAYERLET=$REPO_DIR/target/release/layerlet
-fi
-[[ -x $LAYERLET ]] || die "$LAYERLET not found"
+find_layerlet
 
 BASE=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/layerlet-metrics-bench.XXXXXX")
 BASE=$(realpath "$BASE")

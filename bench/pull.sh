@@ -50,26 +50,8 @@ BASE=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/layerlet-bench.XXXXXX")
 REGISTRY_PID=""
 CONTAINERD_PID=""
 
-# Unmount everything mounted at or below a directory, deepest first.
-umount_under() {
-    local dir=$1 m
-    # /proc/self/mountinfo field 5 is the mount point (octal escapes; our paths have none).
-    while read -r m; do
-        umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-    done < <(awk -v d="$dir" '$5 == d || index($5, d "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r)
-}
-
-stop_pid() {
-    local pid=$1 i
-    [[ -n $pid ]] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=bench/util.sh
+source "$REPO_DIR/bench/util.sh"
 
 cleanup() {
     local rc=$?
@@ -93,19 +75,9 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-now() { echo "$EPOCHREALTIME"; }
 
 # --- layerlet binary -------------------------------------------------------------------
-if [[ -n ${LAYERLET:-} ]]; then
-    [[ -x $LAYERLET ]] || die "LAYERLET=$LAYERLET is not executable"
-elif [[ ${NO_BUILD:-0} == 1 ]]; then
-    LAYERLET=$REPO_DIR/target/release/layerlet
-else
-    log "cargo build --release"
-    (cd "$REPO_DIR" && cargo build --release --quiet) || die "cargo build --release failed"
-    LAYERLET=$REPO_DIR/target/release/layerlet
-fi
-[[ -x $LAYERLET ]] || die "$LAYERLET not found"
+find_layerlet
 
 # --- the image ---------------------------------------------------------------------------
 IMG=$BASE/image
