@@ -10,3 +10,4 @@ pub mod pod;
 pub mod runtime;
 pub mod source;
 pub mod sys;
+pub mod time;

@@ -13,8 +13,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Node;
-use layerlet::runtime::bpf_devices;
-use layerlet::runtime::cgroup::{default_devices, DeviceRule};
+use layerlet::runtime::isolation::device_filter;
+use layerlet::runtime::isolation::devices::{default_devices, DeviceRule};
 use serde_json::json;
 use support::{Compression, ImageSpec, LayerBuilder};
 
@@ -151,8 +151,8 @@ fn the_default_allow_list_refuses_a_host_disk_and_dev_mem_but_opens_dev_null() {
     assert_eq!(field(&out, "read-null"), "0 ", "{out}");
 
     let filtered = TestCgroup::new("devfilter");
-    bpf_devices::apply(&filtered.dir, &default_devices()).unwrap();
-    assert_eq!(bpf_devices::attached(&filtered.dir).unwrap().len(), 1);
+    device_filter::apply(&filtered.dir, &default_devices()).unwrap();
+    assert_eq!(device_filter::attached(&filtered.dir).unwrap().len(), 1);
     let dir = scratch();
     let out = filtered.sh(&script(dir.path()));
     // mknod of anything is allowed (images may carry device nodes)...
@@ -182,8 +182,8 @@ fn applying_a_new_list_replaces_the_program_and_clearing_removes_it() {
     let reads = read_script(dir.path(), &["disk", "mem", "null"]);
     let cg = TestCgroup::new("devfilter-replace");
 
-    bpf_devices::apply(&cg.dir, &default_devices()).unwrap();
-    let first = bpf_devices::attached(&cg.dir).unwrap();
+    device_filter::apply(&cg.dir, &default_devices()).unwrap();
+    let first = device_filter::attached(&cg.dir).unwrap();
     assert_eq!(first.len(), 1);
     let out = cg.sh(&reads);
     assert!(field(&out, "read-disk").contains(EPERM), "{out}");
@@ -203,8 +203,8 @@ fn applying_a_new_list_replaces_the_program_and_clearing_removes_it() {
             access: "w".into(),
         },
     ];
-    bpf_devices::apply(&cg.dir, &rules).unwrap();
-    let second = bpf_devices::attached(&cg.dir).unwrap();
+    device_filter::apply(&cg.dir, &rules).unwrap();
+    let second = device_filter::attached(&cg.dir).unwrap();
     assert_eq!(second.len(), 1, "the old program is detached");
     assert_ne!(first, second);
     // `echo $$ > cgroup.procs` in sh needs no device; the reads are the test.
@@ -213,8 +213,8 @@ fn applying_a_new_list_replaces_the_program_and_clearing_removes_it() {
     assert!(field(&out, "read-mem").contains(EPERM), "{out}");
     assert!(field(&out, "read-null").contains(EPERM), "{out}");
 
-    bpf_devices::clear(&cg.dir).unwrap();
-    assert_eq!(bpf_devices::attached(&cg.dir).unwrap(), Vec::<u32>::new());
+    device_filter::clear(&cg.dir).unwrap();
+    assert_eq!(device_filter::attached(&cg.dir).unwrap(), Vec::<u32>::new());
     let out = cg.sh(&reads);
     assert_eq!(field(&out, "read-disk"), "0 ", "{out}");
     assert_eq!(field(&out, "read-null"), "0 ", "{out}");
@@ -344,7 +344,7 @@ fn a_container_with_its_v1_device_list_lifted_is_still_refused_the_host_disk_by_
     let logs = || logs(&node, "devfilter/c");
     // The container's cgroup2 directory has layerlet's program attached.
     assert_eq!(
-        bpf_devices::attached(&unified).unwrap().len(),
+        device_filter::attached(&unified).unwrap().len(),
         1,
         "device programs on {}",
         unified.display()
@@ -387,7 +387,7 @@ fn a_container_with_its_v1_device_list_lifted_is_still_refused_the_host_disk_by_
     );
 
     // Without the program the same read works: the filter was what refused it.
-    bpf_devices::clear(&unified).unwrap();
+    device_filter::clear(&unified).unwrap();
     let exec = node.run(&[
         "exec",
         "devfilter/c",
@@ -416,7 +416,10 @@ fn a_privileged_containers_cgroup_has_no_device_program_and_it_opens_the_host_de
         &script,
         json!({"privileged": true}),
     );
-    assert_eq!(bpf_devices::attached(&unified).unwrap(), Vec::<u32>::new());
+    assert_eq!(
+        device_filter::attached(&unified).unwrap(),
+        Vec::<u32>::new()
+    );
     let out = logs(&node, "devfilter-privileged/c");
     assert_eq!(field(&out, "read"), "0 ", "{out}");
 }

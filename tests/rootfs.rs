@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use layerlet::runtime::rootfs::{diff, ChangeKind, ContainerLayer};
+use layerlet::runtime::storage::rootfs::{diff, ChangeKind, ContainerLayer};
 
 fn image_layers(dir: &Path) -> Vec<std::path::PathBuf> {
     let base = dir.join("layers/base");

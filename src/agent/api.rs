@@ -130,7 +130,7 @@ impl ApiLink {
                 kind: "Warning".into(),
                 reason: "FailedValidation".into(),
                 message: r.message.clone(),
-                time: crate::runtime::logs::format_rfc3339_nano(std::time::SystemTime::now()),
+                time: crate::time::format_rfc3339_nano(std::time::SystemTime::now()),
             });
         }
         *told = now;

@@ -17,8 +17,8 @@ use crate::pod::objects::ConfigObjects;
 use crate::pod::spec::{ContainerSpec, PodSpec};
 use crate::runtime::container::Runtime;
 use crate::runtime::pods::{open_pod, pod_spec};
-use crate::runtime::projected::{sync_pod, volume_payload, ProjectedError};
-use crate::runtime::volumes::PodVolumes;
+use crate::runtime::storage::projected::{sync_pod, volume_payload, ProjectedError};
+use crate::runtime::storage::volumes::PodVolumes;
 use crate::source::manifests::Desired;
 
 pub struct ConfigState {
@@ -139,7 +139,7 @@ impl ConfigState {
         volumes: &PodVolumes,
     ) -> Result<bool, ProjectedError> {
         let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
-        match sync_pod(spec, volumes, &self.objects(), &self.node) {
+        match sync_pod(spec, &volumes.sources, &self.objects(), &self.node) {
             Ok(_) => {
                 self.clear(&spec.uid, container);
                 Ok(true)
@@ -180,7 +180,7 @@ impl ConfigState {
             if !spec
                 .volumes
                 .iter()
-                .any(|v| crate::runtime::projected::is_projected(&v.source))
+                .any(|v| crate::runtime::storage::projected::is_projected(&v.source))
             {
                 continue;
             }
@@ -190,7 +190,7 @@ impl ConfigState {
             let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
             // The objects as they are now, under the lock: a sync that started earlier
             // cannot write older data over a later one's.
-            match sync_pod(&spec, &volumes, &self.objects(), &self.node) {
+            match sync_pod(&spec, &volumes.sources, &self.objects(), &self.node) {
                 Ok(changed) if !changed.is_empty() => {
                     tracing::info!(pod = %spec.key(), volumes = ?changed, "volumes updated");
                 }

@@ -16,10 +16,11 @@ use crate::image::store::Store;
 use crate::pod::spec::{ContainerSpec, Handler, PodSpec, ProbeHandler};
 use crate::runtime::container::{ContainerError, Runtime};
 use crate::runtime::pods::{pod_containers, pod_spec, PodError};
-use crate::runtime::probe::{self, Outcome, Target};
+use crate::runtime::process::probe::{self, Outcome, Target};
 use crate::runtime::records::PodRecord;
 use crate::runtime::sandbox::sandbox_dir;
-use crate::runtime::state::{unix_ms_now, Status};
+use crate::runtime::state::Status;
+use crate::time::unix_ms_now;
 
 /// Kubelet gives a container at least this long after its preStop hook.
 const MIN_GRACE_AFTER_PRE_STOP: Duration = Duration::from_secs(2);

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use super::plan::{deadline_exceeded, ObservedContainer, ObservedPod, PullFailure};
 use super::prober::Health;
 use crate::pod::spec::{ContainerSpec, PodSpec, RestartPolicy};
-use crate::runtime::logs::format_rfc3339_nano;
 use crate::runtime::state::Status;
+use crate::time::format_rfc3339_nano;
 
 fn time(ms: Option<u64>) -> Value {
     match ms {

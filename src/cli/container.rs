@@ -19,12 +19,12 @@ use layerlet::runtime::logs::{join_partial, read_all, Stream};
 use layerlet::runtime::pods::{
     create_pod, find_container, find_pod, pod_containers, remove_pod, stop_pod,
 };
-use layerlet::runtime::projected::sync_pod;
 use layerlet::runtime::records::ContainerRecord;
-use layerlet::runtime::rootfs::diff;
 use layerlet::runtime::sandbox::Sandbox;
 use layerlet::runtime::state::Status;
-use layerlet::runtime::volumes::PodVolumes;
+use layerlet::runtime::storage::projected::sync_pod;
+use layerlet::runtime::storage::rootfs::diff;
+use layerlet::runtime::storage::volumes::PodVolumes;
 use layerlet::sys::fs::apparent_size;
 
 use super::output::{print_json, print_table, Output};
@@ -234,7 +234,7 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     let record = find_pod(&store.db(), &pod.key())?;
     // downwardAPI volumes work here; configMap and secret ones only when optional.
     let node = layerlet::runtime::node::node_info(&rt.node_name, &rt.root);
-    if let Err(e) = sync_pod(&pod, &volumes, &ConfigObjects::default(), &node) {
+    if let Err(e) = sync_pod(&pod, &volumes.sources, &ConfigObjects::default(), &node) {
         let _ = remove_pod(&rt, &store, &record);
         return Err(anyhow::Error::new(e).context(NO_OBJECTS));
     }
@@ -481,7 +481,7 @@ struct PsRow {
 }
 
 fn age(created_at: i64) -> String {
-    let secs = (layerlet::image::db::now() - created_at).max(0);
+    let secs = (layerlet::time::unix_secs_now() - created_at).max(0);
     match secs {
         s if s < 60 => format!("{s}s"),
         s if s < 3600 => format!("{}m", s / 60),
@@ -784,7 +784,7 @@ pub struct ExecArgs {
 
 /// Runs before any thread starts (the exec helper forks and joins namespaces).
 pub fn exec(ctx: &Context, args: ExecArgs) -> anyhow::Result<ExitCode> {
-    use layerlet::runtime::exec::{exec_in, spawn_in, wait_code, ExecStdio};
+    use layerlet::runtime::process::exec::{exec_in, spawn_in, wait_code, ExecStdio};
     use layerlet::runtime::state::{check, Action};
     let store = open_store(ctx)?;
     let rt = node_runtime(ctx)?;

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
-use layerlet::runtime::{monitor, sandbox};
+use layerlet::runtime::{process::monitor, sandbox};
 use nix::unistd::{fork, setsid, ForkResult};
 
 pub fn dispatch(argv: &[OsString]) -> Option<ExitCode> {

@@ -9,7 +9,7 @@ use layerlet::pod::env::resolve_env;
 use layerlet::pod::objects::{ConfigError, ConfigObjects};
 use layerlet::pod::spec::PodSpec;
 use layerlet::pod::{parse_manifest_file, Limits, ParsedObject};
-use layerlet::runtime::projected::volume_payload;
+use layerlet::runtime::storage::projected::volume_payload;
 
 use super::Context;
 

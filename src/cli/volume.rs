@@ -8,7 +8,7 @@ use layerlet::image::report::human_size;
 use layerlet::image::store::{Store, StoreOptions};
 use layerlet::pod::spec::PodSpec;
 use layerlet::runtime::pods::pod_spec;
-use layerlet::runtime::volumes::{list_named, remove_named};
+use layerlet::runtime::storage::volumes::{list_named, remove_named};
 
 use super::output::{print_json, print_table, Output};
 use super::Context;

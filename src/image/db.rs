@@ -100,13 +100,6 @@ pub struct Db {
     pub(crate) path: PathBuf,
 }
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl Db {
     pub fn open(path: &Path) -> Result<Self, DbError> {
         // Switching a new database to WAL and migrating it can answer SQLITE_BUSY at once,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use super::content::{ContentError, ContentStore};
-use super::db::{now, BlobRecord, Db, DbError, ImageRecord, LayerRecord};
+use super::db::{BlobRecord, Db, DbError, ImageRecord, LayerRecord};
 use super::digest::Digest;
 use super::layers::{unpack_blob, LayerBlob, LayerError, LayerStore};
 use super::manifest::{parse_config, ImageConfig, ImageManifest, ManifestError};
@@ -18,6 +18,7 @@ use super::registry::{RegistryClient, RegistryError};
 use super::unpack::{settle_implied_dirs, UnpackReport};
 use crate::sys::fs::{apparent_size, create_private_dir, syncfs, FsError};
 use crate::sys::lock::{FileLock, LockError, LockMode};
+use crate::time::unix_secs_now as now;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -32,10 +32,10 @@ use crate::image::digest::Digest;
 use crate::image::report::StoreSnapshot;
 use crate::image::store::Store;
 use crate::pod::spec::{PodSpec, StorageMedium, VolumeSource};
-use crate::runtime::cgroup::Cgroup;
 use crate::runtime::container::Runtime;
+use crate::runtime::isolation::cgroup::Cgroup;
 use crate::runtime::pods::pod_spec;
-use crate::runtime::volumes::{pod_volume_dir, unmounted_image_volumes};
+use crate::runtime::storage::volumes::{pod_volume_dir, unmounted_image_volumes};
 
 /// One container's figures as scrapes see them.
 #[derive(Debug, Clone, Default, PartialEq)]

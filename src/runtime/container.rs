@@ -7,21 +7,26 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::monitor::plan_path;
-use super::records::ContainerRecord;
-use super::rootfs::{ContainerLayer, RootfsError};
-use super::sandbox::Sandbox;
-use super::spec::{check_mount_destinations, plan_container, ContainerPlan, PlanInputs, SpecError};
-use super::state::{check, Action, Exited, StateError, StateFiles, Status, Verdict};
-use super::volumes::{container_mounts, unmounted_image_volumes, PodVolumes, VolumeError};
-use crate::image::db::{now, DbError};
+use crate::image::db::DbError;
 use crate::image::digest::Digest;
 use crate::image::store::{Store, StoreError};
 use crate::pod::spec::{ContainerSpec, PodSpec};
+use crate::runtime::process::monitor::plan_path;
+use crate::runtime::records::ContainerRecord;
+use crate::runtime::sandbox::Sandbox;
+use crate::runtime::spec::{
+    check_mount_destinations, plan_container, ContainerPlan, PlanInputs, SpecError,
+};
+use crate::runtime::state::{check, Action, Exited, StateError, StateFiles, Status, Verdict};
+use crate::runtime::storage::rootfs::{ContainerLayer, RootfsError};
+use crate::runtime::storage::volumes::{
+    container_mounts, unmounted_image_volumes, PodVolumes, VolumeError,
+};
 use crate::sys::fs::{
     create_private_dir, random_id, read_in_root, remove_tree, replace_file, FsError,
 };
 use crate::sys::process::{PidFd, ProcessError};
+use crate::time::unix_secs_now as now;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -42,9 +47,9 @@ pub enum ContainerError {
     #[error(transparent)]
     Volume(#[from] VolumeError),
     #[error(transparent)]
-    Seccomp(#[from] super::seccomp::SeccompError),
+    Seccomp(#[from] crate::runtime::isolation::seccomp::SeccompError),
     #[error(transparent)]
-    Cgroup(#[from] super::cgroup::CgroupError),
+    Cgroup(#[from] crate::runtime::isolation::cgroup::CgroupError),
     #[error("container {container}: start the monitor ({exe}): {reason}")]
     Monitor {
         container: String,
@@ -146,12 +151,12 @@ impl Runtime {
         if state.exited()?.is_some() {
             return Ok(());
         }
-        let now = super::state::unix_ms_now();
+        let now = crate::time::unix_ms_now();
         state.write_exited(&Exited {
             exit_code: 255,
             reason: "Unknown".into(),
             signal: None,
-            finished_at: super::logs::format_rfc3339_nano(std::time::SystemTime::now()),
+            finished_at: crate::time::format_rfc3339_nano(std::time::SystemTime::now()),
             finished_unix_ms: now,
             message: Some("the container's monitor process died; its exit code is unknown".into()),
         })?;
@@ -249,7 +254,7 @@ impl Runtime {
         let mut plan = plan;
         plan.security.seccomp_dir = self.root.join("seccomp");
         // Compiled now, so a bad Localhost profile fails the create with its reason.
-        super::seccomp::compile(
+        crate::runtime::isolation::seccomp::compile(
             &plan.security.seccomp,
             &plan.security.seccomp_dir,
             &plan.security.capabilities,
@@ -258,7 +263,9 @@ impl Runtime {
         check_mount_destinations(pod, container, &volume_mounts)?;
         plan.mounts.extend(volume_mounts);
         // Last: it may lie in a volume mounted above.
-        if let Some((mount, message)) = super::termination::prepare(container, &dirs.data)? {
+        if let Some((mount, message)) =
+            crate::runtime::storage::termination::prepare(container, &dirs.data)?
+        {
             plan.mounts.push(mount);
             plan.termination_message = Some(message);
         }
@@ -272,13 +279,17 @@ impl Runtime {
             .into_iter()
             .map(|path| format!("pod {} container {}: writes to {path} go into the writable layer and are lost when the container is deleted; mount a volume there", pod.key(), container.name))
             .collect();
-        let layout = super::cgroup::detect(&self.cgroup_root)?;
-        let pod_cgroup =
-            super::cgroup::Cgroup::new(layout.clone(), &self.pod_cgroup_path(&pod.uid));
-        pod_cgroup.create(&super::cgroup::pod_limits(pod))?;
-        let cgroup =
-            super::cgroup::Cgroup::new(layout, &format!("{}/{id}", self.pod_cgroup_path(&pod.uid)));
-        cgroup.create(&super::cgroup::limits_for(
+        let layout = crate::runtime::isolation::cgroup::detect(&self.cgroup_root)?;
+        let pod_cgroup = crate::runtime::isolation::cgroup::Cgroup::new(
+            layout.clone(),
+            &self.pod_cgroup_path(&pod.uid),
+        );
+        pod_cgroup.create(&crate::runtime::isolation::cgroup::pod_limits(pod))?;
+        let cgroup = crate::runtime::isolation::cgroup::Cgroup::new(
+            layout,
+            &format!("{}/{id}", self.pod_cgroup_path(&pod.uid)),
+        );
+        cgroup.create(&crate::runtime::isolation::cgroup::limits_for(
             &container.resources,
             self.pids_limit,
             plan.security.privileged,
@@ -471,7 +482,7 @@ pub fn namespace_ids(pid: i32) -> Vec<(String, String)> {
 }
 
 /// Removes a cgroup, waiting briefly for the kernel to let go of processes just killed.
-fn remove_cgroup(cg: &super::cgroup::Cgroup) -> Result<(), ContainerError> {
+fn remove_cgroup(cg: &crate::runtime::isolation::cgroup::Cgroup) -> Result<(), ContainerError> {
     let mut attempt = 0;
     loop {
         match cg.remove() {

@@ -4,13 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::container::{ContainerError, Runtime};
-use super::records::{new_pod_record, ContainerRecord, PodRecord};
-use super::sandbox::{Sandbox, SandboxError};
-use super::volumes::{self, PodVolumes, VolumeError};
 use crate::image::db::{Db, DbError};
 use crate::image::store::Store;
 use crate::pod::spec::PodSpec;
+use crate::runtime::container::{ContainerError, Runtime};
+use crate::runtime::records::{new_pod_record, ContainerRecord, PodRecord};
+use crate::runtime::sandbox::{Sandbox, SandboxError};
+use crate::runtime::storage::volumes::{self, PodVolumes, VolumeError};
 use crate::sys::fs::{replace_file, FsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +34,7 @@ pub enum PodError {
     #[error(transparent)]
     Volume(#[from] VolumeError),
     #[error(transparent)]
-    Projected(#[from] super::projected::ProjectedError),
+    Projected(#[from] crate::runtime::storage::projected::ProjectedError),
     #[error(transparent)]
     Container(#[from] ContainerError),
     #[error(transparent)]
@@ -162,13 +162,18 @@ pub fn remove_pod_within(
     }
     Sandbox::destroy_dir(&rt.run_root.join("pods").join(&pod.uid))?;
     volumes::teardown(&rt.root, &pod.uid)?;
-    if let Ok(layout) = super::cgroup::detect(&rt.cgroup_root) {
-        super::cgroup::Cgroup::new(layout.clone(), &rt.pod_cgroup_path(&pod.uid))
-            .remove()
-            .map_err(ContainerError::from)?;
+    if let Ok(layout) = crate::runtime::isolation::cgroup::detect(&rt.cgroup_root) {
+        crate::runtime::isolation::cgroup::Cgroup::new(
+            layout.clone(),
+            &rt.pod_cgroup_path(&pod.uid),
+        )
+        .remove()
+        .map_err(ContainerError::from)?;
         // The data root's own level goes with its last pod (busy while others remain).
         if let Some(parent) = std::path::Path::new(&rt.pod_cgroup_path(&pod.uid)).parent() {
-            let _ = super::cgroup::Cgroup::new(layout, &parent.to_string_lossy()).remove();
+            let _ =
+                crate::runtime::isolation::cgroup::Cgroup::new(layout, &parent.to_string_lossy())
+                    .remove();
         }
     }
     store.db().remove_pod(&pod.uid)?;
@@ -321,8 +326,12 @@ pub fn clean_orphans(rt: &Runtime, store: &Store, min_age_secs: u64) -> Result<C
             }
             crate::sys::mount::unmount_under(&path).map_err(ContainerError::from_mount)?;
             crate::sys::fs::remove_tree(&path).map_err(|e| PodError::Sandbox(e.into()))?;
-            if let Ok(layout) = super::cgroup::detect(&rt.cgroup_root) {
-                let _ = super::cgroup::Cgroup::new(layout, &rt.pod_cgroup_path(&uid)).remove();
+            if let Ok(layout) = crate::runtime::isolation::cgroup::detect(&rt.cgroup_root) {
+                let _ = crate::runtime::isolation::cgroup::Cgroup::new(
+                    layout,
+                    &rt.pod_cgroup_path(&uid),
+                )
+                .remove();
             }
             if !report.pods.contains(&uid) {
                 report.pods.push(uid);

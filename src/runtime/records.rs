@@ -4,8 +4,9 @@
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
-use crate::image::db::{now, Db, DbError};
+use crate::image::db::{Db, DbError};
 use crate::image::digest::Digest;
+use crate::time::unix_secs_now as now;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PodRecord {
@@ -113,7 +114,7 @@ impl Db {
         // Image garbage collection removes the least recently used images first.
         tx.execute(
             "UPDATE images SET last_used = ?2 WHERE digest = ?1",
-            params![c.image.to_string(), crate::image::db::now()],
+            params![c.image.to_string(), crate::time::unix_secs_now()],
         )
         .map_err(err)?;
         tx.commit().map_err(err)
@@ -160,7 +161,7 @@ impl Db {
         tx.execute(
             "UPDATE images SET last_used = ?2
              WHERE digest = (SELECT image FROM image_users WHERE container_id = ?1)",
-            params![id, crate::image::db::now()],
+            params![id, crate::time::unix_secs_now()],
         )
         .map_err(err)?;
         tx.execute(

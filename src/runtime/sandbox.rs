@@ -9,8 +9,9 @@ use std::process::{Command, Stdio};
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 
-use super::spec::{BindMount, NamespacePlan};
 use crate::pod::spec::{DnsPolicy, PodSpec};
+use crate::runtime::spec::mounts::BindMount;
+use crate::runtime::spec::NamespacePlan;
 use crate::sys::fs::{create_private_dir, remove_tree, replace_file, FsError};
 use crate::sys::mount::{unmount, MountError};
 
@@ -211,7 +212,7 @@ impl Sandbox {
             destination: dest.to_string(),
             read_only: false,
             directory: false,
-            propagation: super::spec::Propagation::Private,
+            propagation: crate::runtime::spec::mounts::Propagation::Private,
         };
         let mut mounts = vec![
             file("hosts", "/etc/hosts"),
@@ -227,7 +228,7 @@ impl Sandbox {
             destination: "/dev/shm".into(),
             read_only: false,
             directory: true,
-            propagation: super::spec::Propagation::Private,
+            propagation: crate::runtime::spec::mounts::Propagation::Private,
         });
         mounts
     }

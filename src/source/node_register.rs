@@ -21,7 +21,7 @@ const LEASE_DURATION_SECONDS: i32 = 40;
 pub const TAINT_KEY: &str = "layerlet.io/agent";
 
 fn now() -> String {
-    crate::runtime::logs::format_rfc3339_nano(std::time::SystemTime::now())
+    crate::time::format_rfc3339_nano(std::time::SystemTime::now())
 }
 
 /// Pure: the Node object for this node.

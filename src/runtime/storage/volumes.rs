@@ -14,11 +14,11 @@ use nix::mount::{mount, MsFlags};
 use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 
-use super::process::expand_vars;
-use super::spec::{BindMount, Propagation};
 use crate::pod::spec::{
     ContainerSpec, HostPathType, MountPropagation, PodSpec, StorageMedium, VolumeSource,
 };
+use crate::runtime::spec::command::expand_vars;
+use crate::runtime::spec::mounts::{BindMount, Propagation};
 use crate::sys::fs::{create_private_dir, remove_tree, FsError};
 use crate::sys::mount::{unmount_under, MountError};
 
@@ -280,7 +280,7 @@ pub fn prepare(root: &Path, pod: &PodSpec) -> Result<PodVolumes, VolumeError> {
         };
         if let Some(gid) = pod.security_context.fs_group {
             if !matches!(volume.source, VolumeSource::HostPath { .. })
-                && !super::projected::is_projected(&volume.source)
+                && !crate::runtime::storage::projected::is_projected(&volume.source)
             {
                 apply_fs_group(&source, gid)?;
             }
@@ -406,7 +406,7 @@ pub fn container_mounts(
                 // Visible names of a written volume are symlinks into `..data`: a subPath
                 // is the file in the current version (not updated later, as in Kubernetes).
                 let base = if volumes.projected.contains(&m.name) {
-                    super::projected::current_version(base).ok_or_else(|| {
+                    crate::runtime::storage::projected::current_version(base).ok_or_else(|| {
                         err(
                             "subPath",
                             format!("{sub:?}: the volume has not been written yet"),

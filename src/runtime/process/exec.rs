@@ -10,8 +10,8 @@ use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, dup2, execve, fork, setsid, ForkResult};
 
-use super::init::{find_executable, lock_down};
-use super::spec::ContainerPlan;
+use crate::runtime::process::init::{find_executable, lock_down};
+use crate::runtime::spec::ContainerPlan;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -26,7 +26,7 @@ pub enum ExecError {
     #[error("wait: {0}")]
     Wait(#[source] nix::Error),
     #[error(transparent)]
-    Seccomp(#[from] super::seccomp::SeccompError),
+    Seccomp(#[from] crate::runtime::isolation::seccomp::SeccompError),
 }
 
 /// Where the new process's standard streams go.
@@ -92,7 +92,7 @@ pub fn spawn_in(
         let file = File::open(&path).map_err(|source| ExecError::Namespace { path, source })?;
         namespaces.push((file, flag, kind));
     }
-    let filter = super::seccomp::compile(
+    let filter = crate::runtime::isolation::seccomp::compile(
         &plan.security.seccomp,
         &plan.security.seccomp_dir,
         &plan.security.capabilities,
@@ -197,7 +197,7 @@ fn grandchild(
     let program = args.first().ok_or((126, "no command given".to_string()))?;
     let executable = find_executable(program, &plan.env).map_err(|e| (127, e.0))?;
     if let Some(program) = filter {
-        super::seccomp::install(program)
+        crate::runtime::isolation::seccomp::install(program)
             .map_err(|e| (126, format!("install the seccomp filter: {e}")))?;
     }
     lock_down(plan).map_err(|e| (126, e.0))?;

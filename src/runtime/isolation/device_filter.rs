@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use super::cgroup::DeviceRule;
+use crate::runtime::isolation::devices::DeviceRule;
 use crate::sys::bpf::{self, Insn, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI};
 
 #[derive(Debug, thiserror::Error)]
@@ -211,7 +211,7 @@ pub fn attached(dir: &Path) -> Result<Vec<u32>, DeviceFilterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::cgroup::default_devices;
+    use crate::runtime::isolation::devices::default_devices;
 
     const ACC_ALL: u32 = ACC_MKNOD | ACC_READ | ACC_WRITE;
 

@@ -16,10 +16,11 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{pipe2, Pid};
 
-use super::logs::{format_rfc3339_nano, CriLogWriter, LogRotation, Stream};
-use super::spec::ContainerPlan;
-use super::state::{Exited, Started, StateFiles};
+use crate::runtime::logs::{CriLogWriter, LogRotation, Stream};
+use crate::runtime::spec::ContainerPlan;
+use crate::runtime::state::{Exited, Started, StateFiles};
 use crate::sys::process::start_ticks;
+use crate::time::format_rfc3339_nano;
 
 const PLAN_FILE: &str = "plan.json";
 
@@ -88,7 +89,7 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
     if !plan.namespaces.host_pid {
         flags |= CloneFlags::CLONE_NEWPID;
     }
-    let filter = super::seccomp::compile(
+    let filter = crate::runtime::isolation::seccomp::compile(
         &plan.security.seccomp,
         &plan.security.seccomp_dir,
         &plan.security.capabilities,
@@ -110,7 +111,13 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
             // SAFETY: the child's copy of the fd; the parent's File is not dropped here.
             unsafe { libc::close(fd) };
         }
-        let failure = super::init::run(&plan, filter.as_ref(), born_in_cgroup, out_fd, err_fd);
+        let failure = crate::runtime::process::init::run(
+            &plan,
+            filter.as_ref(),
+            born_in_cgroup,
+            out_fd,
+            err_fd,
+        );
         // SAFETY: fail_fd is the write end of the failure pipe, open in this child.
         let mut pipe = unsafe { std::fs::File::from_raw_fd(fail_fd) };
         let _ = pipe.write_all(failure.0.as_bytes());
@@ -135,7 +142,7 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
             reason: "StartError".into(),
             signal: None,
             finished_at: now(),
-            finished_unix_ms: super::state::unix_ms_now(),
+            finished_unix_ms: crate::time::unix_ms_now(),
             message: Some(failure.clone()),
         };
         state.write_exited(&exited).map_err(|e| e.to_string())?;
@@ -149,7 +156,7 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
         monitor_pid: std::process::id() as i32,
         monitor_start_ticks: start_ticks(std::process::id() as i32).unwrap_or(0),
         started_at: now(),
-        started_unix_ms: super::state::unix_ms_now(),
+        started_unix_ms: crate::time::unix_ms_now(),
     };
     state.write_started(&started).map_err(|e| e.to_string())?;
     let _ = writeln!(ready, "started {}", pid.as_raw());
@@ -165,10 +172,10 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
     // An OOM kill is read from the cgroup's counter, so it is known without an agent.
     let oom = plan.cgroup.as_ref().is_some_and(|cg| cg.oom_killed());
     let message = plan.termination_message.as_ref().and_then(|m| {
-        super::termination::read(m, exit_code, || {
-            super::logs::read_all(&plan.log_path)
+        crate::runtime::storage::termination::read(m, exit_code, || {
+            crate::runtime::logs::read_all(&plan.log_path)
                 .map(|records| {
-                    super::logs::join_partial(&records)
+                    crate::runtime::logs::join_partial(&records)
                         .into_iter()
                         .map(|(_, line)| line)
                         .collect()
@@ -187,7 +194,7 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
         },
         signal,
         finished_at: now(),
-        finished_unix_ms: super::state::unix_ms_now(),
+        finished_unix_ms: crate::time::unix_ms_now(),
         message,
     };
     state.write_exited(&exited).map_err(|e| e.to_string())

@@ -17,7 +17,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::volumes::PodVolumes;
 use crate::pod::downward::{resource_container, resource_value, volume_field, NodeInfo};
 use crate::pod::objects::{ConfigError, ConfigObjects};
 use crate::pod::spec::{
@@ -347,7 +346,7 @@ fn read_version(dir: &Path) -> Option<BTreeMap<String, (Vec<u8>, u32)>> {
 
 /// `..2026_11_26_19_02_45.<random>`: kubelet's name for a version directory.
 fn version_name() -> Result<String, FsError> {
-    let stamp = super::logs::format_rfc3339_nano(std::time::SystemTime::now());
+    let stamp = crate::time::format_rfc3339_nano(std::time::SystemTime::now());
     let seconds: String = stamp
         .chars()
         .take(19)
@@ -495,17 +494,18 @@ fn write_file(path: &Path, data: &[u8], mode: u32, fs_group: Option<u32>) -> Res
 
 /// Brings every configMap, secret and downwardAPI volume of the pod up to date. Volumes
 /// whose objects are there are written even when another one fails; the first failure is
-/// returned. Returns the names of the volumes that changed.
+/// returned. Returns the names of the volumes that changed. `sources` is where each volume
+/// lives on the node (`PodVolumes::sources`).
 pub fn sync_pod(
     pod: &PodSpec,
-    volumes: &PodVolumes,
+    sources: &BTreeMap<String, PathBuf>,
     objects: &ConfigObjects,
     node: &NodeInfo,
 ) -> Result<Vec<String>, ProjectedError> {
     let mut changed = Vec::new();
     let mut first_error = None;
     for volume in &pod.volumes {
-        let Some(dir) = volumes.sources.get(&volume.name) else {
+        let Some(dir) = sources.get(&volume.name) else {
             continue;
         };
         let result = match volume_payload(pod, volume, objects, node) {

@@ -69,7 +69,7 @@ pub enum SecurityError {
     EscalationConflict { pod: String, container: String },
 }
 
-pub use super::seccomp::SeccompPolicy as Seccomp;
+pub use crate::runtime::isolation::seccomp::SeccompPolicy as Seccomp;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecurityPlan {

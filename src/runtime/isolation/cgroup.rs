@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::pod::spec::Resources;
+use crate::runtime::isolation::devices::{default_devices, DeviceRule};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -24,7 +25,7 @@ pub enum CgroupError {
     DeviceFilter {
         path: PathBuf,
         #[source]
-        source: super::bpf_devices::DeviceFilterError,
+        source: crate::runtime::isolation::device_filter::DeviceFilterError,
     },
 }
 
@@ -63,56 +64,6 @@ pub fn detect(root: &Path) -> Result<Layout, CgroupError> {
         });
     }
     Err(CgroupError::NoHierarchy(root.to_path_buf()))
-}
-
-/// One device rule of the allow-list: `c 1:3 rwm`. `None` numbers are wildcards.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceRule {
-    pub kind: char,
-    pub major: Option<u32>,
-    pub minor: Option<u32>,
-    pub access: String,
-}
-
-impl DeviceRule {
-    fn v1(&self) -> String {
-        let n = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_else(|| "*".into());
-        format!(
-            "{} {}:{} {}",
-            self.kind,
-            n(self.major),
-            n(self.minor),
-            self.access
-        )
-    }
-}
-
-fn rule(kind: char, major: Option<u32>, minor: Option<u32>, access: &str) -> DeviceRule {
-    DeviceRule {
-        kind,
-        major,
-        minor,
-        access: access.into(),
-    }
-}
-
-/// runc's default allow-list: mknod of anything (so images can carry device nodes), but
-/// read/write only of the pseudo-devices a container gets.
-pub fn default_devices() -> Vec<DeviceRule> {
-    vec![
-        rule('c', None, None, "m"),
-        rule('b', None, None, "m"),
-        rule('c', Some(1), Some(3), "rwm"),
-        rule('c', Some(1), Some(5), "rwm"),
-        rule('c', Some(1), Some(7), "rwm"),
-        rule('c', Some(1), Some(8), "rwm"),
-        rule('c', Some(1), Some(9), "rwm"),
-        rule('c', Some(5), Some(0), "rwm"),
-        rule('c', Some(5), Some(1), "rwm"),
-        rule('c', Some(5), Some(2), "rwm"),
-        rule('c', Some(136), None, "rwm"),
-        rule('c', Some(10), Some(200), "rwm"),
-    ]
 }
 
 /// The limits of one container's cgroup.
@@ -268,8 +219,8 @@ impl Cgroup {
             return Ok(());
         };
         match devices {
-            Some(rules) => super::bpf_devices::apply(&dir, rules),
-            None => super::bpf_devices::clear(&dir),
+            Some(rules) => crate::runtime::isolation::device_filter::apply(&dir, rules),
+            None => crate::runtime::isolation::device_filter::clear(&dir),
         }
         .map_err(|source| CgroupError::DeviceFilter { path: dir, source })
     }

@@ -6,11 +6,15 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::process::{
-    build_env, expand_vars, merge_command, resolve_user, ProcessError, ResolvedUser,
-};
+pub mod command;
+pub mod mounts;
+
 use crate::image::manifest::ImageConfig;
 use crate::pod::spec::{ContainerSpec, PodSpec};
+use crate::runtime::spec::command::{
+    build_env, expand_vars, merge_command, resolve_user, ProcessError, ResolvedUser,
+};
+use mounts::BindMount;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -28,7 +32,7 @@ pub enum SpecError {
         value: String,
     },
     #[error(transparent)]
-    Security(#[from] super::security::SecurityError),
+    Security(#[from] crate::runtime::isolation::security::SecurityError),
     #[error("pod {pod} container {container}: a volume cannot be mounted on {destination}: the runtime owns it")]
     ReservedMount {
         pod: String,
@@ -51,28 +55,6 @@ pub struct NamespacePlan {
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
     pub host_pid: bool,
-}
-
-/// A bind mount into the container (pod files, /dev/shm, later volumes).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BindMount {
-    pub source: PathBuf,
-    /// Absolute path inside the container.
-    pub destination: String,
-    pub read_only: bool,
-    /// Whether the destination is a directory (else a file is created to mount on).
-    pub directory: bool,
-    #[serde(default)]
-    pub propagation: Propagation,
-}
-
-/// Mount propagation of a bind mount (Kubernetes' None, HostToContainer, Bidirectional).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum Propagation {
-    #[default]
-    Private,
-    Slave,
-    Shared,
 }
 
 /// Refuses mounts over what the runtime owns (/proc, /sys, /dev) and paths with `..`.
@@ -121,12 +103,12 @@ pub struct ContainerPlan {
     pub log_max_bytes: u64,
     pub log_max_files: usize,
     pub stop_signal: i32,
-    pub security: super::security::SecurityPlan,
+    pub security: crate::runtime::isolation::security::SecurityPlan,
     /// The container's cgroup (created before start, removed on delete).
-    pub cgroup: Option<super::cgroup::Cgroup>,
+    pub cgroup: Option<crate::runtime::isolation::cgroup::Cgroup>,
     /// Where the monitor finds the termination message when the container exits.
     #[serde(default)]
-    pub termination_message: Option<super::termination::TerminationMessage>,
+    pub termination_message: Option<crate::runtime::storage::termination::TerminationMessage>,
 }
 
 /// What the plan needs from outside the pod spec.
@@ -252,7 +234,8 @@ pub fn plan_container(
     } else {
         format!(", from the image's User {image_user:?}")
     };
-    let security = super::security::plan_security(pod, container, user.uid, &origin)?;
+    let security =
+        crate::runtime::isolation::security::plan_security(pod, container, user.uid, &origin)?;
     if cwd.split('/').any(|c| c == "..") || cwd.starts_with("/proc/") || cwd == "/proc" {
         return Err(SpecError::WorkingDir {
             pod: pod.key(),
@@ -291,8 +274,8 @@ pub fn plan_container(
         namespaces: inputs.namespaces,
         mounts: inputs.mounts,
         log_path: inputs.log_path,
-        log_max_bytes: super::logs::DEFAULT_MAX_BYTES,
-        log_max_files: super::logs::DEFAULT_MAX_FILES,
+        log_max_bytes: crate::runtime::logs::DEFAULT_MAX_BYTES,
+        log_max_files: crate::runtime::logs::DEFAULT_MAX_FILES,
         stop_signal,
         security,
         cgroup: None,

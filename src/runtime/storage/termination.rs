@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::{BindMount, Propagation};
 use crate::pod::spec::{ContainerSpec, TerminationMessagePolicy};
+use crate::runtime::spec::mounts::{BindMount, Propagation};
 use crate::sys::fs::FsError;
 
 /// Kubelet's cap on a termination message.

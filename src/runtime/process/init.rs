@@ -15,7 +15,7 @@ use nix::sched::{setns, CloneFlags};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::unistd::{chdir, dup2, execve, pivot_root, setgroups, setresgid, setresuid, Gid, Uid};
 
-use super::spec::ContainerPlan;
+use crate::runtime::spec::ContainerPlan;
 
 /// A step that failed, with the reason.
 pub struct InitFailure(pub String);
@@ -440,9 +440,13 @@ fn setup_mounts(plan: &ContainerPlan) -> Result<(), InitFailure> {
             None,
         )?;
         let propagation = match m.propagation {
-            super::spec::Propagation::Private => None,
-            super::spec::Propagation::Slave => Some(MsFlags::MS_REC | MsFlags::MS_SLAVE),
-            super::spec::Propagation::Shared => Some(MsFlags::MS_REC | MsFlags::MS_SHARED),
+            crate::runtime::spec::mounts::Propagation::Private => None,
+            crate::runtime::spec::mounts::Propagation::Slave => {
+                Some(MsFlags::MS_REC | MsFlags::MS_SLAVE)
+            }
+            crate::runtime::spec::mounts::Propagation::Shared => {
+                Some(MsFlags::MS_REC | MsFlags::MS_SHARED)
+            }
         };
         if let Some(flags) = propagation {
             let target = open_in_root(root, &m.destination, m.directory)?;
@@ -494,7 +498,7 @@ pub fn find_executable(program: &str, env: &[String]) -> Result<CString, InitFai
     let path = env
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(super::process::DEFAULT_PATH);
+        .unwrap_or(crate::runtime::spec::command::DEFAULT_PATH);
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let candidate = Path::new(dir).join(program);
         if nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok()
@@ -566,7 +570,8 @@ fn prepare_and_exec(
     // The filter goes on while CAP_SYS_ADMIN is still held (so it works without
     // no_new_privs too); what follows (setuid, capset, chdir, execve) is allowed by it.
     if let Some(program) = seccomp {
-        super::seccomp::install(program).map_err(|e| fail("install the seccomp filter", e))?;
+        crate::runtime::isolation::seccomp::install(program)
+            .map_err(|e| fail("install the seccomp filter", e))?;
     }
     lock_down(plan)?;
     chdir(plan.cwd.as_str()).map_err(|e| fail(format!("chdir to workingDir {}", plan.cwd), e))?;
