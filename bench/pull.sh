@@ -52,6 +52,8 @@ CONTAINERD_PID=""
 
 # shellcheck source=bench/util.sh
 source "$REPO_DIR/bench/util.sh"
+# shellcheck source=bench/registry.sh
+source "$REPO_DIR/bench/registry.sh"
 
 cleanup() {
     local rc=$?
@@ -70,11 +72,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 
 # --- layerlet binary -------------------------------------------------------------------
 find_layerlet
@@ -113,34 +110,10 @@ IMAGE_FILES=$(find "$BASE/unpacked" -type f -printf '%s\n' | awk '{s += $1} END 
 rm -rf "$BASE/unpacked"
 
 # --- registry ----------------------------------------------------------------------------
-PORT=$(free_port)
-mkdir -p "$BASE/registry"
-cat >"$BASE/registry.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $BASE/registry
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$PORT
-EOF
-docker-registry serve "$BASE/registry.yml" >"$BASE/registry.log" 2>&1 &
-REGISTRY_PID=$!
-for i in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1 && break
-    kill -0 "$REGISTRY_PID" 2>/dev/null || { cat "$BASE/registry.log" >&2; die "registry exited"; }
-    sleep 0.1
-done
-curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null || die "registry not answering on port $PORT"
-REF=127.0.0.1:$PORT/bench/img:1
+registry_start "$BASE"
+REF=$REGISTRY/bench/img:1
 log "pushing to $REF"
-skopeo copy -q --dest-tls-verify=false "oci:$IMG" "docker://$REF" >"$BASE/skopeo.log" 2>&1 \
-    || { cat "$BASE/skopeo.log" >&2; die "skopeo copy failed"; }
+registry_push "$IMG" "$REF"
 
 # --- tools -------------------------------------------------------------------------------
 have() {

@@ -15,6 +15,9 @@ Layers, bottom to top:
                           data/layerK/ totalling N MiB of pseudo-random, incompressible
                           bytes derived from --seed and the layer number.
   4. --layer-compressible-mb N  the same, with data that compresses to about half.
+  5. --layer-tree SRC=DEST[,SRC=DEST...]  one layer per flag: real host trees (files,
+                          directories and symlinks with their modes; other kinds and
+                          unreadable files skipped), each SRC copied to DEST in the image.
 
 Every tar is PAX format, entries sorted, numeric owner 0:0 (no user/group names),
 mtime fixed by --mtime.  A parent directory a layer needs is written with the
@@ -338,6 +341,32 @@ def parse_file_flag(spec):
     return path, mode, data
 
 
+def tree_entries(spec):
+    """Entries of one --layer-tree flag: SRC=DEST[,SRC=DEST...], walked in sorted order."""
+    entries = {}
+    for part in spec.split(","):
+        if "=" not in part:
+            raise SystemExit(f"make_image.py: --layer-tree {spec!r}: expected SRC=DEST[,SRC=DEST]")
+        src, dest = part.split("=", 1)
+        dest = norm_path(dest, "--layer-tree")
+        if not os.path.isdir(src):
+            raise SystemExit(f"make_image.py: --layer-tree: {src} is not a directory")
+        for dirpath, dirnames, filenames in os.walk(src):
+            dirnames.sort()
+            rel = os.path.relpath(dirpath, src)
+            base = dest if rel == "." else f"{dest}/{rel}"
+            entries[base] = (base, "dir", os.lstat(dirpath).st_mode & 0o7777, None)
+            for name in sorted(filenames) + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+                host = os.path.join(dirpath, name)
+                st = os.lstat(host)
+                path = f"{base}/{name}"
+                if os.path.islink(host):
+                    entries[path] = (path, "symlink", 0o777, os.readlink(host))
+                elif os.path.isfile(host) and os.access(host, os.R_OK):
+                    entries[path] = (path, "file", st.st_mode & 0o7777, ("host", host))
+    return list(entries.values())
+
+
 def with_parents(entries, known_dirs):
     """Add a dir entry for every missing parent, with the mode lower layers gave it."""
     have = {e[0] for e in entries}
@@ -374,6 +403,9 @@ def main():
                     help="add a layer of N MiB of pseudo-random data over a 16-symbol "
                          "alphabet, which compresses to about half; repeatable, placed after "
                          "the --layer-random-mb layers")
+    ap.add_argument("--layer-tree", action="append", default=[], metavar="SRC=DEST[,SRC=DEST]",
+                    help="add a layer of real host trees (SRC copied to DEST); repeatable, "
+                         "placed after the random layers")
     ap.add_argument("--files-per-layer", type=int, default=4,
                     help="files per random layer (default 4)")
     ap.add_argument("--file", action="append", default=[], metavar="PATH[:MODE]=CONTENT",
@@ -472,6 +504,9 @@ def main():
         entries = with_parents(entries, known_dirs)
         what = "make-random" if kind == "random" else "make-compressible"
         plans.append((entries, f"RUN {what} --seed {args.seed} --layer {k} --mb {mb:g}"))
+
+    for spec in args.layer_tree:
+        plans.append((with_parents(tree_entries(spec), known_dirs), f"COPY {spec} # make_image.py --layer-tree"))
 
     jobs = [(e, args.compression, args.gzip_level, zstd_impl, blobdir, mtime) for e, _ in plans]
     if args.jobs > 1 and len(jobs) > 1:
