@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::quantity::{self, QuantityKind};
 use super::spec::*;
 use super::{FieldError, Warning};
+use crate::reference::ImageRef;
 
 type Result<T> = std::result::Result<T, FieldError>;
 
@@ -918,7 +919,7 @@ fn container(
         );
     }
 
-    let image = c.image.clone().unwrap_or_default();
+    let image = image_reference(c.image.as_deref(), &format!("{path}.image"))?;
     let mut env = Vec::new();
     for (i, e) in c.env.iter().flatten().enumerate() {
         env.push(env_var(e, &format!("{path}.env[{i}]"))?);
@@ -950,7 +951,7 @@ fn container(
         image_pull_policy: choice(
             &format!("{path}.imagePullPolicy"),
             c.image_pull_policy.as_deref(),
-            PullPolicy::default_for_image(image.trim()),
+            PullPolicy::default_for_image(&image),
             &[
                 ("Always", PullPolicy::Always),
                 ("IfNotPresent", PullPolicy::IfNotPresent),
@@ -992,6 +993,22 @@ fn container(
         stdin_once: c.stdin_once.unwrap_or(false),
         tty: c.tty.unwrap_or(false),
     })
+}
+
+/// Parsed here, once: the pull policy's default, pulls and store lookups all take the
+/// typed reference, so a malformed one is refused now rather than failing a pull later.
+fn image_reference(value: Option<&str>, field: &str) -> Result<ImageRef> {
+    let value = value.unwrap_or_default();
+    if value.is_empty() {
+        return Err(FieldError::new(field, "required"));
+    }
+    if value.trim() != value {
+        return Err(FieldError::new(
+            field,
+            "must not have leading or trailing whitespace",
+        ));
+    }
+    ImageRef::parse(value).map_err(|e| FieldError::new(field, e.to_string()))
 }
 
 fn env_var(e: &k8s::EnvVar, path: &str) -> Result<EnvVar> {

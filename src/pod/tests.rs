@@ -345,6 +345,16 @@ fn bad_manifests_get_one_exact_error_with_file_document_and_field() {
             "spec.containers[0].image: must not have leading or trailing whitespace".into(),
         ),
         (
+            "malformed image reference",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: app, image: \"UPPER/Case::bad\"}]\n".into(),
+            "spec.containers[0].image: invalid image reference \"UPPER/Case::bad\": repository names must be lowercase; expected [REGISTRY/]REPOSITORY[:TAG][@sha256:DIGEST]".into(),
+        ),
+        (
+            "image digest that is not sha256",
+            pod("", "  - name: pinned\n    image: busybox@md5:abc\n"),
+            "spec.containers[1].image: invalid image reference \"busybox@md5:abc\": digest \"md5:abc\" must be sha256: followed by 64 lowercase hex digits; expected [REGISTRY/]REPOSITORY[:TAG][@sha256:DIGEST]".into(),
+        ),
+        (
             "dns policy None without nameservers",
             pod("  dnsPolicy: None\n", ""),
             "spec.dnsConfig.nameservers: required: dnsPolicy None needs at least one nameserver".into(),

@@ -394,15 +394,6 @@ fn container<'a>(
     host_ports: &mut BTreeSet<(u16, Protocol, Option<&'a str>)>,
     e: &mut Errors,
 ) {
-    if c.image.is_empty() {
-        e.push(format!("{p}.image"), "required");
-    } else if c.image.trim() != c.image {
-        e.push(
-            format!("{p}.image"),
-            "must not have leading or trailing whitespace",
-        );
-    }
-
     let mut port_names = BTreeSet::new();
     for (i, port) in c.ports.iter().enumerate() {
         let pp = format!("{p}.ports[{i}]");
