@@ -7,6 +7,7 @@ pub mod http;
 pub mod image;
 pub mod metrics;
 pub mod pod;
+pub mod reference;
 pub mod runtime;
 pub mod source;
 pub mod sys;

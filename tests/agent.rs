@@ -532,6 +532,12 @@ fn bad_manifests(suffix: &str) -> Vec<(String, String, String)> {
             "document 1: spec.containers[0].image: required".into(),
         ),
         (
+            // Refused when read, not later as a pull error.
+            "bad-image.yaml".into(),
+            pod("bad-image", "  - name: app\n    image: \"UPPER/Case::bad\"\n    command: [sleep, '3600']\n"),
+            "document 1: spec.containers[0].image: invalid image reference \"UPPER/Case::bad\": repository names must be lowercase; expected [REGISTRY/]REPOSITORY[:TAG][@sha256:DIGEST]".into(),
+        ),
+        (
             "duplicate.yaml".into(),
             pod("duplicate", &format!("{app}{app}")),
             "document 1: spec.containers[1].name: duplicate name \"app\"".into(),

@@ -312,7 +312,7 @@ async fn ensure_image(
     spec: &PodSpec,
     container: &crate::pod::spec::ContainerSpec,
 ) -> Result<Digest, String> {
-    let present = ctx.store.resolve(&container.image).ok();
+    let present = ctx.store.resolve_reference(&container.image).ok();
     match (container.image_pull_policy, present) {
         (PullPolicy::IfNotPresent | PullPolicy::Never, Some(d)) => Ok(d),
         (PullPolicy::Never, None) => Err(format!(
@@ -835,7 +835,7 @@ async fn collect_images(ctx: Arc<Context>, desired: Desired, running: Arc<Atomic
             .pods
             .values()
             .flat_map(|p| p.all_containers())
-            .filter_map(|c| store.resolve(&c.image).ok())
+            .filter_map(|c| store.resolve_reference(&c.image).ok())
             .collect();
         store.free_space(marks, &keep)
     })

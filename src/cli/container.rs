@@ -128,7 +128,7 @@ fn ensure_images(store: &Store, pod: &PodSpec, args: &RunArgs) -> anyhow::Result
     let mut runtime = None;
     let mut digests = Vec::new();
     for c in pod.all_containers() {
-        let present = store.resolve(&c.image).ok();
+        let present = store.resolve_reference(&c.image).ok();
         let digest = match (c.image_pull_policy, present) {
             (PullPolicy::Never, Some(d)) | (PullPolicy::IfNotPresent, Some(d)) => d,
             (PullPolicy::Never, None) => anyhow::bail!(

@@ -11,6 +11,7 @@ use layerlet::image::pull::{pull as pull_image, PullOptions};
 use layerlet::image::registry::RegistryOptions;
 use layerlet::image::report::{disk_usage, history_rows, human_size, image_rows, StoreSnapshot};
 use layerlet::image::store::{InstalledImage, Store, StoreOptions};
+use layerlet::reference::ImageRef;
 
 use super::output::{print_json, print_table, Output};
 use super::{runtime, Context};
@@ -116,7 +117,8 @@ pub fn pull(ctx: &Context, args: PullArgs) -> anyhow::Result<ExitCode> {
         platform: parse_platform(args.platform.as_deref())?,
     };
     let store = open_store(ctx, Some(&args.store))?;
-    let installed = runtime()?.block_on(pull_image(&store, &args.image, &options))?;
+    let image = ImageRef::parse(&args.image)?;
+    let installed = runtime()?.block_on(pull_image(&store, &image, &options))?;
     print_installed(ctx, &[installed])?;
     Ok(ExitCode::SUCCESS)
 }

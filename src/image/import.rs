@@ -11,10 +11,10 @@ use super::digest::Digest;
 use super::manifest::{
     parse_manifest, select_platform, Descriptor, Manifest, ManifestError, Platform,
 };
-use super::reference::parse_reference;
 use super::registry::MAX_DOCUMENT_BYTES;
 use super::store::{ImageToInstall, InstalledImage, LayerSource, Store, StoreError};
 use super::unpack::safe_components;
+use crate::reference::ImageRef;
 use crate::sys::fs::{remove_tree, FsError};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -194,11 +194,11 @@ async fn import_layout(
         let ref_name = entry.annotations.get(REF_NAME).cloned();
         // The name recorded: --name wins; else the layout's ref name, normalised.
         let names: Vec<String> = match (name, &ref_name) {
-            (Some(n), _) => vec![parse_reference(n)
+            (Some(n), _) => vec![ImageRef::parse(n)
                 .map_err(|e| not_layout(e.to_string()))?
-                .whole()],
-            (None, Some(r)) => parse_reference(r)
-                .map(|r| vec![r.whole()])
+                .normalised()],
+            (None, Some(r)) => ImageRef::parse(r)
+                .map(|r| vec![r.normalised()])
                 .unwrap_or_default(),
             (None, None) => Vec::new(),
         };

@@ -1,4 +1,4 @@
-//! Images: references, registry pulls, the content-addressed store of blobs and unpacked
+//! Images: registry pulls, the content-addressed store of blobs and unpacked
 //! layers, imports from archives, and the reports `images`, `history` and `df` print.
 
 pub mod auth;
@@ -11,7 +11,6 @@ pub mod import;
 pub mod layers;
 pub mod manifest;
 pub mod pull;
-pub mod reference;
 pub mod registry;
 pub mod report;
 pub mod store;

@@ -2,15 +2,15 @@
 
 use std::sync::Arc;
 
+use oci_client::Reference;
+
 use super::manifest::{parse_manifest, select_platform, Manifest, ManifestError, Platform};
-use super::reference::{parse_reference, ReferenceError};
 use super::registry::{RegistryClient, RegistryError, RegistryOptions};
 use super::store::{ImageToInstall, InstalledImage, LayerSource, Store, StoreError};
+use crate::reference::ImageRef;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
-    #[error(transparent)]
-    Reference(#[from] ReferenceError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
@@ -30,11 +30,11 @@ pub struct PullOptions {
 
 pub async fn pull(
     store: &Store,
-    name: &str,
+    image: &ImageRef,
     options: &PullOptions,
 ) -> Result<InstalledImage, PullError> {
-    let reference = parse_reference(name)?;
-    let display = reference.whole();
+    let reference = Reference::from(image);
+    let display = image.normalised();
     let client = RegistryClient::connect(&reference, &options.registry).await?;
     let (bytes, digest) = client.manifest(&reference).await?;
     let wanted = options.platform.clone().unwrap_or_else(Platform::host);

@@ -127,7 +127,7 @@ pub fn image_rows(snapshot: &StoreSnapshot) -> Vec<ImageRow> {
             rows.push(base.clone());
         }
         for name in names {
-            let (repository, tag) = super::reference::split_name(name);
+            let (repository, tag) = split_name(name);
             rows.push(ImageRow {
                 repository,
                 tag,
@@ -150,6 +150,19 @@ pub struct HistoryRow {
     pub unpacked_size: u64,
     /// Images on this node whose stacks contain this layer.
     pub images_sharing: u64,
+}
+
+/// Splits a recorded name into repository and tag (or digest) for listings.
+fn split_name(name: &str) -> (String, String) {
+    if let Some((repo, digest)) = name.split_once('@') {
+        return (repo.to_string(), format!("@{digest}"));
+    }
+    match name.rfind(':') {
+        Some(i) if !name[i + 1..].contains('/') => {
+            (name[..i].to_string(), name[i + 1..].to_string())
+        }
+        _ => (name.to_string(), "<none>".to_string()),
+    }
 }
 
 /// The image's history, newest first, each layer-making entry matched with its layer.
@@ -381,5 +394,19 @@ mod tests {
         assert_eq!(human_size(1_000), "1.00kB");
         assert_eq!(human_size(4_260_000), "4.26MB");
         assert_eq!(human_size(210_000_000), "210MB");
+    }
+
+    #[test]
+    fn names_split_into_repository_and_tag() {
+        assert_eq!(
+            split_name("127.0.0.1:5000/a:v1"),
+            ("127.0.0.1:5000/a".into(), "v1".into())
+        );
+        assert_eq!(
+            split_name("127.0.0.1:5000/a"),
+            ("127.0.0.1:5000/a".into(), "<none>".into())
+        );
+        let (_, tag) = split_name("r/a@sha256:abc");
+        assert_eq!(tag, "@sha256:abc");
     }
 }

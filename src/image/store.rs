@@ -16,6 +16,7 @@ use super::layers::{unpack_blob, LayerBlob, LayerError, LayerStore};
 use super::manifest::{parse_config, ImageConfig, ImageManifest, ManifestError};
 use super::registry::{RegistryClient, RegistryError};
 use super::unpack::{settle_implied_dirs, UnpackReport};
+use crate::reference::ImageRef;
 use crate::sys::fs::{apparent_size, create_private_dir, syncfs, FsError};
 use crate::sys::lock::{FileLock, LockError, LockMode};
 use crate::time::unix_secs_now as now;
@@ -457,9 +458,19 @@ impl Store {
     /// Finds an image by name (as pulled, or with docker's short forms), by digest, or by an
     /// unambiguous prefix of its digest or config digest (the image ID).
     pub fn resolve(&self, name: &str) -> Result<Digest, StoreError> {
+        self.resolve_among(name, &names_of(name))
+    }
+
+    /// [`Store::resolve`] for a reference parsed already (a pod's image).
+    pub fn resolve_reference(&self, reference: &ImageRef) -> Result<Digest, StoreError> {
+        self.resolve_among(reference.as_str(), &reference.lookup_names())
+    }
+
+    /// The image recorded under one of `names`, else the one whose ID `name` abbreviates.
+    fn resolve_among(&self, name: &str, names: &[String]) -> Result<Digest, StoreError> {
         let db = self.db();
-        for candidate in super::reference::name_candidates(name) {
-            if let Some(d) = db.tag(&candidate)? {
+        for candidate in names {
+            if let Some(d) = db.tag(candidate)? {
                 return Ok(d);
             }
         }
@@ -526,7 +537,7 @@ impl Store {
             });
         }
         let mut db = self.db();
-        let by_name = super::reference::name_candidates(name)
+        let by_name = names_of(name)
             .into_iter()
             .find(|c| db.tag(c).ok().flatten().is_some());
         let removed = match by_name {
@@ -650,4 +661,12 @@ fn commit_layer(
         layers.discard(&dir);
     }
     result
+}
+
+/// The names an image typed as `name` may be recorded under: as typed, and normalised when
+/// it parses as a reference.
+fn names_of(name: &str) -> Vec<String> {
+    ImageRef::parse(name)
+        .map(|reference| reference.lookup_names())
+        .unwrap_or_else(|_| vec![name.to_string()])
 }

@@ -6,6 +6,7 @@
 
 pub mod accounting;
 pub mod collect;
+pub mod error;
 pub mod eviction;
 pub mod sharing;
 pub mod start;
@@ -20,24 +21,7 @@ use prometheus::{
 };
 
 pub use accounting::{Accounting, AccountingOptions, Cache};
-
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    #[error("register metric {name}: {source}")]
-    Register {
-        name: String,
-        #[source]
-        source: prometheus::Error,
-    },
-    #[error("encode the metrics text: {0}")]
-    Encode(#[source] prometheus::Error),
-    #[error("start the accounting thread: {0}")]
-    Thread(#[source] std::io::Error),
-    #[error("inotify for the accounting of writable layers: {0}")]
-    Inotify(#[source] nix::Error),
-    #[error("open the node database for accounting: {0}")]
-    Db(#[from] crate::image::db::DbError),
-}
+pub use error::MetricsError;
 
 /// Longest label value exported. A value from an image (a VOLUME path) or a manifest can be
 /// arbitrarily long; capping keeps each series, and so the scrape, bounded.

@@ -3,8 +3,10 @@
 
 use k8s_openapi::api::core::v1 as k8s;
 
+use super::error::{PodError, Warning};
+use super::manifest::{self, ConfigMapObject, SecretObject};
 use super::spec::PodSpec;
-use super::{convert, validate, ConfigMapObject, PodError, SecretObject, Warning};
+use super::{convert, validate};
 
 /// The annotation kubelet puts on every pod to say where it came from: `api` here; a pod
 /// without it came from a file.
@@ -62,11 +64,11 @@ pub fn is_from_api(spec: &PodSpec) -> bool {
 }
 
 pub fn config_map(cm: k8s::ConfigMap) -> Result<ConfigMapObject, PodError> {
-    super::config_map(0, cm).map_err(PodError::without_document)
+    manifest::config_map(0, cm).map_err(PodError::without_document)
 }
 
 pub fn secret(secret: k8s::Secret) -> Result<SecretObject, PodError> {
-    super::secret_object(0, secret).map_err(PodError::without_document)
+    manifest::secret_object(0, secret).map_err(PodError::without_document)
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! The ConfigMaps and Secrets a node has (from the manifest directory), looked up by
-//! namespace and name, and the errors kubelet reports when a pod needs one that is missing.
+//! namespace and name; the ones a pod reads; and the errors kubelet reports when a pod needs
+//! one that is missing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::{ConfigMapObject, SecretObject};
+use super::manifest::{ConfigMapObject, SecretObject};
+use super::spec::{EnvFromKind, EnvSource, PodSpec, ProjectedSource, VolumeSource};
 
 /// Why a pod's env or volumes cannot be made from the objects the node has. The texts are
 /// kubelet's, so that `CreateContainerConfigError` messages read as in a cluster.
@@ -86,4 +88,60 @@ impl ConfigMapObject {
             )
             .collect()
     }
+}
+
+/// Names of ConfigMaps and Secrets a pod reads (volumes, env, envFrom, image pull secrets),
+/// so that a source knows which objects to watch.
+pub fn referenced_objects(spec: &PodSpec) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut config_maps = BTreeSet::new();
+    let mut secrets: BTreeSet<String> = spec.image_pull_secrets.iter().cloned().collect();
+    for volume in &spec.volumes {
+        match &volume.source {
+            VolumeSource::ConfigMap { name, .. } => {
+                config_maps.insert(name.clone());
+            }
+            VolumeSource::Secret { secret_name, .. } => {
+                secrets.insert(secret_name.clone());
+            }
+            VolumeSource::Projected { sources, .. } => {
+                for source in sources {
+                    match source {
+                        ProjectedSource::ConfigMap { name, .. } => {
+                            config_maps.insert(name.clone());
+                        }
+                        ProjectedSource::Secret { name, .. } => {
+                            secrets.insert(name.clone());
+                        }
+                        ProjectedSource::DownwardApi { .. }
+                        | ProjectedSource::ServiceAccountToken { .. } => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for container in spec.all_containers() {
+        for env in &container.env {
+            match &env.source {
+                EnvSource::ConfigMapKey { name, .. } => {
+                    config_maps.insert(name.clone());
+                }
+                EnvSource::SecretKey { name, .. } => {
+                    secrets.insert(name.clone());
+                }
+                _ => {}
+            }
+        }
+        for from in &container.env_from {
+            match &from.source {
+                EnvFromKind::ConfigMap { name, .. } => {
+                    config_maps.insert(name.clone());
+                }
+                EnvFromKind::Secret { name, .. } => {
+                    secrets.insert(name.clone());
+                }
+            }
+        }
+    }
+    (config_maps, secrets)
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::reference::ImageRef;
+
 /// Kubernetes' default `terminationGracePeriodSeconds`.
 pub const DEFAULT_TERMINATION_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// Kubernetes' default `terminationMessagePath`.
@@ -283,7 +285,8 @@ pub struct ResourceFieldRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerSpec {
     pub name: String,
-    pub image: String,
+    /// Serialized as written, as records before the type did.
+    pub image: ImageRef,
     pub image_pull_policy: PullPolicy,
     /// Replaces the image's Entrypoint when not empty.
     pub command: Vec<String>,
@@ -317,15 +320,11 @@ pub enum PullPolicy {
 impl PullPolicy {
     /// Kubernetes' default: `Always` for `:latest` or an untagged image without a digest,
     /// `IfNotPresent` otherwise.
-    pub fn default_for_image(image: &str) -> PullPolicy {
-        if image.contains('@') {
-            return PullPolicy::IfNotPresent;
-        }
-        // A tag follows the last ':' of the last path component (a ':' before it is a port).
-        let last = image.rsplit('/').next().unwrap_or(image);
-        match last.rsplit_once(':') {
-            Some((_, "latest")) | None => PullPolicy::Always,
-            Some(_) => PullPolicy::IfNotPresent,
+    pub fn default_for_image(image: &ImageRef) -> PullPolicy {
+        if image.is_latest() {
+            PullPolicy::Always
+        } else {
+            PullPolicy::IfNotPresent
         }
     }
 }
@@ -555,7 +554,7 @@ mod tests {
             "registry.example:5000/team/app:latest",
         ] {
             assert_eq!(
-                PullPolicy::default_for_image(image),
+                PullPolicy::default_for_image(&image.parse().unwrap()),
                 PullPolicy::Always,
                 "{image}"
             );
@@ -572,7 +571,7 @@ mod tests {
             format!("busybox:latest@{digest}"),
         ] {
             assert_eq!(
-                PullPolicy::default_for_image(&image),
+                PullPolicy::default_for_image(&image.parse().unwrap()),
                 PullPolicy::IfNotPresent,
                 "{image}"
             );
@@ -595,5 +594,20 @@ mod tests {
         let json =
             serde_json::to_string(&(Protocol::Sctp, HttpScheme::Https, PullPolicy::Never)).unwrap();
         assert_eq!(json, r#"["SCTP","HTTPS","Never"]"#);
+    }
+
+    /// A record as the builds before typed references stored it (image a plain string).
+    const STORED_BEFORE_TYPED_REFERENCES: &str = r#"{"namespace":"default","name":"web","uid":"u1","labels":{},"annotations":{},"restart_policy":"Always","termination_grace_period":{"secs":30,"nanos":0},"active_deadline":null,"host_network":false,"host_pid":false,"host_ipc":false,"hostname":"web","subdomain":null,"node_name":null,"dns_policy":"ClusterFirst","dns_config":null,"host_aliases":[],"image_pull_secrets":[],"security_context":{"run_as_user":null,"run_as_group":null,"run_as_non_root":null,"supplemental_groups":[],"supplemental_groups_policy":"Merge","fs_group":null,"fs_group_change_policy":"Always","seccomp_profile":null,"sysctls":[]},"volumes":[],"init_containers":[],"containers":[{"name":"app","image":"busybox","image_pull_policy":"Always","command":[],"args":[],"working_dir":null,"env":[],"env_from":[],"ports":[],"resources":{"limits":{"cpu_millis":null,"memory":null,"ephemeral_storage":null},"requests":{"cpu_millis":null,"memory":null,"ephemeral_storage":null}},"volume_mounts":[],"security_context":{"run_as_user":null,"run_as_group":null,"run_as_non_root":null,"read_only_root_filesystem":false,"privileged":false,"allow_privilege_escalation":null,"capabilities":{"add":[],"drop":[]},"proc_mount":"Default","seccomp_profile":null},"liveness_probe":null,"readiness_probe":null,"startup_probe":null,"lifecycle":{"post_start":null,"pre_stop":null},"termination_message_path":"/dev/termination-log","termination_message_policy":"File","stdin":false,"stdin_once":false,"tty":false}]}"#;
+
+    #[test]
+    fn pod_records_with_a_plain_image_string_still_load_and_store_the_same_text() {
+        let spec: PodSpec = serde_json::from_str(STORED_BEFORE_TYPED_REFERENCES).unwrap();
+        let image = &spec.containers[0].image;
+        assert_eq!(image.as_str(), "busybox");
+        assert_eq!(image.normalised(), "docker.io/library/busybox:latest");
+        assert_eq!(
+            serde_json::to_string(&spec).unwrap(),
+            STORED_BEFORE_TYPED_REFERENCES
+        );
     }
 }

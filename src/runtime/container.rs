@@ -308,7 +308,7 @@ impl Runtime {
             pod_uid: pod.uid.clone(),
             name: container.name.clone(),
             attempt,
-            image_ref: container.image.clone(),
+            image_ref: container.image.to_string(),
             image: image.clone(),
             created_at: now(),
         };

@@ -1,105 +1,29 @@
-//! The accounting thread: keeps every container's figures (writable-layer bytes and inodes,
-//! unmounted-VOLUME bytes, logs, memory, CPU, state) and the sharing figures in a cache that
-//! scrapes read. Scrapes never walk a filesystem.
-//!
-//! Cheap by construction:
-//! - inotify watches every directory of every upperdir (writes through overlay land there
-//!   and are seen), so a tick re-walks only the containers that changed; a slow periodic
-//!   full re-walk catches what inotify cannot see (writes through a shared mmap);
-//! - a walk has a budget of entries: a container over it (a million files) goes to a
-//!   worker of its own, so its walk delays no other container's figures and no scrape;
-//! - a container whose directories could not all be watched (the kernel's watch limit) is
-//!   re-walked on a timer instead, within the staleness bound.
-//!
-//! Both are plain OS threads: a walk is blocking I/O that must not sit on the tokio pool.
+//! The accounting thread's loop: the container list and small stats on one timer, then
+//! inotify's news, walks of the layers that changed (big ones handed to the worker),
+//! evictions, and the figures published for scrapes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
-
-use super::eviction::{self, ContainerStorage, Eviction};
-use super::sharing::{sharing, ContainerUse, Sharing};
-use super::tree::{DirNews, EntryChange, LayerTree};
-use super::walk::{files_bytes, walk, LayerUsage, Walked};
-use super::MetricsError;
+use super::figures::{Cache, ContainerFigures, Figures};
+use super::watches::Watches;
+use super::worker::{Job, JobResult, Worker};
 use crate::image::db::Db;
 use crate::image::digest::Digest;
 use crate::image::report::StoreSnapshot;
 use crate::image::store::Store;
+use crate::metrics::eviction::{self, ContainerStorage, Eviction};
+use crate::metrics::sharing::{sharing, ContainerUse};
+use crate::metrics::tree::{DirNews, LayerTree};
+use crate::metrics::walk::{files_bytes, walk, LayerUsage, Walked};
 use crate::pod::spec::{PodSpec, StorageMedium, VolumeSource};
 use crate::runtime::container::Runtime;
 use crate::runtime::isolation::cgroup::Cgroup;
 use crate::runtime::pods::pod_spec;
 use crate::runtime::storage::volumes::{pod_volume_dir, unmounted_image_volumes};
-
-/// One container's figures as scrapes see them.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ContainerFigures {
-    pub id: String,
-    pub namespace: String,
-    pub pod: String,
-    pub pod_uid: String,
-    pub container: String,
-    /// The image reference as the pod names it.
-    pub image: String,
-    /// `/` + the cgroup path (cAdvisor's `id`).
-    pub cgroup: String,
-    pub usage: LayerUsage,
-    /// Image VOLUME paths without a mount, in the order of `usage.volume_bytes`.
-    pub unmounted_volumes: Vec<String>,
-    pub log_bytes: u64,
-    pub memory_bytes: Option<u64>,
-    pub cpu_seconds: Option<f64>,
-    /// `created`, `running` or `exited`.
-    pub state: &'static str,
-    pub started_unix: Option<f64>,
-    pub restarts: u32,
-    /// Whether this is the newest instance of its pod's container (restarts are its).
-    pub latest: bool,
-}
-
-/// Everything a scrape shows of the accounting, refreshed by the thread.
-#[derive(Debug, Clone, Default)]
-pub struct Figures {
-    pub containers: Vec<ContainerFigures>,
-    pub sharing: Sharing,
-    pub evictions: Vec<Eviction>,
-    /// The filesystem of the data root (cAdvisor's `device`).
-    pub device: String,
-    pub walks: u64,
-    pub walk_seconds: f64,
-    /// When the figures were last published.
-    pub updated: Option<Instant>,
-}
-
-/// The figures, swapped whole by the thread; a scrape takes a reference and lets go.
-#[derive(Debug, Default)]
-pub struct Cache {
-    figures: Mutex<Arc<Figures>>,
-}
-
-impl Cache {
-    pub fn get(&self) -> Arc<Figures> {
-        self.figures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn set(&self, figures: Figures) {
-        *self.figures.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(figures);
-    }
-
-    /// Pods to evict for their ephemeral storage.
-    pub fn evictions(&self) -> Vec<Eviction> {
-        self.get().evictions.clone()
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct AccountingOptions {
@@ -126,150 +50,6 @@ impl Default for AccountingOptions {
             walk_budget: 20_000,
         }
     }
-}
-
-/// The running accounting; stops its threads when dropped (a big walk in progress ends at
-/// its next directory).
-pub struct Accounting {
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Accounting {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// IN_ATTRIB: a new or removed hard link changes the link count of a file in another
-/// directory, which counts it once per layer.
-const WATCH_MASK: AddWatchFlags = AddWatchFlags::IN_CREATE
-    .union(AddWatchFlags::IN_ATTRIB)
-    .union(AddWatchFlags::IN_DELETE)
-    .union(AddWatchFlags::IN_MODIFY)
-    .union(AddWatchFlags::IN_MOVED_FROM)
-    .union(AddWatchFlags::IN_MOVED_TO)
-    .union(AddWatchFlags::IN_ONLYDIR);
-
-/// The inotify instance and which container each watch belongs to; shared by both threads.
-/// Without an instance (the kernel's per-user limit of instances reached) every container
-/// counts as unwatched and is re-walked on the timer instead.
-struct Watches {
-    inotify: Option<Inotify>,
-    /// Each watch's container and directory.
-    owners: Mutex<HashMap<WatchDescriptor, (String, PathBuf)>>,
-}
-
-impl Watches {
-    /// Watches `dir` for container `id`; false when the kernel refused (watch limit).
-    fn add(&self, id: &str, dir: &Path) -> bool {
-        let Some(inotify) = &self.inotify else {
-            return false;
-        };
-        match inotify.add_watch(dir, WATCH_MASK) {
-            Ok(wd) => {
-                // A directory moved within the layer keeps its watch: the path is renewed.
-                self.owners
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(wd, (id.to_string(), dir.to_path_buf()));
-                true
-            }
-            // A directory removed under the walk is no failure to watch.
-            Err(nix::Error::ENOENT) | Err(nix::Error::ENOTDIR) => true,
-            Err(_) => false,
-        }
-    }
-
-    fn forget(&self, id: &str) {
-        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-        let mine: Vec<WatchDescriptor> = owners
-            .iter()
-            .filter(|(_, (o, _))| o.as_str() == id)
-            .map(|(wd, _)| *wd)
-            .collect();
-        for wd in mine {
-            owners.remove(&wd);
-            if let Some(inotify) = &self.inotify {
-                let _ = inotify.rm_watch(wd);
-            }
-        }
-    }
-
-    /// The news since the last call, by container and directory; None when the queue
-    /// overflowed (all are suspect).
-    fn drain(&self) -> Option<HashMap<String, HashMap<PathBuf, DirNews>>> {
-        let mut dirty: HashMap<String, HashMap<PathBuf, DirNews>> = HashMap::new();
-        let Some(inotify) = &self.inotify else {
-            return Some(dirty);
-        };
-        loop {
-            let events = match inotify.read_events() {
-                Ok(e) if !e.is_empty() => e,
-                _ => return Some(dirty),
-            };
-            let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-            for event in events {
-                if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
-                    return None;
-                }
-                if event.mask.contains(AddWatchFlags::IN_IGNORED) {
-                    if let Some((id, dir)) = owners.remove(&event.wd) {
-                        dirty.entry(id).or_default().entry(dir).or_default().whole = true;
-                    }
-                    continue;
-                }
-                if let Some((id, dir)) = owners.get(&event.wd) {
-                    let news = dirty
-                        .entry(id.clone())
-                        .or_default()
-                        .entry(dir.clone())
-                        .or_default();
-                    match (entry_change(event.mask), event.name) {
-                        (Some(change), Some(name)) => news.entries.push((name, change)),
-                        _ => news.whole = true,
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// What an event says of a non-directory entry; None for a directory's own events and for
-/// subdirectories (their directory is read again).
-fn entry_change(mask: AddWatchFlags) -> Option<EntryChange> {
-    if mask.contains(AddWatchFlags::IN_ISDIR) {
-        return None;
-    }
-    if mask.contains(AddWatchFlags::IN_CREATE) {
-        Some(EntryChange::Created)
-    } else if mask.intersects(AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM) {
-        Some(EntryChange::Removed)
-    } else if mask.contains(AddWatchFlags::IN_MOVED_TO) {
-        Some(EntryChange::MovedIn)
-    } else if mask.intersects(AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_ATTRIB) {
-        Some(EntryChange::Changed)
-    } else {
-        None
-    }
-}
-
-/// Work for the big-walk worker: the layer's tree to update with the directories that
-/// changed, or (no tree) a full read.
-struct Job {
-    id: String,
-    upper: PathBuf,
-    volumes: Vec<String>,
-    tree: Option<LayerTree>,
-    changed: Vec<(PathBuf, DirNews)>,
-}
-
-struct JobResult {
-    id: String,
-    tree: Option<LayerTree>,
-    /// A full read (it restarts the safety net's timer).
-    full: bool,
-    watched: bool,
-    seconds: f64,
 }
 
 /// What the main thread knows of one container.
@@ -299,100 +79,6 @@ struct Tracked {
     worked: Option<Instant>,
     in_flight: bool,
     watched: bool,
-}
-
-impl Accounting {
-    /// Starts the accounting of the containers of `rt`'s data root into `cache`.
-    pub fn start(
-        rt: Runtime,
-        store: Arc<Store>,
-        cache: Arc<Cache>,
-        options: AccountingOptions,
-    ) -> Result<Accounting, MetricsError> {
-        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-            .map_err(|e| {
-                tracing::warn!(error = %MetricsError::Inotify(e), "writable layers are re-walked on a timer instead");
-            })
-            .ok();
-        let watches = Arc::new(Watches {
-            inotify,
-            owners: Mutex::new(HashMap::new()),
-        });
-        // Its own connection: the agent's is not held while walking; WAL lets both read.
-        let db = Db::open(&store.root().join("layerlet.db"))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
-        let results = Arc::new(Mutex::new(Vec::<JobResult>::new()));
-        {
-            let (watches, results, stop) = (watches.clone(), results.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("layerlet-big-walks".into())
-                .spawn(move || big_walks(jobs_rx, &watches, &results, &stop))
-                .map_err(MetricsError::Thread)?;
-        }
-        let state = State {
-            device: device_of(&rt.root),
-            rt,
-            store,
-            db,
-            cache,
-            options,
-            watches,
-            jobs: jobs_tx,
-            results,
-            tracked: BTreeMap::new(),
-            pods: BTreeMap::new(),
-            snapshot: StoreSnapshot::default(),
-            evictions: BTreeMap::new(),
-            db_version: None,
-            walks: 0,
-            walk_seconds: 0.0,
-        };
-        let stop2 = stop.clone();
-        std::thread::Builder::new()
-            .name("layerlet-accounting".into())
-            .spawn(move || state.run(&stop2))
-            .map_err(MetricsError::Thread)?;
-        Ok(Accounting { stop })
-    }
-}
-
-fn big_walks(
-    jobs: mpsc::Receiver<Job>,
-    watches: &Watches,
-    results: &Mutex<Vec<JobResult>>,
-    stop: &AtomicBool,
-) {
-    while let Ok(job) = jobs.recv() {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let started = Instant::now();
-        let mut watched = true;
-        let mut on_dir = |dir: &Path| watched &= watches.add(&job.id, dir);
-        let (tree, full) = match job.tree {
-            Some(mut tree) => match tree.apply(job.changed, &mut on_dir) {
-                Ok(()) => (Some(tree), false),
-                Err(_) => (None, false),
-            },
-            None => (
-                LayerTree::read(&job.upper, &job.volumes, None, &mut on_dir)
-                    .ok()
-                    .flatten(),
-                true,
-            ),
-        };
-        results
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(JobResult {
-                id: job.id,
-                tree,
-                full,
-                watched,
-                seconds: started.elapsed().as_secs_f64(),
-            });
-    }
 }
 
 /// The filesystem source of the mount holding `path` (`/dev/vda1`), from mountinfo.
@@ -430,15 +116,14 @@ struct PodInfo {
     json: String,
 }
 
-struct State {
+pub(super) struct State {
     rt: Runtime,
     store: Arc<Store>,
     db: Db,
     cache: Arc<Cache>,
     options: AccountingOptions,
     watches: Arc<Watches>,
-    jobs: mpsc::Sender<Job>,
-    results: Arc<Mutex<Vec<JobResult>>>,
+    worker: Worker,
     tracked: BTreeMap<String, Tracked>,
     pods: BTreeMap<String, PodInfo>,
     snapshot: StoreSnapshot,
@@ -450,7 +135,35 @@ struct State {
 }
 
 impl State {
-    fn run(mut self, stop: &AtomicBool) {
+    pub(super) fn new(
+        rt: Runtime,
+        store: Arc<Store>,
+        db: Db,
+        cache: Arc<Cache>,
+        options: AccountingOptions,
+        watches: Arc<Watches>,
+        worker: Worker,
+    ) -> State {
+        State {
+            device: device_of(&rt.root),
+            rt,
+            store,
+            db,
+            cache,
+            options,
+            watches,
+            worker,
+            tracked: BTreeMap::new(),
+            pods: BTreeMap::new(),
+            snapshot: StoreSnapshot::default(),
+            evictions: BTreeMap::new(),
+            db_version: None,
+            walks: 0,
+            walk_seconds: 0.0,
+        }
+    }
+
+    pub(super) fn run(mut self, stop: &AtomicBool) {
         let mut last_stats: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             let mut changed = false;
@@ -647,8 +360,13 @@ impl State {
                 }
             }
         }
-        let done: Vec<JobResult> =
-            std::mem::take(&mut *self.results.lock().unwrap_or_else(|p| p.into_inner()));
+        let done: Vec<JobResult> = std::mem::take(
+            &mut *self
+                .worker
+                .results
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
         for r in done {
             self.walks += 1;
             self.walk_seconds += r.seconds;
@@ -786,7 +504,7 @@ impl State {
                 tree: if t.needs_full { None } else { t.tree.take() },
                 changed: changed_dirs,
             };
-            match self.jobs.send(job) {
+            match self.worker.jobs.send(job) {
                 Ok(()) => t.in_flight = true,
                 Err(mpsc::SendError(job)) => {
                     t.tree = job.tree;
