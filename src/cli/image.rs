@@ -12,8 +12,8 @@ use layerlet::image::registry::RegistryOptions;
 use layerlet::image::report::{disk_usage, history_rows, human_size, image_rows, StoreSnapshot};
 use layerlet::image::store::{InstalledImage, Store, StoreOptions};
 
+use super::context::{runtime, Context};
 use super::output::{print_json, print_table, Output};
-use super::{runtime, Context};
 
 #[derive(Debug, Args)]
 pub struct PullArgs {
