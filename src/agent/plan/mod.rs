@@ -18,7 +18,7 @@ pub use input::{
 pub use rules::deadline_exceeded;
 use rules::{pull_blocked, restart_due, retry_later, should_restart};
 
-use crate::pod::spec::PodSpec;
+use crate::pod::spec::{PodSpec, RestartPolicy};
 use crate::runtime::state::Status;
 
 /// Everything about the pod except its app containers and its labels and annotations: a
@@ -147,9 +147,7 @@ fn plan_containers(
             Some(c) if c.status != Status::Exited => return steps,
             Some(c) if c.exit_code == Some(0) => continue,
             Some(c) => {
-                if spec.restart_policy != crate::pod::spec::RestartPolicy::Never
-                    && restart_due(c, backoff, now_ms)
-                {
+                if spec.restart_policy != RestartPolicy::Never && restart_due(c, backoff, now_ms) {
                     prune(&init.name, c.attempt + 1, &mut steps);
                     start(&init.name, true, c.attempt + 1, &mut steps);
                 }
@@ -173,17 +171,8 @@ fn plan_containers(
             .collect();
         if before.is_some_and(|b| b != container) && !instances.is_empty() {
             // A changed container spec replaces that container: graceful stop, new writable layer.
-            for c in &instances {
-                if c.status == Status::Running {
-                    steps.push(Step::StopContainer {
-                        key: key.to_string(),
-                        id: c.id.clone(),
-                    });
-                }
-                steps.push(Step::DeleteContainer {
-                    key: key.to_string(),
-                    id: c.id.clone(),
-                });
+            for c in instances {
+                stop_and_delete(key, c, &mut steps);
             }
             spec_changed = true;
             start(&container.name, false, 0, &mut steps);
@@ -216,16 +205,7 @@ fn plan_containers(
         if !spec.containers.iter().any(|d| d.name == c.name)
             && !spec.init_containers.iter().any(|d| d.name == c.name)
         {
-            if c.status == Status::Running {
-                steps.push(Step::StopContainer {
-                    key: key.to_string(),
-                    id: c.id.clone(),
-                });
-            }
-            steps.push(Step::DeleteContainer {
-                key: key.to_string(),
-                id: c.id.clone(),
-            });
+            stop_and_delete(key, c, &mut steps);
             spec_changed = true;
         }
     }
@@ -235,6 +215,20 @@ fn plan_containers(
         });
     }
     steps
+}
+
+/// A container instance that goes: stopped gracefully if it runs, then deleted.
+fn stop_and_delete(key: &str, c: &ObservedContainer, steps: &mut Vec<Step>) {
+    if c.status == Status::Running {
+        steps.push(Step::StopContainer {
+            key: key.to_string(),
+            id: c.id.clone(),
+        });
+    }
+    steps.push(Step::DeleteContainer {
+        key: key.to_string(),
+        id: c.id.clone(),
+    });
 }
 
 #[cfg(test)]
