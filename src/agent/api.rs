@@ -3,12 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::plan::{ObservedPod, Step};
-use super::{Event, Shared};
+use super::plan::{ObservedPod, Terminating};
+use super::shared::{Event, Shared};
 use crate::pod::downward::NodeInfo;
 use crate::pod::spec::PodSpec;
 use crate::source::api_merge::{keep_unseen_api_pods, merge, ApiDuties};
@@ -83,12 +82,12 @@ impl ApiLink {
         })
     }
 
-    /// The files' desired state with the API server's pods and objects merged in.
     /// Whether the API server's side changed since the last merge.
     pub fn moved(&self) -> bool {
         self.source.generation() != self.merged.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// The files' desired state with the API server's pods and objects merged in.
     pub fn merge(&self, files: &Desired) -> Desired {
         // One snapshot for the pods, the objects and `synced`, which keep_unseen uses.
         let view = self.source.view();
@@ -142,48 +141,14 @@ impl ApiLink {
         keep_unseen_api_pods(desired, observed.iter().map(|(k, o)| (k, &o.spec)), synced);
     }
 
-    /// Drops steps the API's state forbids: starting a container of an API pod before its
-    /// ConfigMaps, Secrets and tokens were read once (it would fail for a moment with
-    /// CreateContainerConfigError), and anything for a pod the API has as finished that
-    /// this node no longer has.
-    pub fn hold_back(&self, steps: &mut Vec<Step>, observed: &BTreeMap<String, ObservedPod>) {
+    /// What the API server's state holds back this round, for the planner.
+    pub fn holds(&self) -> ApiHolds {
         let duties = self.duties.lock().unwrap_or_else(|p| p.into_inner());
         let read = self.objects_read.lock().unwrap_or_else(|p| p.into_inner());
         let accepted = self.accepted.lock().unwrap_or_else(|p| p.into_inner());
-        steps.retain(|step| {
-            let key = step.pod_key();
-            if duties.finished.contains_key(key) && !observed.contains_key(key) {
-                return false;
-            }
-            // A pod being deleted through the API is stopped first; it is removed (and then
-            // deleted there) once the API server has its containers as terminated, as kubelet
-            // reports them before its final delete.
-            if let Step::RemovePod { uid, .. } = step {
-                let deleting = duties.terminating.get(key).is_some_and(|t| &t.uid == uid);
-                let running = observed.get(key).is_some_and(|o| {
-                    o.containers
-                        .iter()
-                        .any(|c| c.status == crate::runtime::state::Status::Running)
-                });
-                if deleting && !running {
-                    return accepted.get(uid).is_some_and(nothing_runs);
-                }
-            }
-            match (step, duties.running.get(key)) {
-                (Step::StartContainer { .. }, Some(uid)) => read.contains(uid),
-                _ => true,
-            }
-        });
-    }
-
-    /// A pod the API server is deleting: Some(its deletionGracePeriodSeconds, if given).
-    pub fn deletion(&self, uid: &str) -> Option<Option<Duration>> {
-        let duties = self.duties.lock().unwrap_or_else(|p| p.into_inner());
-        duties
-            .terminating
-            .values()
-            .find(|t| t.uid == uid)
-            .map(|t| t.grace)
+        holds(&duties, &read, |uid| {
+            accepted.get(uid).is_some_and(nothing_runs)
+        })
     }
 
     /// Hands the reporter this round's statuses (from the published PodList) and the
@@ -196,6 +161,50 @@ impl ApiLink {
             .clone();
         let reports = reports(&duties, pod_list, observed);
         self.reports.send_replace(reports);
+    }
+}
+
+/// The planner's inputs from the API server's side.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiHolds {
+    /// API pods whose ConfigMaps, Secrets and tokens were not read once yet (starting a
+    /// container would fail for a moment with CreateContainerConfigError).
+    pub held: BTreeSet<String>,
+    /// Pods the API has as finished.
+    pub finished: BTreeSet<String>,
+    /// Pods being deleted there: stopped first, removed (and then deleted there) once the
+    /// API server has their containers as terminated, as kubelet reports them before its
+    /// final delete.
+    pub terminating: BTreeMap<String, Terminating>,
+}
+
+/// Pure: the holds of a merge's duties, given the uids whose objects were read and whether
+/// the API server has a pod's containers as terminated.
+fn holds(
+    duties: &ApiDuties,
+    objects_read: &BTreeSet<String>,
+    reported_stopped: impl Fn(&str) -> bool,
+) -> ApiHolds {
+    ApiHolds {
+        held: duties
+            .running
+            .iter()
+            .filter(|(_, uid)| !objects_read.contains(*uid))
+            .map(|(key, _)| key.clone())
+            .collect(),
+        finished: duties.finished.keys().cloned().collect(),
+        terminating: duties
+            .terminating
+            .iter()
+            .map(|(key, t)| {
+                let going = Terminating {
+                    uid: t.uid.clone(),
+                    grace: t.grace,
+                    reported_stopped: reported_stopped(&t.uid),
+                };
+                (key.clone(), going)
+            })
+            .collect(),
     }
 }
 
@@ -305,7 +314,7 @@ fn reports(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::api_merge::{Refused, Terminating};
+    use crate::source::api_merge::{Refused, Terminating as Deleting};
 
     fn observed(uid: &str) -> ObservedPod {
         ObservedPod {
@@ -335,7 +344,7 @@ mod tests {
         for (name, uid) in [("going", "u-going"), ("gone", "u-gone")] {
             duties.terminating.insert(
                 format!("default/{name}"),
-                Terminating {
+                Deleting {
                     namespace: "default".into(),
                     name: name.into(),
                     uid: uid.into(),
@@ -366,7 +375,7 @@ mod tests {
             kind: "Normal",
             reason: "Started".into(),
             message: "Started container app".into(),
-            object: super::super::EventObject {
+            object: crate::agent::shared::EventObject {
                 kind,
                 namespace: if kind == "Pod" {
                     "default".into()
@@ -391,5 +400,41 @@ mod tests {
             involved(&duties, &event("Node", ""), "n1"),
             Some(Involved::Node { name: "n1".into() })
         );
+    }
+
+    #[test]
+    fn api_pods_are_held_until_their_objects_are_read_and_deletions_carry_their_grace() {
+        let mut duties = ApiDuties::default();
+        duties.running.insert("default/new".into(), "u-new".into());
+        duties
+            .running
+            .insert("default/read".into(), "u-read".into());
+        duties
+            .finished
+            .insert("default/done".into(), "u-done".into());
+        for (name, uid) in [("going", "u-going"), ("gone", "u-gone")] {
+            duties.terminating.insert(
+                format!("default/{name}"),
+                Deleting {
+                    namespace: "default".into(),
+                    name: name.into(),
+                    uid: uid.into(),
+                    grace: Some(std::time::Duration::from_secs(2)),
+                },
+            );
+        }
+        let read = BTreeSet::from(["u-read".to_string()]);
+        let h = holds(&duties, &read, |uid| uid == "u-gone");
+        assert_eq!(h.held, BTreeSet::from(["default/new".to_string()]));
+        assert_eq!(h.finished, BTreeSet::from(["default/done".to_string()]));
+        assert_eq!(
+            h.terminating["default/going"],
+            Terminating {
+                uid: "u-going".into(),
+                grace: Some(std::time::Duration::from_secs(2)),
+                reported_stopped: false,
+            }
+        );
+        assert!(h.terminating["default/gone"].reported_stopped);
     }
 }

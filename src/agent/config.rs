@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::Shared;
+use super::shared::Shared;
 use crate::pod::downward::NodeInfo;
 use crate::pod::env::resolve_env;
 use crate::pod::objects::ConfigObjects;
@@ -236,8 +236,13 @@ impl ConfigState {
 }
 
 /// Rewrites the volumes of the pods the agent runs, in the background.
-pub(super) fn spawn_sync(ctx: &super::Context, desired: &Desired) {
-    let (rt, store, config) = (ctx.rt.clone(), ctx.store.clone(), ctx.config.clone());
+pub fn spawn_sync(
+    rt: &Runtime,
+    store: &Arc<crate::image::store::Store>,
+    config: &Arc<ConfigState>,
+    desired: &Desired,
+) {
+    let (rt, store, config) = (rt.clone(), store.clone(), config.clone());
     let wanted = desired.pods.values().map(|p| p.uid.clone()).collect();
     tokio::task::spawn_blocking(move || config.sync_running(&rt, &store, &wanted));
 }

@@ -8,8 +8,7 @@ use std::sync::Weak;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 
-use super::plan::Step;
-use super::Shared;
+use super::shared::Shared;
 use crate::metrics::family::Family;
 
 pub struct AgentCollector {
@@ -102,19 +101,5 @@ pub fn manifest_error_reason(message: &str) -> &'static str {
         "invalid_field"
     } else {
         "parse"
-    }
-}
-
-/// The `step` label of a failed reconcile step.
-pub fn step_name(step: &Step) -> &'static str {
-    match step {
-        Step::CreatePod { .. } => "create_pod",
-        Step::RemovePod { .. } => "remove_pod",
-        Step::StartContainer { .. } => "start_container",
-        Step::StopContainer { .. } => "stop_container",
-        Step::DeleteContainer { .. } => "delete_container",
-        Step::UpdateSpec { .. } => "update_spec",
-        #[allow(unreachable_patterns)]
-        _ => "other",
     }
 }

@@ -11,13 +11,10 @@ use tokio::sync::mpsc;
 
 use super::plan::ObservedPod;
 use super::probe::{ContainerProbes, ProbeKind, Verdict};
-use super::Shared;
-use crate::image::store::Store;
+use super::shared::Shared;
 use crate::pod::spec::{ContainerSpec, Handler, PodSpec, ProbeHandler};
 use crate::runtime::container::{ContainerError, Runtime};
-use crate::runtime::pods::{pod_containers, pod_spec, PodError};
 use crate::runtime::process::probe::{self, Outcome, Target};
-use crate::runtime::records::PodRecord;
 use crate::runtime::sandbox::sandbox_dir;
 use crate::runtime::state::Status;
 use crate::time::unix_ms_now;
@@ -174,55 +171,22 @@ pub fn pre_stop(
         .max(MIN_GRACE_AFTER_PRE_STOP)
 }
 
-/// Stops one container: its preStop hook (from the spec it was made from), then the stop
-/// signal with the grace the hook left.
-pub fn stop_container(
-    rt: &Runtime,
-    store: &Store,
-    shared: &Shared,
-    id: &str,
-    grace: Duration,
-) -> Result<(), PodError> {
-    let record = store.db().containers()?.into_iter().find(|c| c.id == id);
-    let pod = match &record {
-        Some(r) => store
-            .db()
-            .pods()?
-            .into_iter()
-            .find(|p| p.uid == r.pod_uid)
-            .map(|p| pod_spec(&p))
-            .transpose()?,
-        None => None,
-    };
-    let mut grace = grace;
-    if let (Some(record), Some(pod)) = (&record, &pod) {
-        if let Some(c) = pod.all_containers().find(|c| c.name == record.name) {
-            grace = pre_stop(rt, shared, pod, c, id, grace);
-        }
-    }
-    rt.stop(id, grace)?;
-    Ok(())
-}
-
-/// Runs the preStop hooks of a pod's running containers in parallel; returns the grace left
-/// for the stop signal (the least any container has left).
+/// Runs the preStop hooks of a pod's running containers, given as (name, id), in parallel;
+/// returns the grace left for the stop signal (the least any container has left).
 pub fn pre_stop_pod(
     rt: &Runtime,
-    store: &Store,
     shared: &Shared,
-    record: &PodRecord,
+    pod: &PodSpec,
+    running: &[(String, String)],
     grace: Duration,
-) -> Result<Duration, PodError> {
-    let pod = pod_spec(record)?;
-    let containers = pod_containers(&store.db(), &record.uid)?;
-    let left = std::thread::scope(|s| {
-        let handles: Vec<_> = containers
+) -> Duration {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = running
             .iter()
-            .filter_map(|c| {
-                let spec = pod.all_containers().find(|s| s.name == c.name)?;
+            .filter_map(|(name, id)| {
+                let spec = pod.all_containers().find(|s| &s.name == name)?;
                 spec.lifecycle.pre_stop.as_ref()?;
-                let pod = &pod;
-                Some(s.spawn(move || pre_stop(rt, shared, pod, spec, &c.id, grace)))
+                Some(s.spawn(move || pre_stop(rt, shared, pod, spec, id, grace)))
             })
             .collect();
         handles
@@ -230,8 +194,7 @@ pub fn pre_stop_pod(
             .map(|h| h.join().unwrap_or(grace))
             .min()
             .unwrap_or(grace)
-    });
-    Ok(left)
+    })
 }
 
 impl Prober {
@@ -301,7 +264,6 @@ impl Prober {
     pub fn start(
         &self,
         rt: &Runtime,
-        store: &Store,
         pod: &PodSpec,
         container: &ContainerSpec,
         id: &str,
@@ -323,8 +285,15 @@ impl Prober {
                         "FailedPostStartHook",
                         message.clone(),
                     );
-                    let grace = pod.termination_grace_period;
-                    if let Err(e) = stop_container(rt, store, &self.shared, id, grace) {
+                    let grace = pre_stop(
+                        rt,
+                        &self.shared,
+                        pod,
+                        container,
+                        id,
+                        pod.termination_grace_period,
+                    );
+                    if let Err(e) = rt.stop(id, grace) {
                         tracing::warn!(container = id, error = %e, "stop after a failed postStart hook");
                     }
                     Err(ContainerError::StartFailed {

@@ -14,9 +14,8 @@ use layerlet::image::store::{Store, StoreOptions};
 use layerlet::pod::Limits;
 use layerlet::source::kube::KubeAccess;
 
-use super::container::node_runtime;
+use super::context::{node_runtime, Context};
 use super::image::ImageGcArgs;
-use super::Context;
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {

@@ -13,8 +13,8 @@ use layerlet::image::report::{disk_usage, history_rows, human_size, image_rows, 
 use layerlet::image::store::{InstalledImage, Store, StoreOptions};
 use layerlet::reference::ImageRef;
 
+use super::context::{runtime, Context};
 use super::output::{print_json, print_table, Output};
-use super::{runtime, Context};
 
 #[derive(Debug, Args)]
 pub struct PullArgs {

@@ -2,9 +2,13 @@
 
 mod agent;
 mod container;
+mod context;
+mod exec;
+mod follow;
 pub mod helpers;
 mod image;
 mod output;
+mod run;
 mod validate;
 mod volume;
 
@@ -12,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use context::Context;
 use layerlet::config::{DEFAULT_ROOT, DEFAULT_RUN_ROOT};
 
 pub use output::Output;
@@ -65,7 +70,7 @@ pub enum Command {
     #[command(subcommand)]
     Image(image::ImageCommand),
     /// Run a pod from YAML, like `podman kube play`.
-    Run(container::RunArgs),
+    Run(run::RunArgs),
     /// List pods' containers: state, image, copy-on-write bytes, restarts, age.
     Ps(container::PsArgs),
     /// Show a container as JSON: image layers, overlay dirs, state, mounts, namespaces.
@@ -78,7 +83,7 @@ pub enum Command {
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
     /// Run a command in a running container (all its namespaces, its user).
-    Exec(container::ExecArgs),
+    Exec(exec::ExecArgs),
     /// Stop pods: stop signal, grace period, then SIGKILL.
     Stop(container::StopArgs),
     /// Stop and remove pods and everything they left.
@@ -102,30 +107,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rmi(args) => image::rmi(&ctx, args),
         Command::Gc(args) => image::gc(&ctx, args),
         Command::Image(cmd) => image::image_command(&ctx, cmd),
-        Command::Run(args) => container::run(&ctx, args),
+        Command::Run(args) => run::run(&ctx, args),
         Command::Ps(args) => container::ps(&ctx, args),
         Command::Inspect(args) => container::inspect(&ctx, args),
         Command::Diff(args) => container::diff_cmd(&ctx, args),
         Command::Logs(args) => container::logs(&ctx, args),
-        Command::Exec(args) => container::exec(&ctx, args),
+        Command::Exec(args) => exec::exec(&ctx, args),
         Command::Volume(cmd) => volume::volume(&ctx, cmd),
         Command::Stop(args) => container::stop(&ctx, args),
         Command::Rm(args) => container::rm(&ctx, args),
     }
-}
-
-/// What every command gets from the global options.
-pub struct Context {
-    pub root: PathBuf,
-    pub run_root: PathBuf,
-    pub output: Output,
-    pub pids_limit: Option<u64>,
-}
-
-/// A current-thread runtime for commands that talk to the network.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?)
 }

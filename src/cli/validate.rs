@@ -11,7 +11,7 @@ use layerlet::pod::spec::PodSpec;
 use layerlet::pod::{parse_manifest_file, Limits, ParsedObject};
 use layerlet::runtime::storage::projected::volume_payload;
 
-use super::Context;
+use super::context::Context;
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {

@@ -10,8 +10,8 @@ use layerlet::pod::spec::PodSpec;
 use layerlet::runtime::pods::pod_spec;
 use layerlet::runtime::storage::volumes::{list_named, remove_named};
 
+use super::context::Context;
 use super::output::{print_json, print_table, Output};
-use super::Context;
 
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {

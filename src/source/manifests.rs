@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
@@ -13,10 +14,12 @@ use tokio::sync::mpsc;
 
 use crate::pod::spec::PodSpec;
 use crate::pod::{
-    parse_manifest_file, ConfigMapObject, Limits, ParsedObject, SecretObject, Warning,
+    parse_manifest_file, ConfigMapObject, Limits, ParsedObject, PodError, SecretObject, Warning,
 };
 
-#[derive(Debug, thiserror::Error)]
+/// The directory cannot be watched, or a file (or one object in it) is not used: the
+/// file problems stay typed until they are printed (events, logs) or counted (metrics).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SourceError {
     #[error("watch manifest directory {path}: {source}")]
     Watch {
@@ -24,13 +27,62 @@ pub enum SourceError {
         #[source]
         source: nix::Error,
     },
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    #[error("{}: larger than {max} bytes; refused", path.display())]
+    TooLarge { path: PathBuf, max: usize },
+    /// Rewritten in place, a file is empty for a moment.
+    #[error("{}: the file is empty", path.display())]
+    Empty { path: PathBuf },
+    #[error(transparent)]
+    Invalid(#[from] PodError),
+    #[error("{}: document {document}: pod {key} is also defined in {}; this one is ignored", path.display(), first.display())]
+    Duplicate {
+        path: PathBuf,
+        document: usize,
+        key: String,
+        first: PathBuf,
+    },
+    #[error("{}: document {document}: data: {kind} {key} is immutable and its data changed; the previous data stays in use until the object is deleted and created again", path.display())]
+    ImmutableChanged {
+        path: PathBuf,
+        document: usize,
+        kind: &'static str,
+        key: String,
+    },
+}
+
+impl SourceError {
+    /// What went wrong, in one word: the `reason` label of the manifest error metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SourceError::Empty { .. } => "empty",
+            SourceError::TooLarge { .. } | SourceError::Invalid(PodError::TooLarge { .. }) => {
+                "too_large"
+            }
+            SourceError::Duplicate { .. } => "duplicate",
+            SourceError::Invalid(PodError::Invalid { field, .. })
+                if field.starts_with("spec.") || field.starts_with("metadata.") =>
+            {
+                "invalid_field"
+            }
+            SourceError::ImmutableChanged { .. } => "invalid_field",
+            SourceError::Watch { .. } | SourceError::Read { .. } | SourceError::Invalid(_) => {
+                "parse"
+            }
+        }
+    }
 }
 
 /// What one file holds, or why it holds nothing usable.
 #[derive(Debug, Clone)]
 pub enum FileContent {
     Objects(Vec<ParsedObject>),
-    Invalid(String),
+    Invalid(SourceError),
 }
 
 /// One scan of the directory: each manifest file's content.
@@ -67,11 +119,11 @@ pub fn scan(dir: &Path, limits: &Limits) -> Scan {
             // A file rewritten in place is empty for a moment: an error (its pods keep their
             // last good spec), not a file without pods, as kubelet treats it.
             Ok(bytes) if bytes.iter().all(|b| b.is_ascii_whitespace()) => {
-                FileContent::Invalid(format!("{}: the file is empty", path.display()))
+                FileContent::Invalid(SourceError::Empty { path: path.clone() })
             }
             Ok(bytes) => match parse_manifest_file(&path, &bytes, limits) {
                 Ok(objects) => FileContent::Objects(objects),
-                Err(e) => FileContent::Invalid(e.to_string()),
+                Err(e) => FileContent::Invalid(e.into()),
             },
         };
         out.files.insert(path, content);
@@ -79,18 +131,22 @@ pub fn scan(dir: &Path, limits: &Limits) -> Scan {
     out
 }
 
-fn read_bounded(path: &Path, max: usize) -> Result<Vec<u8>, String> {
+fn read_bounded(path: &Path, max: usize) -> Result<Vec<u8>, SourceError> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let err = |e| SourceError::Read {
+        path: path.to_path_buf(),
+        source: Arc::new(e),
+    };
+    let file = std::fs::File::open(path).map_err(err)?;
     let mut bytes = Vec::new();
     file.take(max as u64 + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(err)?;
     if bytes.len() > max {
-        return Err(format!(
-            "{}: larger than {max} bytes; refused",
-            path.display()
-        ));
+        return Err(SourceError::TooLarge {
+            path: path.to_path_buf(),
+            max,
+        });
     }
     Ok(bytes)
 }
@@ -103,8 +159,8 @@ pub struct Desired {
     pub origin: BTreeMap<String, PathBuf>,
     pub config_maps: BTreeMap<String, ConfigMapObject>,
     pub secrets: BTreeMap<String, SecretObject>,
-    /// Problems found in this scan: (file, message), for the log, events and metrics.
-    pub errors: Vec<(PathBuf, String)>,
+    /// Problems found in this scan: (file, what), for the log, events and metrics.
+    pub errors: Vec<(PathBuf, SourceError)>,
     pub warnings: Vec<(String, Warning)>,
 }
 
@@ -120,13 +176,20 @@ pub struct ManifestState {
 
 /// An immutable object's data may not change (the API server refuses such an update); the
 /// old version stays in force until the object is deleted and created again.
-fn immutable_changed(path: &Path, kind: &str, key: &str, document: usize) -> (PathBuf, String) {
+fn immutable_changed(
+    path: &Path,
+    kind: &'static str,
+    key: &str,
+    document: usize,
+) -> (PathBuf, SourceError) {
     (
         path.to_path_buf(),
-        format!(
-            "{}: document {document}: data: {kind} {key} is immutable and its data changed; the previous data stays in use until the object is deleted and created again",
-            path.display()
-        ),
+        SourceError::ImmutableChanged {
+            path: path.to_path_buf(),
+            document,
+            kind,
+            key: key.to_string(),
+        },
     )
 }
 
@@ -150,10 +213,13 @@ impl ManifestState {
                 match object {
                     ParsedObject::Pod(pod) => {
                         if let Some(first) = desired.origin.get(&key) {
-                            desired.errors.push((
-                                path.clone(),
-                                format!("{}: document {}: pod {key} is also defined in {}; this one is ignored", path.display(), pod.document, first.display()),
-                            ));
+                            let duplicate = SourceError::Duplicate {
+                                path: path.clone(),
+                                document: pod.document,
+                                key: key.clone(),
+                                first: first.clone(),
+                            };
+                            desired.errors.push((path.clone(), duplicate));
                             continue;
                         }
                         for w in &pod.warnings {
@@ -282,7 +348,7 @@ mod tests {
         assert_eq!(desired.pods.len(), 1, "the pod keeps its last good spec");
         assert_eq!(desired.errors.len(), 1);
         assert!(
-            desired.errors[0].1.contains("web.yaml"),
+            desired.errors[0].1.to_string().contains("web.yaml"),
             "{:?}",
             desired.errors
         );
@@ -304,7 +370,7 @@ mod tests {
         let desired = ManifestState::default().update(scan(dir.path(), &Limits::default()));
         assert_eq!(desired.origin["default/web"], dir.path().join("a.yaml"));
         assert!(
-            desired.errors[0].1.contains("also defined in"),
+            desired.errors[0].1.to_string().contains("also defined in"),
             "{:?}",
             desired.errors
         );
@@ -325,7 +391,7 @@ mod tests {
         let desired = state.update(scan(dir.path(), &limits));
         assert_eq!(desired.config_maps["default/cfg"].data["a"], "one");
         assert_eq!(
-            desired.errors[0].1,
+            desired.errors[0].1.to_string(),
             format!("{}: document 1: data: ConfigMap default/cfg is immutable and its data changed; the previous data stays in use until the object is deleted and created again", file.display())
         );
         std::fs::remove_file(&file).unwrap();
@@ -337,5 +403,48 @@ mod tests {
         let desired = state.update(scan(dir.path(), &limits));
         assert_eq!(desired.config_maps["default/cfg"].data["a"], "two");
         assert!(desired.errors.is_empty());
+    }
+
+    #[test]
+    fn each_file_problem_is_counted_under_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            max_bytes: 400,
+            ..Limits::default()
+        };
+        let files = [
+            ("empty.yaml", " \n".to_string(), "empty"),
+            ("big.yaml", "#".repeat(401), "too_large"),
+            (
+                "field.yaml",
+                POD.replace("image: x:1", "image: \"\""),
+                "invalid_field",
+            ),
+            (
+                "syntax.yaml",
+                "kind: Pod\n  : [unclosed\n".to_string(),
+                "parse",
+            ),
+            (
+                "kind.yaml",
+                "apiVersion: v1\nkind: Nope\n".to_string(),
+                "parse",
+            ),
+            ("z-twice.yaml", POD.replace("web", "once"), "duplicate"),
+            ("once.yaml", POD.replace("web", "once"), ""),
+        ];
+        for (name, text, _) in &files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let desired = ManifestState::default().update(scan(dir.path(), &limits));
+        for (name, _, reason) in files.iter().filter(|f| !f.2.is_empty()) {
+            let found: Vec<&str> = desired
+                .errors
+                .iter()
+                .filter(|(p, _)| p.ends_with(name))
+                .map(|(_, e)| e.reason())
+                .collect();
+            assert_eq!(found, vec![*reason], "{name}: {:?}", desired.errors);
+        }
     }
 }

@@ -1,0 +1,195 @@
+//! What the node has: pod records, their containers and the monitors' state files, as the
+//! planner reads them. A pod's spec is parsed from its record once and kept while the
+//! record's text stays the same (the agent observes every 200 ms).
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+
+use super::plan::{ObservedContainer, ObservedPod};
+use super::status::ExitInfo;
+use crate::image::store::Store;
+use crate::pod::spec::PodSpec;
+use crate::runtime::container::Runtime;
+use crate::runtime::pods::{pod_spec, PodError};
+use crate::runtime::records::{ContainerRecord, PodRecord};
+use crate::runtime::state::Status;
+
+/// The agent's pods as the node has them.
+#[derive(Debug, Default)]
+pub struct Observation {
+    /// By `namespace/name`.
+    pub pods: BTreeMap<String, ObservedPod>,
+    /// Exit reasons by container ID.
+    pub reasons: BTreeMap<String, ExitInfo>,
+    /// Pod key -> container name -> the image digest its newest instance runs.
+    pub image_ids: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Parsed pod specs by uid, with the record text each was parsed from.
+#[derive(Debug, Default)]
+pub struct SpecCache {
+    specs: HashMap<String, (String, PodSpec)>,
+    /// How many records were parsed.
+    parses: u64,
+}
+
+impl SpecCache {
+    /// The record's spec: parsed again only when its text changed.
+    pub fn spec(&mut self, record: &PodRecord) -> Result<&PodSpec, PodError> {
+        let entry = match self.specs.entry(record.uid.clone()) {
+            Entry::Occupied(e) if e.get().0 == record.spec => e.into_mut(),
+            Entry::Occupied(mut e) => {
+                e.insert((record.spec.clone(), pod_spec(record)?));
+                self.parses += 1;
+                e.into_mut()
+            }
+            Entry::Vacant(e) => {
+                let parsed = pod_spec(record)?;
+                self.parses += 1;
+                e.insert((record.spec.clone(), parsed))
+            }
+        };
+        Ok(&entry.1)
+    }
+
+    pub fn parses(&self) -> u64 {
+        self.parses
+    }
+
+    /// Forgets the pods whose records are gone.
+    pub fn retain(&mut self, live: impl Fn(&str) -> bool) {
+        self.specs.retain(|uid, _| live(uid));
+    }
+}
+
+/// One container instance as its monitor's files have it. A container whose monitor died
+/// without a word is settled first (exit 255, reason Unknown).
+pub fn observe_container(
+    rt: &Runtime,
+    c: &ContainerRecord,
+) -> Result<(ObservedContainer, Option<ExitInfo>), PodError> {
+    let state = rt.dirs(&c.id).state();
+    let exited = match state.exited().ok().flatten() {
+        Some(e) => Some(e),
+        None => {
+            rt.settle_lost(&c.id)?;
+            state.exited().ok().flatten()
+        }
+    };
+    let started = state.started().ok().flatten();
+    let status = if exited.is_some() {
+        Status::Exited
+    } else if started.is_some() {
+        Status::Running
+    } else {
+        Status::Created
+    };
+    let observed = ObservedContainer {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        attempt: c.attempt,
+        status,
+        exit_code: exited.as_ref().map(|e| e.exit_code),
+        started_ms: started
+            .as_ref()
+            .map(|s| s.started_unix_ms)
+            .or(exited.as_ref().map(|e| e.finished_unix_ms)),
+        finished_ms: exited.as_ref().map(|e| e.finished_unix_ms),
+        unhealthy: false,
+    };
+    let exit = exited.map(|e| ExitInfo {
+        reason: e.reason,
+        message: e.message,
+    });
+    Ok((observed, exit))
+}
+
+/// The pods of `owner` on this node.
+pub fn observe(
+    rt: &Runtime,
+    store: &Store,
+    owner: &str,
+    specs: &mut SpecCache,
+) -> Result<Observation, PodError> {
+    let records = store.db().pods()?;
+    let containers = store.db().containers()?;
+    let mut out = Observation::default();
+    for record in records.iter().filter(|r| r.owner == owner) {
+        let spec = specs.spec(record)?.clone();
+        let mut observed = Vec::new();
+        let mut newest: BTreeMap<&str, &ContainerRecord> = BTreeMap::new();
+        for c in containers.iter().filter(|c| c.pod_uid == record.uid) {
+            let (container, exit) = observe_container(rt, c)?;
+            if let Some(exit) = exit {
+                out.reasons.insert(c.id.clone(), exit);
+            }
+            observed.push(container);
+            if newest
+                .get(c.name.as_str())
+                .is_none_or(|n| c.attempt >= n.attempt)
+            {
+                newest.insert(&c.name, c);
+            }
+        }
+        let key = spec.key();
+        out.image_ids.insert(
+            key.clone(),
+            newest
+                .into_iter()
+                .map(|(name, c)| (name.to_string(), c.image.to_string()))
+                .collect(),
+        );
+        out.pods.insert(
+            key,
+            ObservedPod {
+                uid: record.uid.clone(),
+                spec,
+                containers: observed,
+                created_ms: (record.created_at.max(0) as u64) * 1000,
+            },
+        );
+    }
+    specs.retain(|uid| records.iter().any(|r| r.uid == uid));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(spec: &PodSpec) -> PodRecord {
+        PodRecord {
+            uid: spec.uid.clone(),
+            namespace: spec.namespace.clone(),
+            name: spec.name.clone(),
+            owner: "agent".into(),
+            spec: serde_json::to_string(spec).unwrap(),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn an_unchanged_record_is_parsed_once_and_a_changed_one_again() {
+        let mut spec = crate::pod::pod_from_yaml_str(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: app, image: x:1}]\n",
+        )
+        .unwrap();
+        let mut cache = SpecCache::default();
+        for _ in 0..3 {
+            assert_eq!(cache.spec(&record(&spec)).unwrap(), &spec);
+        }
+        assert_eq!(cache.parses(), 1);
+        spec.labels.insert("tier".into(), "web".into());
+        assert_eq!(cache.spec(&record(&spec)).unwrap(), &spec);
+        assert_eq!(cache.parses(), 2);
+        let mut broken = record(&spec);
+        broken.spec.push('x');
+        assert!(
+            cache.spec(&broken).is_err(),
+            "a changed text is parsed again"
+        );
+        cache.retain(|_| false);
+        cache.spec(&record(&spec)).unwrap();
+        assert_eq!(cache.parses(), 3, "a forgotten pod is parsed again");
+    }
+}
