@@ -24,7 +24,7 @@ pub async fn collect_images(
             .pods
             .values()
             .flat_map(|p| p.all_containers())
-            .filter_map(|c| store.resolve(&c.image).ok())
+            .filter_map(|c| store.resolve_reference(&c.image).ok())
             .collect();
         store.free_space(marks, &keep)
     })

@@ -23,6 +23,9 @@ pub struct Observation {
     pub reasons: BTreeMap<String, ExitInfo>,
     /// Pod key -> container name -> the image digest its newest instance runs.
     pub image_ids: BTreeMap<String, BTreeMap<String, String>>,
+    /// Records whose stored spec no longer reads (written by an older build that accepted
+    /// what this one refuses, such as a malformed image reference): removed, not run.
+    pub unreadable: Vec<(PodRecord, String)>,
 }
 
 /// Parsed pod specs by uid, with the record text each was parsed from.
@@ -115,7 +118,13 @@ pub fn observe(
     let containers = store.db().containers()?;
     let mut out = Observation::default();
     for record in records.iter().filter(|r| r.owner == owner) {
-        let spec = specs.spec(record)?.clone();
+        let spec = match specs.spec(record) {
+            Ok(spec) => spec.clone(),
+            Err(e) => {
+                out.unreadable.push((record.clone(), e.to_string()));
+                continue;
+            }
+        };
         let mut observed = Vec::new();
         let mut newest: BTreeMap<&str, &ContainerRecord> = BTreeMap::new();
         for c in containers.iter().filter(|c| c.pod_uid == record.uid) {

@@ -18,6 +18,7 @@ use super::observe::{observe, Observation, SpecCache};
 use super::plan::{plan, Failing, PlanInput, PullFailure, Step};
 use super::publish::{publish, RoundView};
 use super::shared::Shared;
+use crate::runtime::records::PodRecord;
 use crate::source::manifests::Desired;
 use crate::time::unix_ms_now;
 
@@ -130,6 +131,7 @@ impl Reconciler {
         .await?;
         self.specs = specs;
         let mut observation = observation?;
+        remove_unreadable(ctx, std::mem::take(&mut observation.unreadable)).await;
         let kept;
         let desired = match &ctx.api {
             Some(api) => {
@@ -227,6 +229,29 @@ impl Reconciler {
                 // The loop is gone only when the agent stops: nothing to report to then.
                 let _ = done.send(PodDone { key, uid, applied });
             });
+        }
+    }
+}
+
+/// Pods whose records this build cannot read are removed with a warning: they could never
+/// run here (their spec fails today's validation), and keeping them would hold their names.
+async fn remove_unreadable(ctx: &Context, records: Vec<(PodRecord, String)>) {
+    for (record, reason) in records {
+        ctx.shared.event(
+            "Warning",
+            &record.namespace,
+            &record.name,
+            None,
+            "FailedValidation",
+            format!("removing a pod whose stored spec this layerlet cannot read: {reason}"),
+        );
+        let (rt, store) = (ctx.exec.rt.clone(), ctx.exec.store.clone());
+        let removed = tokio::task::spawn_blocking(move || {
+            crate::runtime::pods::remove_pod_within(&rt, &store, &record, std::time::Duration::ZERO)
+        })
+        .await;
+        if let Ok(Err(e)) = removed {
+            tracing::warn!(error = %e, "removing an unreadable pod record failed");
         }
     }
 }

@@ -110,8 +110,9 @@ impl Images {
         if let Some(digest) = self.pinned.get(&container.name) {
             return Ok(digest.clone());
         }
-        let image = &container.image;
-        let present = store.resolve(image).ok();
+        let reference = &container.image;
+        let image = &reference.to_string();
+        let present = store.resolve_reference(reference).ok();
         match (container.image_pull_policy, present) {
             (PullPolicy::IfNotPresent | PullPolicy::Never, Some(d)) => Ok(d),
             (PullPolicy::Never, None) => Err(ImageError::NotPresent {
@@ -125,7 +126,7 @@ impl Images {
                     },
                 );
                 let started = Instant::now();
-                let result = self.block_on(image, pull(store, image, &self.options))?;
+                let result = self.block_on(image, pull(store, reference, &self.options))?;
                 let seconds = started.elapsed().as_secs_f64();
                 match result {
                     Ok(installed) => {
