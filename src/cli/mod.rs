@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use layerlet::config::{DEFAULT_ROOT, DEFAULT_RUN_ROOT};
+use layerlet::layout::{DEFAULT_ROOT, DEFAULT_RUN_ROOT};
 
 pub use output::Output;
 
