@@ -239,7 +239,7 @@ fn observe(rt: &Runtime, store: &Store) -> Result<Observation, PodError> {
         let mut observed = Vec::new();
         for c in containers.iter().filter(|c| c.pod_uid == record.uid) {
             rt.settle_lost(&c.id)?;
-            let state = rt.dirs(&c.id).state();
+            let state = rt.dirs(&c.id)?.state();
             let started = state.started().ok().flatten();
             let exited = state.exited().ok().flatten();
             let status = if exited.is_some() {
@@ -653,12 +653,12 @@ pub async fn run(
     shared: Arc<Shared>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let lock_path = rt.root.join("agent.lock");
+    let lock_path = rt.layout.agent_lock();
     let _lock = match FileLock::try_acquire(&lock_path, LockMode::Exclusive) {
         Ok(l) => l,
         Err(LockError::WouldBlock { .. }) => {
             return Err(AgentError::AlreadyRunning {
-                root: rt.root.clone(),
+                root: rt.layout.root().to_path_buf(),
                 lock: lock_path,
             })
         }
@@ -666,7 +666,7 @@ pub async fn run(
     };
     // A bad kubeconfig is refused before anything on the node is touched.
     let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
-    let node = crate::runtime::node::node_info(&rt.node_name, &rt.root);
+    let node = crate::runtime::node::node_info(&rt.node_name, rt.layout.root());
     let api = match &cfg.kube {
         Some(access) => Some(
             api::ApiLink::start(access, &node, cfg.register_node, &shared, wake_tx.clone()).await?,

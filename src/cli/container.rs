@@ -82,8 +82,7 @@ pub struct StopArgs {
 
 pub fn node_runtime(ctx: &Context) -> anyhow::Result<Runtime> {
     Ok(Runtime {
-        root: ctx.root.clone(),
-        run_root: ctx.run_root.clone(),
+        layout: ctx.layout.clone(),
         exe: layerlet::sys::exe::sealed_exe()?,
         node_name: nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
@@ -94,7 +93,7 @@ pub fn node_runtime(ctx: &Context) -> anyhow::Result<Runtime> {
 }
 
 fn open_store(ctx: &Context) -> anyhow::Result<Store> {
-    Ok(Store::open(&ctx.root, StoreOptions::default())?)
+    Ok(Store::open(&ctx.layout, StoreOptions::default())?)
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -172,7 +171,7 @@ fn launch(
     attempt: u32,
 ) -> anyhow::Result<ContainerRecord> {
     let rt = ctx.rt;
-    let node = layerlet::runtime::node::node_info(&rt.node_name, &rt.root);
+    let node = layerlet::runtime::node::node_info(&rt.node_name, rt.layout.root());
     let env = layerlet::pod::env::resolve_env(ctx.pod, c, &ConfigObjects::default(), &node)
         .with_context(|| format!("pod {}: {NO_OBJECTS}", ctx.pod.key()))?;
     let created = rt.create(
@@ -199,6 +198,7 @@ fn launch(
 
 fn exit_of(rt: &Runtime, id: &str) -> Option<i32> {
     rt.dirs(id)
+        .ok()?
         .state()
         .exited()
         .ok()
@@ -233,7 +233,7 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (sandbox, volumes) = create_pod(&rt, &store, &pod, "cli")?;
     let record = find_pod(&store.db(), &pod.key())?;
     // downwardAPI volumes work here; configMap and secret ones only when optional.
-    let node = layerlet::runtime::node::node_info(&rt.node_name, &rt.root);
+    let node = layerlet::runtime::node::node_info(&rt.node_name, rt.layout.root());
     if let Err(e) = sync_pod(&pod, &volumes.sources, &ConfigObjects::default(), &node) {
         let _ = remove_pod(&rt, &store, &record);
         return Err(anyhow::Error::new(e).context(NO_OBJECTS));
@@ -314,7 +314,7 @@ fn run_pod(
     if detach {
         // A container that could not start fails a detached run too.
         for (_, record, _) in &running {
-            if let Some(exited) = rt.dirs(&record.id).state().exited()? {
+            if let Some(exited) = rt.dirs(&record.id)?.state().exited()? {
                 if exited.reason == "StartError" {
                     anyhow::bail!(
                         "pod {} container {} failed to start: {}",
@@ -331,8 +331,8 @@ fn run_pod(
     let mut failed: Option<i32> = None;
     let mut followers: Vec<(String, LogFollower)> = running
         .iter()
-        .map(|(_, r, _)| (r.id.clone(), LogFollower::new(rt.dirs(&r.id).log())))
-        .collect();
+        .map(|(_, r, _)| Ok((r.id.clone(), LogFollower::new(rt.dirs(&r.id)?.log()))))
+        .collect::<anyhow::Result<_>>()?;
     let mut last_pump = Instant::now();
     loop {
         let due = last_pump.elapsed() >= Duration::from_millis(50);
@@ -517,7 +517,7 @@ pub fn ps(ctx: &Context, args: PsArgs) -> anyhow::Result<ExitCode> {
             if !args.all && state != Status::Running {
                 continue;
             }
-            let exited = rt.dirs(&latest.id).state().exited()?;
+            let exited = rt.dirs(&latest.id)?.state().exited()?;
             rows.push(PsRow {
                 namespace: pod.namespace.clone(),
                 pod: pod.name.clone(),
@@ -526,7 +526,7 @@ pub fn ps(ctx: &Context, args: PsArgs) -> anyhow::Result<ExitCode> {
                 state: state.to_string(),
                 exit_code: exited.as_ref().map(|e| e.exit_code),
                 image: latest.image_ref.clone(),
-                cow_bytes: apparent_size(&rt.dirs(&latest.id).layer().upper).unwrap_or(0),
+                cow_bytes: apparent_size(&rt.dirs(&latest.id)?.layer().upper).unwrap_or(0),
                 restarts: latest.attempt,
                 created_at: latest.created_at,
             });
@@ -574,7 +574,7 @@ pub fn inspect(ctx: &Context, args: NameArg) -> anyhow::Result<ExitCode> {
     let store = open_store(ctx)?;
     let rt = node_runtime(ctx)?;
     let (pod, c) = find_container(&store.db(), &args.name)?;
-    let dirs = rt.dirs(&c.id);
+    let dirs = rt.dirs(&c.id)?;
     let state = dirs.state();
     let started = state.started()?;
     let exited = state.exited()?;
@@ -654,7 +654,7 @@ pub fn diff_cmd(ctx: &Context, args: NameArg) -> anyhow::Result<ExitCode> {
     let store = open_store(ctx)?;
     let rt = node_runtime(ctx)?;
     let (_, c) = find_container(&store.db(), &args.name)?;
-    let layer = rt.dirs(&c.id).layer();
+    let layer = rt.dirs(&c.id)?.layer();
     let changes = diff(
         &layer.upper,
         &layer.lowerdirs(&store.image_lowerdirs(&c.image)?),
@@ -681,7 +681,7 @@ pub fn logs(ctx: &Context, args: LogsArgs) -> anyhow::Result<ExitCode> {
             .max_by_key(|x| x.attempt)
             .with_context(|| format!("container {} has no previous instance", args.name))?;
     }
-    let path = rt.dirs(&c.id).log();
+    let path = rt.dirs(&c.id)?.log();
     let mut printed = 0usize;
     loop {
         let records = if path.exists() {
@@ -790,7 +790,7 @@ pub fn exec(ctx: &Context, args: ExecArgs) -> anyhow::Result<ExitCode> {
     let rt = node_runtime(ctx)?;
     let (_, c) = find_container(&store.db(), &args.name)?;
     drop(store);
-    let state = rt.dirs(&c.id).state();
+    let state = rt.dirs(&c.id)?.state();
     check(&args.name, state.status()?, Action::Exec)?;
     let started = state.started()?.context("container has no start record")?;
     let process =

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use layerlet::layout::{DEFAULT_ROOT, DEFAULT_RUN_ROOT};
+use layerlet::layout::{NodeLayout, DEFAULT_ROOT, DEFAULT_RUN_ROOT};
 
 pub use output::Output;
 
@@ -87,8 +87,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context {
-        root: cli.root,
-        run_root: cli.run_root,
+        layout: NodeLayout::new(cli.root, cli.run_root),
         output: cli.output,
         pids_limit: (cli.pids_limit > 0).then_some(cli.pids_limit),
     };
@@ -116,8 +115,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// What every command gets from the global options.
 pub struct Context {
-    pub root: PathBuf,
-    pub run_root: PathBuf,
+    pub layout: NodeLayout,
     pub output: Output,
     pub pids_limit: Option<u64>,
 }

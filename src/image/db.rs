@@ -1,12 +1,13 @@
 //! Image and layer metadata in SQLite (WAL mode, so the CLI reads while the agent writes;
 //! writers take `BEGIN IMMEDIATE` and wait on a busy timeout instead of failing).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::digest::Digest;
+use crate::layout::NodeLayout;
 use crate::sys::lock::{FileLock, LockMode};
 
 #[derive(Debug, thiserror::Error)]
@@ -101,13 +102,12 @@ pub struct Db {
 }
 
 impl Db {
-    pub fn open(path: &Path) -> Result<Self, DbError> {
+    pub fn open(layout: &NodeLayout) -> Result<Self, DbError> {
+        let path = &layout.database();
         // Switching a new database to WAL and migrating it can answer SQLITE_BUSY at once,
         // without waiting on the busy timeout, when two processes open it together: serialise
         // the opening itself.
-        let mut lock_path = path.as_os_str().to_owned();
-        lock_path.push(".open-lock");
-        let _opening = FileLock::acquire(Path::new(&lock_path), LockMode::Exclusive)?;
+        let _opening = FileLock::acquire(&layout.database_open_lock(), LockMode::Exclusive)?;
         let err = |source| DbError::Sqlite {
             path: path.to_path_buf(),
             source,

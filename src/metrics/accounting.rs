@@ -31,11 +31,12 @@ use crate::image::db::Db;
 use crate::image::digest::Digest;
 use crate::image::report::StoreSnapshot;
 use crate::image::store::Store;
+use crate::layout::NodeLayout;
 use crate::pod::spec::{PodSpec, StorageMedium, VolumeSource};
 use crate::runtime::container::Runtime;
 use crate::runtime::isolation::cgroup::Cgroup;
 use crate::runtime::pods::pod_spec;
-use crate::runtime::storage::volumes::{pod_volume_dir, unmounted_image_volumes};
+use crate::runtime::storage::volumes::unmounted_image_volumes;
 
 /// One container's figures as scrapes see them.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -319,7 +320,7 @@ impl Accounting {
             owners: Mutex::new(HashMap::new()),
         });
         // Its own connection: the agent's is not held while walking; WAL lets both read.
-        let db = Db::open(&store.root().join("layerlet.db"))?;
+        let db = Db::open(store.layout())?;
         let stop = Arc::new(AtomicBool::new(false));
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
         let results = Arc::new(Mutex::new(Vec::<JobResult>::new()));
@@ -331,7 +332,7 @@ impl Accounting {
                 .map_err(MetricsError::Thread)?;
         }
         let state = State {
-            device: device_of(&rt.root),
+            device: device_of(rt.layout.root()),
             rt,
             store,
             db,
@@ -526,7 +527,9 @@ impl State {
                 t.figures.latest = is_latest;
                 continue;
             }
-            let dirs = self.rt.dirs(&c.id);
+            let Ok(dirs) = self.rt.dirs(&c.id) else {
+                continue;
+            };
             let plan = self.rt.plan(&c.id).ok().flatten();
             let image_volumes: Vec<String> = self
                 .store
@@ -823,7 +826,7 @@ impl State {
             let empty_dirs = pod
                 .spec
                 .as_ref()
-                .map(|s| empty_dir_bytes(&self.rt.root, s))
+                .map(|s| empty_dir_bytes(&self.rt.layout, s))
                 .unwrap_or(0);
             let key = format!("{}/{}", pod.namespace, pod.name);
             if let Some(e) = eviction::check(uid, &key, &containers, empty_dirs) {
@@ -856,17 +859,19 @@ impl State {
 
 /// Apparent bytes of the pod's disk-backed emptyDirs (a tmpfs one is memory, not disk).
 /// Walked only for pods with a limit, on the stats timer; bounded by the walk itself.
-fn empty_dir_bytes(root: &Path, pod: &PodSpec) -> u64 {
-    let base = pod_volume_dir(root, pod);
+fn empty_dir_bytes(layout: &NodeLayout, pod: &PodSpec) -> u64 {
     pod.volumes
         .iter()
         .filter(|v| {
             matches!(&v.source, VolumeSource::EmptyDir { medium, .. } if *medium != StorageMedium::Memory)
         })
-        .filter_map(|v| match walk(&base.join(&v.name), &[], None, &mut |_| {}) {
-            // The directory itself is the volume, not its contents: as kubelet's du.
-            Ok(Walked::Done(u)) => Some(u.bytes),
-            _ => None,
+        .filter_map(|v| {
+            let dir = layout.pod_volume_dir(&pod.uid, &v.name).ok()?;
+            match walk(&dir, &[], None, &mut |_| {}) {
+                // The directory itself is the volume, not its contents: as kubelet's du.
+                Ok(Walked::Done(u)) => Some(u.bytes),
+                _ => None,
+            }
         })
         .sum()
 }
