@@ -5,6 +5,7 @@ pub mod agent;
 pub mod http;
 pub mod image;
 pub mod layout;
+pub mod meta;
 pub mod metrics;
 pub mod pod;
 pub mod runtime;

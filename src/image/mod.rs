@@ -16,3 +16,4 @@ pub mod registry;
 pub mod report;
 pub mod store;
 pub mod unpack;
+pub mod users;

@@ -10,13 +10,14 @@ use std::time::Duration;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use super::content::{ContentError, ContentStore};
-use super::db::{BlobRecord, Db, DbError, ImageRecord, LayerRecord};
+use super::db::{BlobRecord, ImageRecord, LayerRecord};
 use super::digest::Digest;
 use super::layers::{unpack_blob, LayerBlob, LayerError, LayerStore};
 use super::manifest::{parse_config, ImageConfig, ImageManifest, ManifestError};
 use super::registry::{RegistryClient, RegistryError};
 use super::unpack::{settle_implied_dirs, UnpackReport};
 use crate::layout::NodeLayout;
+use crate::meta::{Db, MetaError};
 use crate::sys::fs::{apparent_size, create_private_dir, syncfs, FsError};
 use crate::sys::lock::{FileLock, LockError, LockMode};
 use crate::time::unix_secs_now as now;
@@ -24,7 +25,7 @@ use crate::time::unix_secs_now as now;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(transparent)]
-    Db(#[from] DbError),
+    Db(#[from] MetaError),
     #[error(transparent)]
     Content(#[from] ContentError),
     #[error(transparent)]

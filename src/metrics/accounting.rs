@@ -27,11 +27,11 @@ use super::sharing::{sharing, ContainerUse, Sharing};
 use super::tree::{DirNews, EntryChange, LayerTree};
 use super::walk::{files_bytes, walk, LayerUsage, Walked};
 use super::MetricsError;
-use crate::image::db::Db;
 use crate::image::digest::Digest;
 use crate::image::report::StoreSnapshot;
 use crate::image::store::Store;
 use crate::layout::NodeLayout;
+use crate::meta::Db;
 use crate::pod::spec::{PodSpec, StorageMedium, VolumeSource};
 use crate::runtime::container::Runtime;
 use crate::runtime::isolation::cgroup::Cgroup;
@@ -476,11 +476,7 @@ impl State {
     fn refresh_list(&mut self) {
         // SQLite's data_version moves when another connection commits: while it stands
         // still, nothing (containers, pods, images) has changed and nothing is re-read.
-        let version: Option<i64> = self
-            .db
-            .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
-            .ok();
+        let version: Option<i64> = self.db.data_version().ok();
         if version.is_some() && version == self.db_version {
             return;
         }

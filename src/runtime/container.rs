@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::image::db::DbError;
 use crate::image::digest::Digest;
 use crate::image::store::{Store, StoreError};
 use crate::layout::{LayoutError, NodeLayout};
+use crate::meta::MetaError;
 use crate::pod::spec::{ContainerSpec, PodSpec};
 use crate::runtime::process::monitor::plan_path;
 use crate::runtime::records::ContainerRecord;
@@ -40,7 +40,7 @@ pub enum ContainerError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Db(#[from] DbError),
+    Db(#[from] MetaError),
     #[error(transparent)]
     Layout(#[from] LayoutError),
     #[error(transparent)]

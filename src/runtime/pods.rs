@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::image::db::{Db, DbError};
 use crate::image::store::Store;
 use crate::layout::LayoutError;
+use crate::meta::{Db, MetaError};
 use crate::pod::spec::PodSpec;
 use crate::runtime::container::{ContainerError, Runtime};
 use crate::runtime::records::{new_pod_record, ContainerRecord, PodRecord};
@@ -39,7 +39,7 @@ pub enum PodError {
     #[error(transparent)]
     Container(#[from] ContainerError),
     #[error(transparent)]
-    Db(#[from] DbError),
+    Db(#[from] MetaError),
     #[error(transparent)]
     Layout(#[from] LayoutError),
 }
