@@ -2,9 +2,10 @@
 //! shared read-only layers plus one writable copy-on-write layer on overlayfs.
 
 pub mod agent;
-pub mod config;
 pub mod http;
 pub mod image;
+pub mod layout;
+pub mod meta;
 pub mod metrics;
 pub mod pod;
 pub mod reference;

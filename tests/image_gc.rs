@@ -226,7 +226,7 @@ fn images_that_desired_pods_name_are_kept_through_the_library() {
     disk.import(&reference("named"), &image_with_payload("named", 1));
     disk.import(&reference("other"), &image_with_payload("other", 1));
     let store = layerlet::image::store::Store::open(
-        &disk.node.root(),
+        &layerlet::layout::NodeLayout::new(disk.node.root(), disk.node.run_root()),
         layerlet::image::store::StoreOptions::default(),
     )
     .unwrap();

@@ -675,6 +675,7 @@ fn a_real_scrape_passes_promtool() {
 #[test]
 fn a_layer_over_the_walk_budget_is_counted_by_the_worker_and_the_others_stay_fresh() {
     use layerlet::image::store::{Store, StoreOptions};
+    use layerlet::layout::NodeLayout;
     use layerlet::metrics::{Accounting, AccountingOptions, Cache};
     use layerlet::runtime::container::Runtime;
     use layerlet::runtime::records::{ContainerRecord, PodRecord};
@@ -686,11 +687,11 @@ fn a_layer_over_the_walk_budget_is_counted_by_the_worker_and_the_others_stay_fre
         ..ImageSpec::busybox()
     };
     import(&node, IMAGE, &busybox);
-    let store = Arc::new(Store::open(&node.root(), StoreOptions::default()).unwrap());
+    let layout = NodeLayout::new(node.root(), node.run_root());
+    let store = Arc::new(Store::open(&layout, StoreOptions::default()).unwrap());
     let image = store.resolve(IMAGE).unwrap();
     let rt = Runtime {
-        root: node.root(),
-        run_root: node.run_root(),
+        layout,
         exe: PathBuf::from(env!("CARGO_BIN_EXE_layerlet")),
         node_name: "test".into(),
         cgroup_root: PathBuf::from("/sys/fs/cgroup"),

@@ -41,12 +41,12 @@ pub async fn run(
     shared: Arc<Shared>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let lock_path = rt.root.join("agent.lock");
+    let lock_path = rt.layout.agent_lock();
     let _lock = match FileLock::try_acquire(&lock_path, LockMode::Exclusive) {
         Ok(l) => l,
         Err(LockError::WouldBlock { .. }) => {
             return Err(AgentError::AlreadyRunning {
-                root: rt.root.clone(),
+                root: rt.layout.root().to_path_buf(),
                 lock: lock_path,
             })
         }
@@ -54,7 +54,7 @@ pub async fn run(
     };
     // A bad kubeconfig is refused before anything on the node is touched.
     let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
-    let node = crate::runtime::node::node_info(&rt.node_name, &rt.root);
+    let node = crate::runtime::node::node_info(&rt.node_name, rt.layout.root());
     let api = match &cfg.kube {
         Some(access) => {
             Some(ApiLink::start(access, &node, cfg.register_node, &shared, wake_tx.clone()).await?)

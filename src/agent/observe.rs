@@ -71,7 +71,7 @@ pub fn observe_container(
     rt: &Runtime,
     c: &ContainerRecord,
 ) -> Result<(ObservedContainer, Option<ExitInfo>), PodError> {
-    let state = rt.dirs(&c.id).state();
+    let state = rt.dirs(&c.id)?.state();
     let exited = match state.exited().ok().flatten() {
         Some(e) => Some(e),
         None => {

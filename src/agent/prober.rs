@@ -51,8 +51,8 @@ pub struct Prober {
 pub fn target(rt: &Runtime, pod: &PodSpec, id: &str) -> Target {
     Target {
         exe: rt.exe.clone(),
-        root: rt.root.clone(),
-        run_root: rt.run_root.clone(),
+        root: rt.layout.root().to_path_buf(),
+        run_root: rt.layout.run_root().to_path_buf(),
         container_id: id.to_string(),
         netns: if pod.host_network {
             None
@@ -60,7 +60,7 @@ pub fn target(rt: &Runtime, pod: &PodSpec, id: &str) -> Target {
             // A pod without a valid sandbox path gets an empty path, which fails to open:
             // never the host's namespace by mistake.
             Some(
-                sandbox_dir(&rt.run_root, pod)
+                sandbox_dir(&rt.layout, pod)
                     .map(|d| d.join("ns").join("net"))
                     .unwrap_or_default(),
             )

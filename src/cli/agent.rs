@@ -84,7 +84,7 @@ pub fn agent(ctx: &Context, args: AgentArgs) -> anyhow::Result<ExitCode> {
             "--register-node needs an API server: pass --kubeconfig PATH or --in-cluster"
         );
     }
-    let store = Arc::new(Store::open(&ctx.root, StoreOptions::default())?);
+    let store = Arc::new(Store::open(&ctx.layout, StoreOptions::default())?);
     let cfg = AgentConfig {
         manifests: args.manifests,
         listen: args.listen,

@@ -100,7 +100,7 @@ pub fn ps(ctx: &Context, args: PsArgs) -> anyhow::Result<ExitCode> {
             if !args.all && state != Status::Running {
                 continue;
             }
-            let exited = rt.dirs(&latest.id).state().exited()?;
+            let exited = rt.dirs(&latest.id)?.state().exited()?;
             rows.push(PsRow {
                 namespace: pod.namespace.clone(),
                 pod: pod.name.clone(),
@@ -109,7 +109,7 @@ pub fn ps(ctx: &Context, args: PsArgs) -> anyhow::Result<ExitCode> {
                 state: state.to_string(),
                 exit_code: exited.as_ref().map(|e| e.exit_code),
                 image: latest.image_ref.clone(),
-                cow_bytes: apparent_size(&rt.dirs(&latest.id).layer().upper).unwrap_or(0),
+                cow_bytes: apparent_size(&rt.dirs(&latest.id)?.layer().upper).unwrap_or(0),
                 restarts: latest.attempt,
                 created_at: latest.created_at,
             });
@@ -157,7 +157,7 @@ pub fn inspect(ctx: &Context, args: NameArg) -> anyhow::Result<ExitCode> {
     let store = open_store(ctx)?;
     let rt = node_runtime(ctx)?;
     let (pod, c) = find_container(&store.db(), &args.name)?;
-    let dirs = rt.dirs(&c.id);
+    let dirs = rt.dirs(&c.id)?;
     let state = dirs.state();
     let started = state.started()?;
     let exited = state.exited()?;
@@ -237,7 +237,7 @@ pub fn diff_cmd(ctx: &Context, args: NameArg) -> anyhow::Result<ExitCode> {
     let store = open_store(ctx)?;
     let rt = node_runtime(ctx)?;
     let (_, c) = find_container(&store.db(), &args.name)?;
-    let layer = rt.dirs(&c.id).layer();
+    let layer = rt.dirs(&c.id)?.layer();
     let changes = diff(
         &layer.upper,
         &layer.lowerdirs(&store.image_lowerdirs(&c.image)?),
@@ -264,7 +264,7 @@ pub fn logs(ctx: &Context, args: LogsArgs) -> anyhow::Result<ExitCode> {
             .max_by_key(|x| x.attempt)
             .with_context(|| format!("container {} has no previous instance", args.name))?;
     }
-    let path = rt.dirs(&c.id).log();
+    let path = rt.dirs(&c.id)?.log();
     let mut printed = 0usize;
     loop {
         let records = if path.exists() {

@@ -3,14 +3,14 @@
 use std::path::PathBuf;
 
 use layerlet::image::store::{Store, StoreOptions};
+use layerlet::layout::NodeLayout;
 use layerlet::runtime::container::Runtime;
 
 use super::output::Output;
 
 /// What every command gets from the global options.
 pub struct Context {
-    pub root: PathBuf,
-    pub run_root: PathBuf,
+    pub layout: NodeLayout,
     pub output: Output,
     pub pids_limit: Option<u64>,
 }
@@ -25,8 +25,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 pub fn node_runtime(ctx: &Context) -> anyhow::Result<Runtime> {
     Ok(Runtime {
-        root: ctx.root.clone(),
-        run_root: ctx.run_root.clone(),
+        layout: ctx.layout.clone(),
         exe: layerlet::sys::exe::sealed_exe()?,
         node_name: nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
@@ -37,5 +36,5 @@ pub fn node_runtime(ctx: &Context) -> anyhow::Result<Runtime> {
 }
 
 pub fn open_store(ctx: &Context) -> anyhow::Result<Store> {
-    Ok(Store::open(&ctx.root, StoreOptions::default())?)
+    Ok(Store::open(&ctx.layout, StoreOptions::default())?)
 }

@@ -32,7 +32,7 @@ pub fn exec(ctx: &Context, args: ExecArgs) -> anyhow::Result<ExitCode> {
     let rt = node_runtime(ctx)?;
     let (_, c) = find_container(&store.db(), &args.name)?;
     drop(store);
-    let state = rt.dirs(&c.id).state();
+    let state = rt.dirs(&c.id)?.state();
     check(&args.name, state.status()?, Action::Exec)?;
     let started = state.started()?.context("container has no start record")?;
     let process =

@@ -83,7 +83,7 @@ fn open_store(ctx: &Context, args: Option<&StoreArgs>) -> anyhow::Result<Store> 
     if let Some(args) = args {
         options.max_layer_bytes = args.max_layer_size;
     }
-    Ok(Store::open(&ctx.root, options)?)
+    Ok(Store::open(&ctx.layout, options)?)
 }
 
 fn parse_platform(value: Option<&str>) -> anyhow::Result<Option<Platform>> {

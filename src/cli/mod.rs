@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use context::Context;
-use layerlet::config::{DEFAULT_ROOT, DEFAULT_RUN_ROOT};
+use layerlet::layout::{NodeLayout, DEFAULT_ROOT, DEFAULT_RUN_ROOT};
 
 pub use output::Output;
 
@@ -92,8 +92,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context {
-        root: cli.root,
-        run_root: cli.run_root,
+        layout: NodeLayout::new(cli.root, cli.run_root),
         output: cli.output,
         pids_limit: (cli.pids_limit > 0).then_some(cli.pids_limit),
     };

@@ -251,8 +251,10 @@ fn follow_new(
     for c in &observed.containers {
         let app = pod.containers.iter().any(|a| a.name == c.name);
         if app && c.attempt == 0 && !followers.iter().any(|(id, _)| *id == c.id) {
-            let log = runner.log_path(&c.id);
-            followers.push((c.id.clone(), LogFollower::new(log)));
+            // The ID came from our own records: a path for it always exists.
+            if let Ok(log) = runner.log_path(&c.id) {
+                followers.push((c.id.clone(), LogFollower::new(log)));
+            }
         }
     }
 }

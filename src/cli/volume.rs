@@ -27,7 +27,7 @@ pub enum VolumeCommand {
 }
 
 fn pods(ctx: &Context) -> anyhow::Result<Vec<PodSpec>> {
-    let store = Store::open(&ctx.root, StoreOptions::default())?;
+    let store = Store::open(&ctx.layout, StoreOptions::default())?;
     let records = store.db().pods()?;
     Ok(records.iter().filter_map(|r| pod_spec(r).ok()).collect())
 }
@@ -36,7 +36,7 @@ pub fn volume(ctx: &Context, cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
     let pods = pods(ctx)?;
     match cmd {
         VolumeCommand::Ls => {
-            let volumes = list_named(&ctx.root, &pods)?;
+            let volumes = list_named(&ctx.layout, &pods)?;
             if ctx.output == Output::Json {
                 print_json(&volumes)?;
             } else {
@@ -48,7 +48,7 @@ pub fn volume(ctx: &Context, cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             }
         }
         VolumeCommand::Inspect { name } => {
-            let volumes = list_named(&ctx.root, &pods)?;
+            let volumes = list_named(&ctx.layout, &pods)?;
             let v = volumes.iter().find(|v| v.name == name).with_context(|| {
                 format!("no volume named {name:?}; `layerlet volume ls` lists them")
             })?;
@@ -56,7 +56,7 @@ pub fn volume(ctx: &Context, cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
         }
         VolumeCommand::Rm { names } => {
             for name in names {
-                remove_named(&ctx.root, &name, &pods)?;
+                remove_named(&ctx.layout, &name, &pods)?;
                 println!("{name}");
             }
         }

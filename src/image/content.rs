@@ -8,6 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::digest::Digest;
+use crate::layout::{LayoutError, NodeLayout};
 use crate::sys::fs::{fsync_dir, unique_temp_name, FsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,10 +29,13 @@ pub enum ContentError {
     Missing { digest: Digest, path: PathBuf },
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
 }
 
 #[derive(Debug, Clone)]
 pub struct ContentStore {
+    layout: NodeLayout,
     blobs: PathBuf,
     ingest: PathBuf,
 }
@@ -63,16 +67,20 @@ pub fn verify(
 }
 
 impl ContentStore {
-    pub fn new(blobs: PathBuf, ingest: PathBuf) -> Self {
-        ContentStore { blobs, ingest }
+    pub fn new(layout: &NodeLayout) -> Self {
+        ContentStore {
+            layout: layout.clone(),
+            blobs: layout.blobs_dir(),
+            ingest: layout.tmp_dir(),
+        }
     }
 
-    pub fn path(&self, digest: &Digest) -> PathBuf {
-        self.blobs.join(digest.hex())
+    pub fn path(&self, digest: &Digest) -> Result<PathBuf, ContentError> {
+        Ok(self.layout.blob(digest.hex())?)
     }
 
     pub fn contains(&self, digest: &Digest) -> bool {
-        self.path(digest).is_file()
+        self.path(digest).is_ok_and(|p| p.is_file())
     }
 
     /// Verifies `bytes` and makes them durable under their digest.
@@ -83,7 +91,7 @@ impl ContentStore {
         bytes: &[u8],
     ) -> Result<(), ContentError> {
         verify(digest, expected_size, bytes)?;
-        let target = self.path(digest);
+        let target = self.path(digest)?;
         if target.is_file() {
             return Ok(());
         }
@@ -110,7 +118,7 @@ impl ContentStore {
     /// Reads a blob back, checking it still has its digest (a disk or a hand edit may have
     /// changed it).
     pub fn read(&self, digest: &Digest) -> Result<Vec<u8>, ContentError> {
-        let path = self.path(digest);
+        let path = self.path(digest)?;
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -126,7 +134,7 @@ impl ContentStore {
     }
 
     pub fn remove(&self, digest: &Digest) -> Result<(), ContentError> {
-        crate::sys::fs::remove_tree(&self.path(digest))?;
+        crate::sys::fs::remove_tree(&self.path(digest)?)?;
         Ok(())
     }
 

@@ -11,6 +11,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::digest::Digest;
 use super::unpack::{unpack_layer, UnpackError, UnpackReport};
+use crate::layout::{LayoutError, NodeLayout};
 use crate::sys::fs::{create_private_dir, fsync_dir, remove_tree, unique_temp_name, FsError};
 use crate::sys::lock::{FileLock, LockError, LockMode};
 
@@ -57,6 +58,8 @@ pub enum LayerError {
     Fs(#[from] FsError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
 }
 
 impl LayerError {
@@ -272,18 +275,22 @@ pub fn unpack_blob<R: Read>(
 /// Where layers live on disk and how they get there.
 #[derive(Debug, Clone)]
 pub struct LayerStore {
+    layout: NodeLayout,
     layers: PathBuf,
     tmp: PathBuf,
-    locks: PathBuf,
 }
 
 impl LayerStore {
-    pub fn new(layers: PathBuf, tmp: PathBuf, locks: PathBuf) -> Self {
-        LayerStore { layers, tmp, locks }
+    pub fn new(layout: &NodeLayout) -> Self {
+        LayerStore {
+            layout: layout.clone(),
+            layers: layout.layers_dir(),
+            tmp: layout.tmp_dir(),
+        }
     }
 
-    pub fn path(&self, chain_id: &Digest) -> PathBuf {
-        self.layers.join(chain_id.hex())
+    pub fn path(&self, chain_id: &Digest) -> Result<PathBuf, LayerError> {
+        Ok(self.layout.layer_dir(chain_id.hex())?)
     }
 
     pub fn dir(&self) -> &Path {
@@ -294,7 +301,7 @@ impl LayerStore {
     /// layer waits here, then finds it committed and fetches nothing.
     pub fn lock(&self, chain_id: &Digest) -> Result<FileLock, LayerError> {
         Ok(FileLock::acquire(
-            &self.locks.join(format!("layer-{}", chain_id.hex())),
+            &self.layout.layer_lock(chain_id.hex())?,
             LockMode::Exclusive,
         )?)
     }
@@ -309,7 +316,7 @@ impl LayerStore {
     /// Renames a verified, durable layer into place. The caller holds the layer's lock, so a
     /// directory already there without a database record is debris of a crash: replaced.
     pub fn commit(&self, unpacked: &Path, chain_id: &Digest) -> Result<PathBuf, LayerError> {
-        let target = self.path(chain_id);
+        let target = self.path(chain_id)?;
         if target.exists() {
             self.remove(chain_id)?;
         }
@@ -321,7 +328,7 @@ impl LayerStore {
     /// Removes a layer directory: first renamed out of `layers/`, so a crash half-way never
     /// leaves a partial layer under its name.
     pub fn remove(&self, chain_id: &Digest) -> Result<(), LayerError> {
-        let target = self.path(chain_id);
+        let target = self.path(chain_id)?;
         let doomed = self.tmp.join(unique_temp_name("del-"));
         match std::fs::rename(&target, &doomed) {
             Ok(()) => {}

@@ -15,3 +15,4 @@ pub mod registry;
 pub mod report;
 pub mod store;
 pub mod unpack;
+pub mod users;

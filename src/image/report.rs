@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::db::{BlobRecord, Db, DbError, ImageRecord, LayerRecord};
+use super::db::{BlobRecord, ImageRecord, LayerRecord};
 use super::digest::Digest;
 use super::manifest::ImageConfig;
+use crate::meta::{Db, MetaError};
 
 /// Everything the reports need, read in one go.
 #[derive(Debug, Default)]
@@ -24,7 +25,7 @@ pub struct StoreSnapshot {
 }
 
 impl StoreSnapshot {
-    pub fn load(db: &Db) -> Result<Self, DbError> {
+    pub fn load(db: &Db) -> Result<Self, MetaError> {
         let images = db.images()?;
         let mut chains = BTreeMap::new();
         for image in &images {

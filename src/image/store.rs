@@ -10,12 +10,14 @@ use std::time::Duration;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use super::content::{ContentError, ContentStore};
-use super::db::{BlobRecord, Db, DbError, ImageRecord, LayerRecord};
+use super::db::{BlobRecord, ImageRecord, LayerRecord};
 use super::digest::Digest;
 use super::layers::{unpack_blob, LayerBlob, LayerError, LayerStore};
 use super::manifest::{parse_config, ImageConfig, ImageManifest, ManifestError};
 use super::registry::{RegistryClient, RegistryError};
 use super::unpack::{settle_implied_dirs, UnpackReport};
+use crate::layout::NodeLayout;
+use crate::meta::{Db, MetaError};
 use crate::reference::ImageRef;
 use crate::sys::fs::{apparent_size, create_private_dir, syncfs, FsError};
 use crate::sys::lock::{FileLock, LockError, LockMode};
@@ -24,7 +26,7 @@ use crate::time::unix_secs_now as now;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(transparent)]
-    Db(#[from] DbError),
+    Db(#[from] MetaError),
     #[error(transparent)]
     Content(#[from] ContentError),
     #[error(transparent)]
@@ -115,11 +117,9 @@ pub struct ImageToInstall {
 }
 
 pub struct Store {
-    root: PathBuf,
+    layout: NodeLayout,
     content: ContentStore,
     layers: LayerStore,
-    tmp: PathBuf,
-    locks: PathBuf,
     db: Arc<Mutex<Db>>,
     options: StoreOptions,
 }
@@ -143,30 +143,35 @@ impl Drop for PendingLayer {
 }
 
 impl Store {
-    pub fn open(root: &Path, options: StoreOptions) -> Result<Self, StoreError> {
-        let blobs = root.join("blobs/sha256");
-        let layers = root.join("layers");
-        let tmp = root.join("tmp");
-        let locks = root.join("locks");
-        for dir in [root, &blobs, &layers, &tmp, &locks] {
-            create_private_dir(dir)?;
+    pub fn open(layout: &NodeLayout, options: StoreOptions) -> Result<Self, StoreError> {
+        for dir in [
+            layout.root().to_path_buf(),
+            layout.blobs_dir(),
+            layout.layers_dir(),
+            layout.tmp_dir(),
+            layout.locks_dir(),
+        ] {
+            create_private_dir(&dir)?;
         }
         // Overlay needs to traverse the layers as the mounter only; 0711 lets containers'
         // users reach nothing by name but their own mounts.
-        let db = Db::open(&root.join("layerlet.db"))?;
+        let db = Db::open(layout)?;
         Ok(Store {
-            root: root.to_path_buf(),
-            content: ContentStore::new(blobs, tmp.clone()),
-            layers: LayerStore::new(layers, tmp.clone(), locks.clone()),
-            tmp,
-            locks,
+            layout: layout.clone(),
+            content: ContentStore::new(layout),
+            layers: LayerStore::new(layout),
             db: Arc::new(Mutex::new(db)),
             options,
         })
     }
 
+    /// The data root.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.layout.root()
+    }
+
+    pub fn layout(&self) -> &NodeLayout {
+        &self.layout
     }
 
     pub fn db(&self) -> MutexGuard<'_, Db> {
@@ -183,14 +188,14 @@ impl Store {
         &self.layers
     }
 
-    pub fn layer_path(&self, chain_id: &Digest) -> PathBuf {
-        self.layers.path(chain_id)
+    pub fn layer_path(&self, chain_id: &Digest) -> Result<PathBuf, StoreError> {
+        Ok(self.layers.path(chain_id)?)
     }
 
     /// Held (shared) by every pull and import; `gc` takes it exclusively, so garbage
     /// collection never removes what a pull is about to reference.
     pub fn gc_guard(&self, mode: LockMode) -> Result<FileLock, StoreError> {
-        Ok(FileLock::acquire(&self.locks.join("gc"), mode)?)
+        Ok(FileLock::acquire(&self.layout.gc_lock(), mode)?)
     }
 
     /// Verifies and stores an image: config, every layer (each fetched at most once per node,
@@ -249,12 +254,10 @@ impl Store {
         }
 
         let _gc = {
-            let locks = self.locks.clone();
-            tokio::task::spawn_blocking(move || {
-                FileLock::acquire(&locks.join("gc"), LockMode::Shared)
-            })
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))??
+            let lock = self.layout.gc_lock();
+            tokio::task::spawn_blocking(move || FileLock::acquire(&lock, LockMode::Shared))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))??
         };
 
         // Each layer is committed as soon as it is unpacked and every layer below it is in
@@ -331,7 +334,7 @@ impl Store {
     }
 
     fn committed(&self, chain_id: &Digest) -> Result<bool, StoreError> {
-        Ok(self.db().layer(chain_id)?.is_some() && self.layers.path(chain_id).is_dir())
+        Ok(self.db().layer(chain_id)?.is_some() && self.layers.path(chain_id)?.is_dir())
     }
 
     /// Makes one layer present: fetched and committed by this call (true), or already there
@@ -357,7 +360,11 @@ impl Store {
         let layers = self.layers.clone();
         let db = self.db.clone();
         let parent = lowers.last().cloned();
-        let lower_dirs: Vec<PathBuf> = lowers.iter().rev().map(|c| self.layers.path(c)).collect();
+        let lower_dirs = lowers
+            .iter()
+            .rev()
+            .map(|c| self.layers.path(c))
+            .collect::<Result<Vec<_>, _>>()?;
         tokio::task::spawn_blocking(move || {
             commit_layer(&layers, &db, pending, &blob, &chain_id, parent, &lower_dirs)
         })
@@ -484,19 +491,18 @@ impl Store {
                     found.insert(image.digest.clone(), ());
                 }
             }
-            match found.len() {
-                1 => return Ok(found.into_keys().next().expect("one element")),
-                0 => {}
-                _ => {
-                    return Err(StoreError::AmbiguousImage {
-                        name: name.to_string(),
-                        candidates: found
-                            .keys()
-                            .map(|d| d.short().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })
-                }
+            if found.len() > 1 {
+                return Err(StoreError::AmbiguousImage {
+                    name: name.to_string(),
+                    candidates: found
+                        .keys()
+                        .map(|d| d.short().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+            if let Some(only) = found.into_keys().next() {
+                return Ok(only);
             }
         }
         Err(StoreError::UnknownImage(name.to_string()))
@@ -516,7 +522,11 @@ impl Store {
     /// The image's layer directories, topmost first (overlay's lowerdir order).
     pub fn image_lowerdirs(&self, image: &Digest) -> Result<Vec<PathBuf>, StoreError> {
         let chain = self.db().image_chain(image)?;
-        Ok(chain.iter().rev().map(|c| self.layers.path(c)).collect())
+        Ok(chain
+            .iter()
+            .rev()
+            .map(|c| self.layers.path(c))
+            .collect::<Result<_, _>>()?)
     }
 
     /// `rmi`: removes a name, or (by digest or ID) the image with all its names. Refuses an
@@ -565,7 +575,7 @@ impl Store {
         let (layers, blobs) = self.db().collect_garbage()?;
         let mut report = GcReport::default();
         for layer in &layers {
-            let path = self.layers.path(&layer.chain_id);
+            let path = self.layers.path(&layer.chain_id)?;
             report.bytes_freed += apparent_size(&path).unwrap_or(0);
             self.layers.remove(&layer.chain_id)?;
             report.layers_removed.push(layer.chain_id.clone());
@@ -599,10 +609,9 @@ impl Store {
                 }
             }
         }
-        for entry in
-            std::fs::read_dir(&self.tmp).map_err(|e| FsError::io("read directory", &self.tmp, e))?
-        {
-            let entry = entry.map_err(|e| FsError::io("read directory", &self.tmp, e))?;
+        let tmp = self.layout.tmp_dir();
+        for entry in std::fs::read_dir(&tmp).map_err(|e| FsError::io("read directory", &tmp, e))? {
+            let entry = entry.map_err(|e| FsError::io("read directory", &tmp, e))?;
             crate::sys::fs::remove_tree(&entry.path())?;
             report.debris_removed += 1;
         }

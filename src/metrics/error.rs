@@ -16,5 +16,5 @@ pub enum MetricsError {
     #[error("inotify for the accounting of writable layers: {0}")]
     Inotify(#[source] nix::Error),
     #[error("open the node database for accounting: {0}")]
-    Db(#[from] crate::image::db::DbError),
+    Db(#[from] crate::meta::MetaError),
 }

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::image::db::DbError;
 use crate::image::digest::Digest;
 use crate::image::store::{Store, StoreError};
+use crate::layout::{LayoutError, NodeLayout};
+use crate::meta::MetaError;
 use crate::pod::spec::{ContainerSpec, PodSpec};
 use crate::runtime::process::monitor::plan_path;
 use crate::runtime::records::ContainerRecord;
@@ -39,7 +40,9 @@ pub enum ContainerError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Db(#[from] DbError),
+    Db(#[from] MetaError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
     #[error(transparent)]
     Fs(#[from] FsError),
     #[error(transparent)]
@@ -74,8 +77,7 @@ pub struct Created {
 /// Where layerlet keeps things, and the binary it re-executes for helpers.
 #[derive(Debug, Clone)]
 pub struct Runtime {
-    pub root: PathBuf,
-    pub run_root: PathBuf,
+    pub layout: NodeLayout,
     pub exe: PathBuf,
     pub node_name: String,
     /// Where cgroup hierarchies are mounted (/sys/fs/cgroup).
@@ -108,30 +110,30 @@ impl ContainerDirs {
 const PASSWD_LIMIT: u64 = 4 * 1024 * 1024;
 
 impl Runtime {
-    pub fn dirs(&self, id: &str) -> ContainerDirs {
-        ContainerDirs {
-            data: self.root.join("containers").join(id),
-            run: self.run_root.join("containers").join(id),
-        }
+    pub fn dirs(&self, id: &str) -> Result<ContainerDirs, LayoutError> {
+        Ok(ContainerDirs {
+            data: self.layout.container_dir(id)?,
+            run: self.layout.container_run_dir(id)?,
+        })
     }
 
     /// The pod's cgroup, relative to each hierarchy: unique per data root, so two data roots
     /// on one node (or two test suites) never share one.
     pub fn pod_cgroup_path(&self, pod_uid: &str) -> String {
-        let root = Digest::of_bytes(self.root.as_os_str().as_encoded_bytes());
+        let root = Digest::of_bytes(self.layout.root().as_os_str().as_encoded_bytes());
         format!("layerlet/{}/{pod_uid}", &root.hex()[..12])
     }
 
     pub fn status(&self, id: &str) -> Result<Status, ContainerError> {
         self.settle_lost(id)?;
-        Ok(self.dirs(id).state().status()?)
+        Ok(self.dirs(id)?.state().status()?)
     }
 
     /// A container whose monitor and process are both gone without an exit record (the
     /// monitor was killed) is recorded as exited with reason Unknown, so it can be stopped,
     /// removed and restarted instead of looking alive forever.
     pub fn settle_lost(&self, id: &str) -> Result<(), ContainerError> {
-        let state = self.dirs(id).state();
+        let state = self.dirs(id)?.state();
         let Some(started) = state.started()? else {
             return Ok(());
         };
@@ -164,7 +166,7 @@ impl Runtime {
     }
 
     pub fn plan(&self, id: &str) -> Result<Option<ContainerPlan>, ContainerError> {
-        let path = plan_path(&self.dirs(id).run);
+        let path = plan_path(&self.dirs(id)?.run);
         match std::fs::read(&path) {
             Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -186,7 +188,7 @@ impl Runtime {
         pod_env: &[(String, String)],
     ) -> Result<Created, ContainerError> {
         let id = random_id()?;
-        let dirs = self.dirs(&id);
+        let dirs = self.dirs(&id)?;
         let result = self.create_in(
             store, pod, sandbox, volumes, container, image, attempt, pod_env, &id, &dirs,
         );
@@ -252,7 +254,7 @@ impl Runtime {
             },
         )?;
         let mut plan = plan;
-        plan.security.seccomp_dir = self.root.join("seccomp");
+        plan.security.seccomp_dir = self.layout.seccomp_dir();
         // Compiled now, so a bad Localhost profile fails the create with its reason.
         crate::runtime::isolation::seccomp::compile(
             &plan.security.seccomp,
@@ -318,7 +320,7 @@ impl Runtime {
 
     /// Starts a created container; returns once its process has been executed.
     pub fn start(&self, id: &str) -> Result<i32, ContainerError> {
-        let dirs = self.dirs(id);
+        let dirs = self.dirs(id)?;
         check(id, dirs.state().status()?, Action::Start)?;
         let log = std::fs::File::create(dirs.run.join("monitor.log"))
             .map_err(|e| FsError::io("create", dirs.run.join("monitor.log"), e))?;
@@ -378,7 +380,7 @@ impl Runtime {
         id: &str,
         timeout: Duration,
     ) -> Result<Option<Exited>, ContainerError> {
-        let state = self.dirs(id).state();
+        let state = self.dirs(id)?.state();
         let deadline = std::time::Instant::now() + timeout;
         loop {
             if let Some(e) = state.exited()? {
@@ -393,7 +395,7 @@ impl Runtime {
 
     /// Stop = the stop signal, `grace` to exit, then SIGKILL. Idempotent.
     pub fn stop(&self, id: &str, grace: Duration) -> Result<Option<Exited>, ContainerError> {
-        let dirs = self.dirs(id);
+        let dirs = self.dirs(id)?;
         let state = dirs.state();
         self.settle_lost(id)?;
         if check(id, state.status()?, Action::Stop)? == Verdict::AlreadyDone {
@@ -448,7 +450,7 @@ impl Runtime {
     /// Unmounts and destroys the container's writable layer and records. Refuses a running
     /// container; a container already gone is fine.
     pub fn delete(&self, store: &Store, id: &str) -> Result<(), ContainerError> {
-        let dirs = self.dirs(id);
+        let dirs = self.dirs(id)?;
         self.settle_lost(id)?;
         check(id, dirs.state().status()?, Action::Delete)?;
         if let Some(cg) = self.plan(id)?.and_then(|p| p.cgroup) {

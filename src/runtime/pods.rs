@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::image::db::{Db, DbError};
 use crate::image::store::Store;
+use crate::layout::LayoutError;
+use crate::meta::{Db, MetaError};
 use crate::pod::spec::PodSpec;
 use crate::runtime::container::{ContainerError, Runtime};
 use crate::runtime::records::{new_pod_record, ContainerRecord, PodRecord};
@@ -38,7 +39,9 @@ pub enum PodError {
     #[error(transparent)]
     Container(#[from] ContainerError),
     #[error(transparent)]
-    Db(#[from] DbError),
+    Db(#[from] MetaError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
 }
 
 /// Records a new pod and creates its sandbox and volumes.
@@ -51,12 +54,12 @@ pub fn create_pod(
     if store.db().pod_by_name(&pod.namespace, &pod.name)?.is_some() {
         return Err(PodError::Exists(pod.key()));
     }
-    let sandbox = Sandbox::create(&rt.exe, &rt.run_root, pod)?;
+    let sandbox = Sandbox::create(&rt.exe, &rt.layout, pod)?;
     let undo = |sandbox: &Sandbox| {
         let _ = Sandbox::destroy_dir(&sandbox.dir);
-        let _ = volumes::teardown(&rt.root, &pod.uid);
+        let _ = volumes::teardown(&rt.layout, &pod.uid);
     };
-    let prepared = match volumes::prepare(&rt.root, pod) {
+    let prepared = match volumes::prepare(&rt.layout, pod) {
         Ok(v) => v,
         Err(e) => {
             undo(&sandbox);
@@ -87,7 +90,7 @@ const VOLUMES_FILE: &str = "volumes.json";
 
 /// The sandbox and volumes of a pod created earlier (by this process or before a restart).
 pub fn open_pod(rt: &Runtime, pod: &PodSpec) -> Result<(Sandbox, PodVolumes), PodError> {
-    let sandbox = Sandbox::open(&rt.run_root, pod)?;
+    let sandbox = Sandbox::open(&rt.layout, pod)?;
     let path = sandbox.dir.join(VOLUMES_FILE);
     let bytes =
         std::fs::read(&path).map_err(|e| SandboxError::from(FsError::io("read", &path, e)))?;
@@ -160,8 +163,8 @@ pub fn remove_pod_within(
     for c in containers {
         rt.delete(store, &c.id)?;
     }
-    Sandbox::destroy_dir(&rt.run_root.join("pods").join(&pod.uid))?;
-    volumes::teardown(&rt.root, &pod.uid)?;
+    Sandbox::destroy_dir(&rt.layout.sandbox_dir(&pod.uid)?)?;
+    volumes::teardown(&rt.layout, &pod.uid)?;
     if let Ok(layout) = crate::runtime::isolation::cgroup::detect(&rt.cgroup_root) {
         crate::runtime::isolation::cgroup::Cgroup::new(
             layout.clone(),
@@ -285,7 +288,7 @@ pub fn clean_orphans(rt: &Runtime, store: &Store, min_age_secs: u64) -> Result<C
             })
             .unwrap_or_default()
     };
-    for base in [rt.root.join("containers"), rt.run_root.join("containers")] {
+    for base in [rt.layout.containers_dir(), rt.layout.run_containers_dir()] {
         for (id, path) in list(base) {
             if known_containers.contains(id.as_str()) || !older_than(&path, min_age_secs) {
                 continue;
@@ -310,7 +313,7 @@ pub fn clean_orphans(rt: &Runtime, store: &Store, min_age_secs: u64) -> Result<C
     }
     // Recorded, never started, and no monitor: half-created.
     for c in &containers {
-        let dirs = rt.dirs(&c.id);
+        let dirs = rt.dirs(&c.id)?;
         if dirs.state().started().ok().flatten().is_none()
             && dirs.state().exited().ok().flatten().is_none()
             && older_than(&dirs.run, min_age_secs)
@@ -319,7 +322,7 @@ pub fn clean_orphans(rt: &Runtime, store: &Store, min_age_secs: u64) -> Result<C
             report.containers.push(c.id.clone());
         }
     }
-    for base in [rt.run_root.join("pods"), rt.root.join("pods")] {
+    for base in [rt.layout.sandboxes_dir(), rt.layout.pods_dir()] {
         for (uid, path) in list(base) {
             if known_pods.contains(uid.as_str()) || !older_than(&path, min_age_secs) {
                 continue;

@@ -1,13 +1,13 @@
 //! Pod and container records in the node's metadata database (the same SQLite file as the
 //! image store: one transaction can tie a container to the image it uses).
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Row};
 use serde::Serialize;
 
-use crate::image::db::{Db, DbError};
 use crate::image::digest::Digest;
+use crate::image::users;
+use crate::meta::{Db, MetaError};
 use crate::time::unix_secs_now as now;
-
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PodRecord {
     pub uid: String,
@@ -32,7 +32,9 @@ pub struct ContainerRecord {
     pub created_at: i64,
 }
 
-fn pod_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PodRecord> {
+const POD_COLUMNS: &str = "uid, namespace, name, owner, spec, created_at";
+
+fn pod_row(r: &Row<'_>) -> rusqlite::Result<PodRecord> {
     Ok(PodRecord {
         uid: r.get(0)?,
         namespace: r.get(1)?,
@@ -43,153 +45,104 @@ fn pod_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PodRecord> {
     })
 }
 
-type ContainerRow = (String, String, String, i64, String, String, i64);
-
-fn container_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContainerRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-    ))
-}
-
 const CONTAINER_COLUMNS: &str = "id, pod_uid, name, attempt, image_ref, image, created_at";
 
+fn container_row(r: &Row<'_>) -> rusqlite::Result<ContainerRecord> {
+    Ok(ContainerRecord {
+        id: r.get(0)?,
+        pod_uid: r.get(1)?,
+        name: r.get(2)?,
+        attempt: r.get::<_, i64>(3)? as u32,
+        image_ref: r.get(4)?,
+        image: r.get(5)?,
+        created_at: r.get(6)?,
+    })
+}
+
 impl Db {
-    pub fn insert_pod(&mut self, pod: &PodRecord) -> Result<(), DbError> {
-        self.conn
-            .execute(
-                "INSERT INTO pods(uid, namespace, name, owner, spec, created_at) VALUES (?1,?2,?3,?4,?5,?6)",
-                params![pod.uid, pod.namespace, pod.name, pod.owner, pod.spec, pod.created_at],
+    pub fn insert_pod(&mut self, pod: &PodRecord) -> Result<(), MetaError> {
+        self.sql()
+            .exec(
+                &format!("INSERT INTO pods({POD_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6)"),
+                params![
+                    pod.uid,
+                    pod.namespace,
+                    pod.name,
+                    pod.owner,
+                    pod.spec,
+                    pod.created_at
+                ],
             )
             .map(|_| ())
-            .map_err(|e| self.err(e))
     }
 
-    pub fn pods(&self) -> Result<Vec<PodRecord>, DbError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT uid, namespace, name, owner, spec, created_at FROM pods ORDER BY namespace, name")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([], pod_row).map_err(|e| self.err(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    pub fn pods(&self) -> Result<Vec<PodRecord>, MetaError> {
+        self.sql().rows(
+            &format!("SELECT {POD_COLUMNS} FROM pods ORDER BY namespace, name"),
+            [],
+            pod_row,
+        )
     }
 
-    pub fn pod_by_name(&self, namespace: &str, name: &str) -> Result<Option<PodRecord>, DbError> {
-        self.conn
-            .query_row(
-                "SELECT uid, namespace, name, owner, spec, created_at FROM pods WHERE namespace = ?1 AND name = ?2",
-                params![namespace, name],
-                pod_row,
-            )
-            .optional()
-            .map_err(|e| self.err(e))
+    pub fn pod_by_name(&self, namespace: &str, name: &str) -> Result<Option<PodRecord>, MetaError> {
+        self.sql().row(
+            &format!("SELECT {POD_COLUMNS} FROM pods WHERE namespace = ?1 AND name = ?2"),
+            params![namespace, name],
+            pod_row,
+        )
     }
 
     /// Records a container and ties it to its image (so `rmi` and `gc` leave that image be).
-    pub fn insert_container(&mut self, c: &ContainerRecord) -> Result<(), DbError> {
-        let path = self.path.clone();
-        let err = |source| DbError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        tx.execute(
-            "INSERT INTO containers(id, pod_uid, name, attempt, image_ref, image, created_at) VALUES (?1,?2,?3,?4,?5,?6,?7)",
-            params![c.id, c.pod_uid, c.name, c.attempt, c.image_ref, c.image.to_string(), c.created_at],
-        )
-        .map_err(err)?;
-        tx.execute(
-            "INSERT OR REPLACE INTO image_users(container_id, image) VALUES (?1, ?2)",
-            params![c.id, c.image.to_string()],
-        )
-        .map_err(err)?;
-        // Image garbage collection removes the least recently used images first.
-        tx.execute(
-            "UPDATE images SET last_used = ?2 WHERE digest = ?1",
-            params![c.image.to_string(), crate::time::unix_secs_now()],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)
+    pub fn insert_container(&mut self, c: &ContainerRecord) -> Result<(), MetaError> {
+        self.write(|tx| {
+            tx.exec(
+                &format!(
+                    "INSERT INTO containers({CONTAINER_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"
+                ),
+                params![
+                    c.id,
+                    c.pod_uid,
+                    c.name,
+                    c.attempt,
+                    c.image_ref,
+                    c.image,
+                    c.created_at
+                ],
+            )?;
+            users::hold(tx, &c.id, &c.image)
+        })
     }
 
-    pub fn containers(&self) -> Result<Vec<ContainerRecord>, DbError> {
-        let sql =
-            format!("SELECT {CONTAINER_COLUMNS} FROM containers ORDER BY pod_uid, name, attempt");
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], container_row)
-            .map_err(|e| self.err(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(ContainerRecord {
-                    id: r.0,
-                    pod_uid: r.1,
-                    name: r.2,
-                    attempt: r.3 as u32,
-                    image_ref: r.4,
-                    image: Digest::parse(&r.5).map_err(|source| DbError::Corrupt {
-                        path: self.path.clone(),
-                        source,
-                    })?,
-                    created_at: r.6,
-                })
-            })
-            .collect()
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>, MetaError> {
+        self.sql().rows(
+            &format!("SELECT {CONTAINER_COLUMNS} FROM containers ORDER BY pod_uid, name, attempt"),
+            [],
+            container_row,
+        )
     }
 
-    pub fn remove_container(&mut self, id: &str) -> Result<(), DbError> {
-        let path = self.path.clone();
-        let err = |source| DbError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        // The image was in use until now: that is its last use.
-        tx.execute(
-            "UPDATE images SET last_used = ?2
-             WHERE digest = (SELECT image FROM image_users WHERE container_id = ?1)",
-            params![id, crate::time::unix_secs_now()],
-        )
-        .map_err(err)?;
-        tx.execute(
-            "DELETE FROM image_users WHERE container_id = ?1",
-            params![id],
-        )
-        .map_err(err)?;
-        tx.execute("DELETE FROM containers WHERE id = ?1", params![id])
-            .map_err(err)?;
-        tx.commit().map_err(err)
+    pub fn remove_container(&mut self, id: &str) -> Result<(), MetaError> {
+        self.write(|tx| {
+            users::release(tx, id)?;
+            tx.exec("DELETE FROM containers WHERE id = ?1", params![id])
+                .map(|_| ())
+        })
     }
 
     /// Records a pod's current spec (after its containers were replaced for a new one).
-    pub fn update_pod_spec(&mut self, uid: &str, spec: &str) -> Result<(), DbError> {
-        self.conn
-            .execute(
+    pub fn update_pod_spec(&mut self, uid: &str, spec: &str) -> Result<(), MetaError> {
+        self.sql()
+            .exec(
                 "UPDATE pods SET spec = ?2 WHERE uid = ?1",
                 params![uid, spec],
             )
             .map(|_| ())
-            .map_err(|e| self.err(e))
     }
 
-    pub fn remove_pod(&mut self, uid: &str) -> Result<(), DbError> {
-        self.conn
-            .execute("DELETE FROM pods WHERE uid = ?1", params![uid])
+    pub fn remove_pod(&mut self, uid: &str) -> Result<(), MetaError> {
+        self.sql()
+            .exec("DELETE FROM pods WHERE uid = ?1", params![uid])
             .map(|_| ())
-            .map_err(|e| self.err(e))
     }
 }
 

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 
+use crate::layout::{LayoutError, NodeLayout};
 use crate::pod::spec::{DnsPolicy, PodSpec};
 use crate::runtime::spec::mounts::BindMount;
 use crate::runtime::spec::NamespacePlan;
@@ -31,6 +32,8 @@ pub enum SandboxError {
     Fs(#[from] FsError),
     #[error(transparent)]
     Mount(#[from] MountError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
 }
 
 const NAMESPACES: [&str; 3] = ["net", "ipc", "uts"];
@@ -41,7 +44,7 @@ pub struct Sandbox {
 }
 
 /// The directory of a pod's sandbox; the uid is checked because it comes from YAML.
-pub fn sandbox_dir(run_root: &Path, pod: &PodSpec) -> Result<PathBuf, SandboxError> {
+pub fn sandbox_dir(layout: &NodeLayout, pod: &PodSpec) -> Result<PathBuf, SandboxError> {
     let ok = !pod.uid.is_empty()
         && pod.uid.len() <= 64
         && pod
@@ -54,7 +57,7 @@ pub fn sandbox_dir(run_root: &Path, pod: &PodSpec) -> Result<PathBuf, SandboxErr
             uid: pod.uid.clone(),
         });
     }
-    Ok(run_root.join("pods").join(&pod.uid))
+    Ok(layout.sandbox_dir(&pod.uid)?)
 }
 
 fn hosts_file(pod: &PodSpec) -> String {
@@ -115,8 +118,8 @@ fn resolv_conf(pod: &PodSpec) -> String {
 impl Sandbox {
     /// Creates the pod's namespaces, shm and files; `exe` is the layerlet binary, re-executed
     /// as `__sandbox` to unshare (never a fork of a possibly multi-threaded caller).
-    pub fn create(exe: &Path, run_root: &Path, pod: &PodSpec) -> Result<Sandbox, SandboxError> {
-        let dir = sandbox_dir(run_root, pod)?;
+    pub fn create(exe: &Path, layout: &NodeLayout, pod: &PodSpec) -> Result<Sandbox, SandboxError> {
+        let dir = sandbox_dir(layout, pod)?;
         create_private_dir(&dir.join("ns"))?;
         // Containers' users must read these files: they are bind-mounted into the rootfs.
         set_mode(&dir, 0o711)?;
@@ -188,9 +191,9 @@ impl Sandbox {
         Ok(())
     }
 
-    pub fn open(run_root: &Path, pod: &PodSpec) -> Result<Sandbox, SandboxError> {
+    pub fn open(layout: &NodeLayout, pod: &PodSpec) -> Result<Sandbox, SandboxError> {
         Ok(Sandbox {
-            dir: sandbox_dir(run_root, pod)?,
+            dir: sandbox_dir(layout, pod)?,
         })
     }
 

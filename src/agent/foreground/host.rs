@@ -24,7 +24,7 @@ pub struct PlainHost {
 impl PlainHost {
     pub fn new(rt: &Runtime, on_event: OnEvent) -> PlainHost {
         PlainHost {
-            node: crate::runtime::node::node_info(&rt.node_name, &rt.root),
+            node: crate::runtime::node::node_info(&rt.node_name, rt.layout.root()),
             on_event,
         }
     }

@@ -85,8 +85,8 @@ impl<'e> ForegroundPod<'e> {
     }
 
     /// Where a container instance's log is.
-    pub fn log_path(&self, id: &str) -> std::path::PathBuf {
-        self.exec.rt.dirs(id).log()
+    pub fn log_path(&self, id: &str) -> Result<std::path::PathBuf, StepError> {
+        Ok(self.exec.rt.dirs(id).map_err(PodError::from)?.log())
     }
 
     /// Every app container has been started once.

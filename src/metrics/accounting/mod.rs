@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use self::state::State;
 use self::watches::Watches;
-use crate::image::db::Db;
 use crate::image::store::Store;
+use crate::meta::Db;
 use crate::metrics::error::MetricsError;
 use crate::runtime::container::Runtime;
 
@@ -53,7 +53,7 @@ impl Accounting {
     ) -> Result<Accounting, MetricsError> {
         let watches = Arc::new(Watches::new());
         // Its own connection: the agent's is not held while walking; WAL lets both read.
-        let db = Db::open(&store.root().join("layerlet.db"))?;
+        let db = Db::open(store.layout())?;
         let stop = Arc::new(AtomicBool::new(false));
         let worker = worker::spawn(watches.clone(), stop.clone()).map_err(MetricsError::Thread)?;
         let state = State::new(rt, store, db, cache, options, watches, worker);

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use super::figures::{Cache, ContainerFigures, Figures};
 use super::watches::Watches;
 use super::worker::{Job, JobResult, Worker};
-use crate::image::db::Db;
 use crate::image::digest::Digest;
 use crate::image::report::StoreSnapshot;
 use crate::image::store::Store;
+use crate::layout::NodeLayout;
+use crate::meta::Db;
 use crate::metrics::eviction::{self, ContainerStorage, Eviction};
 use crate::metrics::sharing::{sharing, ContainerUse};
 use crate::metrics::tree::{DirNews, LayerTree};
@@ -23,7 +24,7 @@ use crate::pod::spec::{PodSpec, StorageMedium, VolumeSource};
 use crate::runtime::container::Runtime;
 use crate::runtime::isolation::cgroup::Cgroup;
 use crate::runtime::pods::pod_spec;
-use crate::runtime::storage::volumes::{pod_volume_dir, unmounted_image_volumes};
+use crate::runtime::storage::volumes::unmounted_image_volumes;
 
 #[derive(Debug, Clone)]
 pub struct AccountingOptions {
@@ -145,7 +146,7 @@ impl State {
         worker: Worker,
     ) -> State {
         State {
-            device: device_of(&rt.root),
+            device: device_of(rt.layout.root()),
             rt,
             store,
             db,
@@ -188,11 +189,7 @@ impl State {
     fn refresh_list(&mut self) {
         // SQLite's data_version moves when another connection commits: while it stands
         // still, nothing (containers, pods, images) has changed and nothing is re-read.
-        let version: Option<i64> = self
-            .db
-            .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
-            .ok();
+        let version: Option<i64> = self.db.data_version().ok();
         if version.is_some() && version == self.db_version {
             return;
         }
@@ -239,7 +236,9 @@ impl State {
                 t.figures.latest = is_latest;
                 continue;
             }
-            let dirs = self.rt.dirs(&c.id);
+            let Ok(dirs) = self.rt.dirs(&c.id) else {
+                continue;
+            };
             let plan = self.rt.plan(&c.id).ok().flatten();
             let image_volumes: Vec<String> = self
                 .store
@@ -541,7 +540,7 @@ impl State {
             let empty_dirs = pod
                 .spec
                 .as_ref()
-                .map(|s| empty_dir_bytes(&self.rt.root, s))
+                .map(|s| empty_dir_bytes(&self.rt.layout, s))
                 .unwrap_or(0);
             let key = format!("{}/{}", pod.namespace, pod.name);
             if let Some(e) = eviction::check(uid, &key, &containers, empty_dirs) {
@@ -574,17 +573,19 @@ impl State {
 
 /// Apparent bytes of the pod's disk-backed emptyDirs (a tmpfs one is memory, not disk).
 /// Walked only for pods with a limit, on the stats timer; bounded by the walk itself.
-fn empty_dir_bytes(root: &Path, pod: &PodSpec) -> u64 {
-    let base = pod_volume_dir(root, pod);
+fn empty_dir_bytes(layout: &NodeLayout, pod: &PodSpec) -> u64 {
     pod.volumes
         .iter()
         .filter(|v| {
             matches!(&v.source, VolumeSource::EmptyDir { medium, .. } if *medium != StorageMedium::Memory)
         })
-        .filter_map(|v| match walk(&base.join(&v.name), &[], None, &mut |_| {}) {
-            // The directory itself is the volume, not its contents: as kubelet's du.
-            Ok(Walked::Done(u)) => Some(u.bytes),
-            _ => None,
+        .filter_map(|v| {
+            let dir = layout.pod_volume_dir(&pod.uid, &v.name).ok()?;
+            match walk(&dir, &[], None, &mut |_| {}) {
+                // The directory itself is the volume, not its contents: as kubelet's du.
+                Ok(Walked::Done(u)) => Some(u.bytes),
+                _ => None,
+            }
         })
         .sum()
 }

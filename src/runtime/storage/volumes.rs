@@ -14,6 +14,7 @@ use nix::mount::{mount, MsFlags};
 use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 
+use crate::layout::{LayoutError, NodeLayout};
 use crate::pod::spec::{
     ContainerSpec, HostPathType, MountPropagation, PodSpec, StorageMedium, VolumeSource,
 };
@@ -55,6 +56,8 @@ pub enum VolumeError {
     Fs(#[from] FsError),
     #[error(transparent)]
     Mountfs(#[from] MountError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
 }
 
 /// A pod's volumes on the host, by volume name.
@@ -69,12 +72,14 @@ pub struct PodVolumes {
     pub projected: Vec<String>,
 }
 
-pub fn pod_volume_dir(root: &Path, pod: &PodSpec) -> PathBuf {
-    root.join("pods").join(&pod.uid).join("volumes")
+/// Where named volumes live: `ROOT/volumes/<name>/data`.
+pub fn named_volume_dir(layout: &NodeLayout, name: &str) -> Result<PathBuf, VolumeError> {
+    check_volume_name(name)?;
+    Ok(layout.named_volume_data(name)?)
 }
 
-/// Where named volumes live: `ROOT/volumes/<name>/data`.
-pub fn named_volume_dir(root: &Path, name: &str) -> Result<PathBuf, VolumeError> {
+/// A named volume's name is a Kubernetes object name (lowercase DNS subdomain).
+fn check_volume_name(name: &str) -> Result<(), VolumeError> {
     let ok = !name.is_empty()
         && name.len() <= 253
         && name != "."
@@ -82,12 +87,13 @@ pub fn named_volume_dir(root: &Path, name: &str) -> Result<PathBuf, VolumeError>
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-    if !ok {
-        return Err(VolumeError::BadName {
+    if ok {
+        Ok(())
+    } else {
+        Err(VolumeError::BadName {
             name: name.to_string(),
-        });
+        })
     }
-    Ok(root.join("volumes").join(name).join("data"))
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), FsError> {
@@ -198,13 +204,12 @@ fn check_host_path(
 
 /// Creates what the pod's volumes need on the host. emptyDir lives under the pod's data dir
 /// (a tmpfs for `medium: Memory`); named volumes are created on first use and kept.
-pub fn prepare(root: &Path, pod: &PodSpec) -> Result<PodVolumes, VolumeError> {
+pub fn prepare(layout: &NodeLayout, pod: &PodSpec) -> Result<PodVolumes, VolumeError> {
     let mut out = PodVolumes::default();
-    let base = pod_volume_dir(root, pod);
     for volume in &pod.volumes {
         let source = match &volume.source {
             VolumeSource::EmptyDir { medium, size_limit } => {
-                let dir = base.join(&volume.name);
+                let dir = layout.pod_volume_dir(&pod.uid, &volume.name)?;
                 create_private_dir(&dir)?;
                 if *medium == StorageMedium::Memory {
                     let size = size_limit.map(|b| format!(",size={b}")).unwrap_or_default();
@@ -236,7 +241,7 @@ pub fn prepare(root: &Path, pod: &PodSpec) -> Result<PodVolumes, VolumeError> {
                 claim_name,
                 read_only,
             } => {
-                let dir = named_volume_dir(root, claim_name)?;
+                let dir = named_volume_dir(layout, claim_name)?;
                 if !dir.exists() {
                     create_private_dir(&dir)?;
                     set_mode(&dir, 0o777)?;
@@ -251,7 +256,7 @@ pub fn prepare(root: &Path, pod: &PodSpec) -> Result<PodVolumes, VolumeError> {
             | VolumeSource::DownwardApi { .. }
             | VolumeSource::Projected { .. } => {
                 // Empty until the atomic writer fills it (projected::sync_pod).
-                let dir = base.join(&volume.name);
+                let dir = layout.pod_volume_dir(&pod.uid, &volume.name)?;
                 create_private_dir(&dir)?;
                 if matches!(
                     volume.source,
@@ -291,8 +296,8 @@ pub fn prepare(root: &Path, pod: &PodSpec) -> Result<PodVolumes, VolumeError> {
 }
 
 /// Removes the pod's emptyDirs (named volumes stay).
-pub fn teardown(root: &Path, pod_uid: &str) -> Result<(), VolumeError> {
-    let dir = root.join("pods").join(pod_uid);
+pub fn teardown(layout: &NodeLayout, pod_uid: &str) -> Result<(), VolumeError> {
+    let dir = layout.pod_dir(pod_uid)?;
     unmount_under(&dir)?;
     remove_tree(&dir)?;
     Ok(())
@@ -473,8 +478,8 @@ pub struct NamedVolume {
 }
 
 /// Named volumes under the data root, with the pods that use them.
-pub fn list_named(root: &Path, pods: &[PodSpec]) -> Result<Vec<NamedVolume>, VolumeError> {
-    let dir = root.join("volumes");
+pub fn list_named(layout: &NodeLayout, pods: &[PodSpec]) -> Result<Vec<NamedVolume>, VolumeError> {
+    let dir = layout.volumes_dir();
     let mut out = Vec::new();
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
@@ -484,7 +489,7 @@ pub fn list_named(root: &Path, pods: &[PodSpec]) -> Result<Vec<NamedVolume>, Vol
     for entry in entries {
         let entry = entry.map_err(|e| FsError::io("read directory", &dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let path = named_volume_dir(root, &name)?;
+        let path = named_volume_dir(layout, &name)?;
         out.push(NamedVolume {
             bytes: crate::sys::fs::apparent_size(&path).unwrap_or(0),
             used_by: users(&name, pods),
@@ -508,9 +513,9 @@ fn users(name: &str, pods: &[PodSpec]) -> Vec<String> {
 }
 
 /// Removes a named volume and its data; refused while a pod uses it.
-pub fn remove_named(root: &Path, name: &str, pods: &[PodSpec]) -> Result<(), VolumeError> {
-    let data = named_volume_dir(root, name)?;
-    let dir = data.parent().map(Path::to_path_buf).unwrap_or(data);
+pub fn remove_named(layout: &NodeLayout, name: &str, pods: &[PodSpec]) -> Result<(), VolumeError> {
+    check_volume_name(name)?;
+    let dir = layout.named_volume_dir(name)?;
     if !dir.exists() {
         return Err(VolumeError::Unknown(name.to_string()));
     }
@@ -569,10 +574,10 @@ mod tests {
 
     #[test]
     fn named_volume_names_cannot_leave_the_volume_directory() {
-        let root = Path::new("/r");
-        assert!(named_volume_dir(root, "db-data").is_ok());
+        let layout = NodeLayout::new("/r", "/run/r");
+        assert!(named_volume_dir(&layout, "db-data").is_ok());
         for bad in ["..", "a/b", "../etc", "", "UPPER"] {
-            assert!(named_volume_dir(root, bad).is_err(), "{bad}");
+            assert!(named_volume_dir(&layout, bad).is_err(), "{bad}");
         }
     }
 
