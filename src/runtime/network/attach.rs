@@ -111,7 +111,7 @@ impl Cni {
             result: None,
             complete: false,
         };
-        self.cache.write(&record)?;
+        self.cache.create(&record)?;
         match self.add_chain(&mut record, &binaries, &args, netns) {
             Ok(result) => Ok(Attached {
                 id: record.id,
@@ -164,7 +164,7 @@ impl Cni {
             record.result = Some(value);
             record.complete = i + 1 == self.network.plugins.len();
             // Recorded before the next plugin runs: DEL then gets the latest result.
-            self.cache.write(record)?;
+            self.cache.update(record)?;
             last = Some(result);
         }
         // parse_list refuses an empty chain.

@@ -1,6 +1,13 @@
-//! The attachment cache: one durable record per attachment, written before the first plugin
-//! runs and after each one, so that DEL can always undo an ADD with the same config,
-//! arguments and results, whatever moment a crash interrupted it.
+//! The attachment cache: one record per attachment, written before the first plugin runs
+//! and after each one, so that DEL can always undo an ADD with the same config, arguments
+//! and results, whatever moment a crash interrupted it.
+//!
+//! Only the first write is made durable (fsync): the record's existence is what makes a
+//! sweep undo the ADD, and host-local's allocations outlive a power loss. The later writes
+//! (results) and the removal are atomic but not synced: an agent crash keeps them (the page
+//! cache survives it), and a power loss also ends every namespace, veth and iptables rule
+//! they describe, while DEL works from the config alone (an interrupted ADD has no result
+//! either). A removal lost to power loss only means one more, harmless, DEL.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +17,7 @@ use serde_json::Value;
 use super::error::NetworkError;
 use super::identity::{AttachmentId, PodRef};
 use super::runtime_config::RuntimeConfig;
-use crate::sys::fs::{atomic_write, fsync_dir, FsError};
+use crate::sys::fs::{atomic_write, replace_file, FsError};
 
 /// Everything DEL needs about one attachment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,17 +56,25 @@ impl AttachmentCache {
         self.dir.join(id.file_name())
     }
 
-    /// Writes `record` durably; a reader sees the old record or the new one.
-    pub fn write(&self, record: &AttachmentRecord) -> Result<(), NetworkError> {
+    /// Writes a new record durably, before anything is done for it.
+    pub fn create(&self, record: &AttachmentRecord) -> Result<(), NetworkError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| FsError::io("create", &self.dir, e))?;
+        let (path, bytes) = self.encode(record)?;
+        Ok(atomic_write(&path, &bytes)?)
+    }
+
+    /// Replaces a record atomically (a reader sees the old one or the new one), unsynced.
+    pub fn update(&self, record: &AttachmentRecord) -> Result<(), NetworkError> {
+        let (path, bytes) = self.encode(record)?;
+        Ok(replace_file(&path, &bytes)?)
+    }
+
+    fn encode(&self, record: &AttachmentRecord) -> Result<(PathBuf, Vec<u8>), NetworkError> {
         let path = self.path(&record.id);
-        let bytes =
-            serde_json::to_vec_pretty(record).map_err(|source| NetworkError::CacheRecord {
-                path: path.clone(),
-                source,
-            })?;
-        atomic_write(&path, &bytes)?;
-        Ok(())
+        match serde_json::to_vec_pretty(record) {
+            Ok(bytes) => Ok((path, bytes)),
+            Err(source) => Err(NetworkError::CacheRecord { path, source }),
+        }
     }
 
     /// The record of `id`, or None when there is none.
@@ -67,11 +82,11 @@ impl AttachmentCache {
         read_record(&self.path(id))
     }
 
-    /// Removes the record of `id` durably; a record already gone is fine.
+    /// Removes the record of `id`; a record already gone is fine.
     pub fn remove(&self, id: &AttachmentId) -> Result<(), NetworkError> {
         let path = self.path(id);
         match std::fs::remove_file(&path) {
-            Ok(()) => Ok(fsync_dir(&self.dir)?),
+            Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(FsError::io("remove", &path, e).into()),
         }
@@ -143,10 +158,10 @@ mod tests {
         let cache = AttachmentCache::new(dir.path().join("attachments"));
         assert!(cache.list().unwrap().is_empty());
         let mut rec = record("c1");
-        cache.write(&rec).unwrap();
+        cache.create(&rec).unwrap();
         rec.result = Some(serde_json::json!({"cniVersion": "1.0.0"}));
         rec.complete = true;
-        cache.write(&rec).unwrap();
+        cache.update(&rec).unwrap();
         assert_eq!(cache.read(&rec.id).unwrap(), Some(rec.clone()));
         assert!(dir.path().join("attachments/c1-eth0.json").is_file());
         cache.remove(&rec.id).unwrap();
@@ -158,8 +173,8 @@ mod tests {
     fn a_corrupt_record_is_reported_without_hiding_the_others() {
         let dir = tempfile::tempdir().unwrap();
         let cache = AttachmentCache::new(dir.path());
-        cache.write(&record("a")).unwrap();
-        cache.write(&record("c")).unwrap();
+        cache.create(&record("a")).unwrap();
+        cache.create(&record("c")).unwrap();
         std::fs::write(dir.path().join("b-eth0.json"), "{").unwrap();
         std::fs::write(dir.path().join(".tmp-123"), "{").unwrap();
         let listed = cache.list().unwrap();
