@@ -191,7 +191,6 @@ impl Cni {
     pub(super) fn del_record(&self, record: &AttachmentRecord) -> Result<(), NetworkError> {
         let network = parse_list(&record.config_file, record.config.clone())?;
         let binaries = self.plugin_binaries(&network)?;
-        let args = cni_args(&record.pod, &record.id.container_id)?;
         let netns = if is_namespace_file(&record.netns) {
             path_str("pod network namespace", &record.netns)?
         } else {
@@ -201,16 +200,32 @@ impl Cni {
             .is_met_by(&network.cni_version)
             .then_some(record.result.as_ref())
             .flatten();
-        for (plugin, binary) in network.plugins.iter().zip(&binaries).rev() {
+        let mut chain: Vec<_> = network.plugins.iter().zip(&binaries).collect();
+        chain.reverse();
+        self.call_each(&network, &chain, record, "DEL", netns, prev)
+    }
+
+    /// Runs `command` through `chain` in the order given, for the attachment of `record`.
+    fn call_each(
+        &self,
+        network: &NetworkConfig,
+        chain: &[(&PluginConfig, &PathBuf)],
+        record: &AttachmentRecord,
+        command: &'static str,
+        netns: &str,
+        prev: Option<&serde_json::Value>,
+    ) -> Result<(), NetworkError> {
+        let args = cni_args(&record.pod, &record.id.container_id)?;
+        for (plugin, binary) in chain {
             run_plugin(
                 PluginCall {
-                    site: site(&network, plugin, "DEL"),
+                    site: site(network, plugin, command),
                     binary,
                     container_id: &record.id.container_id,
                     netns,
                     ifname: &record.id.ifname,
                     args: &args,
-                    stdin: plugin_stdin(&network, plugin, prev, &record.runtime_config),
+                    stdin: plugin_stdin(network, plugin, prev, &record.runtime_config),
                 },
                 &self.exec,
             )?;
@@ -230,28 +245,10 @@ impl Cni {
             return Ok(());
         }
         let binaries = self.plugin_binaries(&network)?;
-        let args = cni_args(&record.pod, &record.id.container_id)?;
         let netns = path_str("pod network namespace", &record.netns)?;
-        for (plugin, binary) in network.plugins.iter().zip(&binaries) {
-            run_plugin(
-                PluginCall {
-                    site: site(&network, plugin, "CHECK"),
-                    binary,
-                    container_id: &record.id.container_id,
-                    netns,
-                    ifname: &record.id.ifname,
-                    args: &args,
-                    stdin: plugin_stdin(
-                        &network,
-                        plugin,
-                        record.result.as_ref(),
-                        &record.runtime_config,
-                    ),
-                },
-                &self.exec,
-            )?;
-        }
-        Ok(())
+        let chain: Vec<_> = network.plugins.iter().zip(&binaries).collect();
+        let prev = record.result.as_ref();
+        self.call_each(&network, &chain, &record, "CHECK", netns, prev)
     }
 
     /// A finished attachment as recorded: what an agent restart reads back for the pods

@@ -79,7 +79,7 @@ fn to_bytes(object: Map<String, Value>) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::runtime::network::config::parse_config;
-    use crate::runtime::network::runtime_config::{port_mappings, HostPortInput};
+    use crate::runtime::network::runtime_config::one_tcp_host_port;
     use serde_json::json;
     use std::path::Path;
 
@@ -99,16 +99,7 @@ mod tests {
     #[test]
     fn each_plugin_gets_the_lists_name_and_version_and_the_previous_result() {
         let net = network();
-        let runtime = RuntimeConfig {
-            port_mappings: port_mappings(&[HostPortInput {
-                container_port: 80,
-                host_port: 8080,
-                protocol: "TCP",
-                host_ip: None,
-            }])
-            .unwrap(),
-            ..Default::default()
-        };
+        let runtime = one_tcp_host_port(80, 8080);
         let first = read(plugin_stdin(&net, &net.plugins[0], None, &runtime));
         assert_eq!(
             first,

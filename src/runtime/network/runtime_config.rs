@@ -198,6 +198,21 @@ pub fn dns(servers: &[String], searches: &[String], options: &[String]) -> Optio
     (dns != Dns::default()).then_some(dns)
 }
 
+/// A pod with one TCP host port, for tests.
+#[cfg(test)]
+pub(crate) fn one_tcp_host_port(container_port: u16, host_port: u16) -> RuntimeConfig {
+    let ports = [HostPortInput {
+        container_port,
+        host_port,
+        protocol: "TCP",
+        host_ip: None,
+    }];
+    RuntimeConfig {
+        port_mappings: port_mappings(&ports).unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,15 +314,8 @@ mod tests {
     #[test]
     fn a_plugin_gets_only_the_capabilities_it_declares() {
         let rc = RuntimeConfig {
-            port_mappings: port_mappings(&[HostPortInput {
-                container_port: 80,
-                host_port: 8080,
-                protocol: "TCP",
-                host_ip: None,
-            }])
-            .unwrap(),
-            bandwidth: None,
             dns: dns(&["10.96.0.10".into()], &["svc.cluster.local".into()], &[]),
+            ..one_tcp_host_port(80, 8080)
         };
         assert_eq!(rc.for_capabilities(&caps(&[])), None);
         assert_eq!(rc.for_capabilities(&caps(&["bandwidth"])), None);
