@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages layerlet's tests use: a real OCI registry (distribution v2),
 # a static busybox to build test images from, htpasswd for registry basic auth, getfattr,
-# promtool (Debian's prometheus) to lint the agent's /metrics.
+# promtool (Debian's prometheus) to lint the agent's /metrics, the CNI plugins (bridge,
+# host-local, portmap in /usr/lib/cni) with the iptables and iproute2 they and the CNI tests use.
 set -euo pipefail
-packages=(docker-registry busybox-static apache2-utils attr ca-certificates prometheus)
+packages=(docker-registry busybox-static apache2-utils attr ca-certificates prometheus
+  containernetworking-plugins iptables iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,12 +10,15 @@
 //! - `storage/`: what a container sees as files: the overlay rootfs, volumes, projected
 //!   (configMap, secret, downwardAPI) volumes, the termination-message file.
 //! - `logs/`: CRI log files, written by the monitor and read by `logs` and status.
+//! - `network/`: pod networking through CNI plugins: config, ADD/DEL chains, the
+//!   attachment records, the default bridge network, interface counters.
 //! - `container.rs`, `pods.rs`, `sandbox.rs`, `records.rs`, `state.rs`: the lifecycle of
 //!   containers and pods, their records and their state machine.
 
 pub mod container;
 pub mod isolation;
 pub mod logs;
+pub mod network;
 pub mod node;
 pub mod pods;
 pub mod process;
