@@ -5,6 +5,7 @@ pub mod agent;
 pub mod config;
 pub mod http;
 pub mod image;
+pub mod kubelet;
 pub mod metrics;
 pub mod pod;
 pub mod runtime;

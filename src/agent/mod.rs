@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod config;
+mod kubelet;
 pub mod metrics;
 pub mod plan;
 pub mod probe;
@@ -54,6 +55,8 @@ pub enum AgentError {
     Pod(#[from] PodError),
     #[error(transparent)]
     Kube(#[from] crate::source::kube::KubeError),
+    #[error(transparent)]
+    Kubelet(#[from] crate::kubelet::KubeletError),
     #[error("background task failed: {0}")]
     Task(String),
 }
@@ -72,6 +75,8 @@ pub struct AgentConfig {
     pub kube: Option<crate::source::kube::KubeAccess>,
     /// With `kube`: register this node (Node object, Ready status, lease heartbeat).
     pub register_node: bool,
+    /// The kubelet API (`--kubelet-listen`), off when None.
+    pub kubelet: Option<crate::kubelet::KubeletOptions>,
 }
 
 /// kubelet's image garbage collection: watermarks and how often the disk is checked.
@@ -725,6 +730,10 @@ pub async fn run(
     let (addr, server) = serve(&cfg.listen, handler).await?;
     tracing::info!(%addr, manifests = %cfg.manifests.display(), "layerlet agent started");
     let server = tokio::spawn(server);
+    let kubelet = match &cfg.kubelet {
+        Some(opts) => Some(kubelet::start_kubelet(&ctx, opts).await?),
+        None => None,
+    };
 
     let mut changes = watch(&cfg.manifests)?;
     let mut manifests = ManifestState::default();
@@ -797,6 +806,9 @@ pub async fn run(
         }
     }
     server.abort();
+    if let Some(k) = kubelet {
+        k.task.abort();
+    }
     if cfg.shutdown_pods {
         let (rt, store, shared) = (ctx.rt.clone(), ctx.store.clone(), ctx.shared.clone());
         tokio::task::spawn_blocking(move || -> Result<(), PodError> {

@@ -4,6 +4,7 @@ mod agent;
 mod container;
 pub mod helpers;
 mod image;
+mod kubelet;
 mod output;
 mod validate;
 mod volume;
