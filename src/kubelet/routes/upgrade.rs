@@ -174,6 +174,23 @@ where
     response
 }
 
+/// Options, protocol and a running target container: what exec and attach both need.
+async fn prepare(
+    app: &Arc<App>,
+    req: &Request<Incoming>,
+    t: Target,
+    q: &[(String, String)],
+) -> Result<(StreamOptions, Proto, ContainerRef), Refused> {
+    let opts = stream_options(q)?;
+    let proto = negotiate(
+        req,
+        stream::SPDY_REMOTECOMMAND,
+        stream::WEBSOCKET_REMOTECOMMAND,
+    )?;
+    let c = find(app, t).await?;
+    Ok((opts, proto, c))
+}
+
 pub async fn exec(
     app: &Arc<App>,
     req: Request<Incoming>,
@@ -187,20 +204,8 @@ pub async fn exec(
     if argv.is_empty() || argv[0].is_empty() {
         return respond::text(400, "you must specify a command (the command parameter)");
     }
-    let opts = match stream_options(q) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
-    let proto = match negotiate(
-        &req,
-        stream::SPDY_REMOTECOMMAND,
-        stream::WEBSOCKET_REMOTECOMMAND,
-    ) {
+    let (opts, proto, c) = match prepare(app, &req, t, q).await {
         Ok(p) => p,
-        Err(r) => return *r,
-    };
-    let c = match find(app, t).await {
-        Ok(c) => c,
         Err(r) => return *r,
     };
     let node = app.node.clone();
@@ -215,20 +220,8 @@ pub async fn attach(
     t: Target,
     q: &[(String, String)],
 ) -> Response<Body> {
-    let opts = match stream_options(q) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
-    let proto = match negotiate(
-        &req,
-        stream::SPDY_REMOTECOMMAND,
-        stream::WEBSOCKET_REMOTECOMMAND,
-    ) {
+    let (opts, proto, c) = match prepare(app, &req, t, q).await {
         Ok(p) => p,
-        Err(r) => return *r,
-    };
-    let c = match find(app, t).await {
-        Ok(c) => c,
         Err(r) => return *r,
     };
     let node = app.node.clone();

@@ -141,17 +141,7 @@ pub async fn serve<IO, F>(
         }
     });
     let style = status_style(version);
-    match start.await {
-        Ok(s) => session::run(s, in_rx, out_tx, style).await,
-        Err(e) => {
-            tracing::info!(error = %e, "kubelet API: exec/attach failed to start");
-            if let Some(bytes) = session::status_bytes(&session::error_status(&e), style) {
-                let _ = out_tx.send(Out::Data(Chan::Error, bytes)).await;
-            }
-            let _ = out_tx.send(Out::Eof(Chan::Error)).await;
-            drop(out_tx);
-        }
-    }
+    session::start_and_run(start, in_rx, out_tx, style).await;
     let _ = writer.await;
     pump.abort();
     outbox.go_away().await;

@@ -222,6 +222,28 @@ pub async fn run(
     let _ = out.send(Out::Eof(Chan::Error)).await;
 }
 
+/// Starts the session with `start` and runs it; a start that fails is reported on the
+/// error channel as kubelet reports it.
+pub async fn start_and_run<F>(
+    start: F,
+    inbound: mpsc::Receiver<In>,
+    out: mpsc::Sender<Out>,
+    style: StatusStyle,
+) where
+    F: std::future::Future<Output = Result<Session, NodeError>>,
+{
+    match start.await {
+        Ok(s) => run(s, inbound, out, style).await,
+        Err(e) => {
+            tracing::info!(error = %e, "kubelet API: exec/attach failed to start");
+            if let Some(bytes) = status_bytes(&error_status(&e), style) {
+                let _ = out.send(Out::Data(Chan::Error, bytes)).await;
+            }
+            let _ = out.send(Out::Eof(Chan::Error)).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
