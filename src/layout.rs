@@ -25,6 +25,7 @@
 //! ├── pods/<uid>/volumes/<volume>/ the pod's emptyDir and projected volumes; go with the pod
 //! │                                (runtime::storage::volumes)
 //! ├── volumes/<name>/data/         named volumes (persistentVolumeClaim): outlive pods
+//! ├── pki/                         the kubelet API's self-signed serving certificate and key
 //! └── seccomp/                     Localhost seccomp profiles (localhostProfile is relative
 //!                                  to it)
 //!
@@ -183,6 +184,11 @@ impl NodeLayout {
     /// What a named volume holds: the directory pods mount.
     pub fn named_volume_data(&self, name: &str) -> Result<PathBuf, LayoutError> {
         Ok(self.named_volume_dir(name)?.join("data"))
+    }
+
+    /// The kubelet API's self-signed serving certificate and key, made once.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.root.join("pki")
     }
 
     /// Where Localhost seccomp profiles are looked up.

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod http;
 pub mod image;
+pub mod kubelet;
 pub mod layout;
 pub mod meta;
 pub mod metrics;

@@ -37,6 +37,11 @@ pub struct ApiLink {
 }
 
 impl ApiLink {
+    /// The kube client (the kubelet API's TokenReviews and SubjectAccessReviews).
+    pub fn client(&self) -> kube::Client {
+        self.source.client()
+    }
+
     /// Connects (reading the kubeconfig; the server itself may still be away) and starts
     /// the watch, the object reader and the reporter. `wake` hears of every change.
     pub async fn start(

@@ -106,6 +106,10 @@ pub async fn run(
     let (addr, server) = serve(&cfg.listen, handler).await?;
     tracing::info!(%addr, manifests = %cfg.manifests.display(), "layerlet agent started");
     let server = tokio::spawn(server);
+    let kubelet = match &cfg.kubelet {
+        Some(opts) => Some(super::kubelet::start_kubelet(&ctx, opts).await?),
+        None => None,
+    };
 
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let mut reconciler = Reconciler::new(done_tx);
@@ -179,6 +183,9 @@ pub async fn run(
         }
     }
     server.abort();
+    if let Some(k) = kubelet {
+        k.task.abort();
+    }
     if cfg.shutdown_pods {
         let exec = ctx.exec.clone();
         tokio::task::spawn_blocking(move || stop_all(&exec)).await??;

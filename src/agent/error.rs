@@ -21,6 +21,8 @@ pub enum AgentError {
     Pod(#[from] PodError),
     #[error(transparent)]
     Kube(#[from] crate::source::kube::KubeError),
+    #[error(transparent)]
+    Kubelet(#[from] crate::kubelet::KubeletError),
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }

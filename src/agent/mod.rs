@@ -15,6 +15,7 @@ pub mod eviction;
 pub mod executor;
 pub mod foreground;
 pub mod image_gc;
+mod kubelet;
 pub mod metrics;
 pub mod observe;
 pub mod plan;

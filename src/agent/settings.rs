@@ -23,6 +23,8 @@ pub struct AgentConfig {
     pub kube: Option<crate::source::kube::KubeAccess>,
     /// With `kube`: register this node (Node object, Ready status, lease heartbeat).
     pub register_node: bool,
+    /// The kubelet API (`--kubelet-listen`), off when None.
+    pub kubelet: Option<crate::kubelet::KubeletOptions>,
 }
 
 /// kubelet's image garbage collection: watermarks and how often the disk is checked.

@@ -63,6 +63,8 @@ pub struct AgentArgs {
     /// spec.nodeName (default: the host name).
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
+    #[command(flatten)]
+    pub kubelet: super::kubelet::KubeletArgs,
 }
 
 pub fn agent(ctx: &Context, args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -109,6 +111,7 @@ pub fn agent(ctx: &Context, args: AgentArgs) -> anyhow::Result<ExitCode> {
         },
         register_node: args.register_node,
         kube,
+        kubelet: args.kubelet.options(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,6 +1,6 @@
 //! exec: a command in a running container, with a pseudo-terminal when asked.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -17,6 +17,10 @@ pub struct ExecArgs {
     /// Allocate a pseudo-terminal.
     #[arg(short, long)]
     pub tty: bool,
+    /// Standard input is already the terminal to give the command (the kubelet API's exec,
+    /// which holds the terminal's other side).
+    #[arg(long, hide = true, conflicts_with = "tty")]
+    pub stdin_tty: bool,
     /// [NAMESPACE/]POD[/CONTAINER] or a container ID prefix.
     pub name: String,
     /// The command and its arguments (after `--`).
@@ -39,6 +43,17 @@ pub fn exec(ctx: &Context, args: ExecArgs) -> anyhow::Result<ExitCode> {
         layerlet::sys::process::PidFd::open_checked(started.pid, started.pid_start_ticks)?
             .with_context(|| format!("container {} is no longer running", args.name))?;
     let plan = rt.plan(&c.id)?.context("container has no plan")?;
+    if args.stdin_tty {
+        let terminal = std::io::stdin().as_fd().try_clone_to_owned()?;
+        let child = spawn_in(
+            process.pid(),
+            &plan,
+            &args.command,
+            ExecStdio::Tty(terminal),
+        )?;
+        let code = wait_code(child)?;
+        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+    }
     if !args.tty {
         let stdio = if args.interactive {
             ExecStdio::Inherit

@@ -7,6 +7,7 @@ mod exec;
 mod follow;
 pub mod helpers;
 mod image;
+mod kubelet;
 mod output;
 mod run;
 mod validate;

@@ -45,17 +45,22 @@ pub fn unique_temp_name(prefix: &str) -> String {
 /// mix, and the new content survives a crash once this returns (temp + fsync + rename + fsync
 /// of the directory).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
-    write_via_rename(path, bytes, true)
+    write_via_rename(path, bytes, true, 0o644)
 }
 
-fn write_via_rename(path: &Path, bytes: &[u8], durable: bool) -> Result<(), FsError> {
+/// [`atomic_write`] of a file only its owner may read (a private key).
+pub fn atomic_write_private(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+    write_via_rename(path, bytes, true, 0o600)
+}
+
+fn write_via_rename(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> Result<(), FsError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(unique_temp_name(".tmp-"));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(mode)
             .open(&tmp)
             .map_err(|e| FsError::io("create", &tmp, e))?;
         file.write_all(bytes)
@@ -80,7 +85,7 @@ fn write_via_rename(path: &Path, bytes: &[u8], durable: bool) -> Result<(), FsEr
 /// leaves the old file or the new one, never a mix; durability across power loss is not
 /// needed for files that power loss makes meaningless (the containers they describe are gone).
 pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
-    write_via_rename(path, bytes, false)
+    write_via_rename(path, bytes, false, 0o644)
 }
 
 /// Makes a directory's entries (creations, renames, removals) durable.

@@ -93,7 +93,7 @@ pub fn read_all(current: &Path) -> Result<Vec<LogRecord>, LogError> {
     Ok(records)
 }
 
-fn list_rotated(current: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
+pub fn list_rotated(current: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
     let read_err = |path: &Path, source| LogError::Read {
         path: path.to_path_buf(),
         source,
