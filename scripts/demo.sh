@@ -17,6 +17,7 @@ if ((${#missing[@]})); then
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+./scripts/install-build-deps.sh
 cargo build --release --quiet
 layerlet=target/release/layerlet
 work=$(mktemp -d /tmp/layerlet-demo.XXXXXX)

@@ -177,6 +177,15 @@ impl Node {
             .len()
     }
 
+    /// The kernel tears a deleted namespace down in a work queue, and only then removes the
+    /// veth peers whose other end lived there; wait for that, as a sandbox teardown would.
+    fn wait_for_veths_to_go(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.veths().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// No IP, veth or record is left.
     fn assert_released(&self) {
         assert_eq!(
@@ -319,6 +328,7 @@ fn del_succeeds_after_the_pod_netns_is_gone() {
         .unwrap();
     pod.delete();
     assert!(cni.del(&attached.id).unwrap());
+    node.wait_for_veths_to_go();
     // Not assert_clean: the bridge plugin (1.1.1 and upstream today) finds the addresses to
     // un-masquerade on the pod's interface, so with the namespace gone its per-pod nat chain
     // stays. Detaching before the sandbox's namespace goes avoids that.

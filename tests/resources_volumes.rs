@@ -14,7 +14,7 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Node;
@@ -461,6 +461,45 @@ fn a_container_allocating_past_its_memory_limit_is_oom_killed_without_an_agent()
     );
     pod.rm();
     assert!(pod_cgroups_anywhere(uid).is_empty());
+}
+
+#[test]
+fn removing_a_pod_removes_leftover_container_cgroups_and_kills_what_is_in_them() {
+    // A data root deleted without `layerlet rm` (or a crash that lost the records) leaves
+    // container cgroups under the pod's cgroup, whose path depends only on the data root's
+    // path and the pod's uid: the next pod there must still be removable.
+    let node = busybox_node();
+    let pod = Pod::new(
+        &node,
+        &manifest("stale", vec![sh("main", "true")], json!([])),
+    );
+    pod.start();
+    let uid = pod.uid.clone();
+    wait_state(&node, "stale", "main", "exited");
+    let pod_dir = cgroup_dir("memory", &uid, None);
+    let empty = pod_dir.join("old-container-empty");
+    let busy = pod_dir.join("old-container-busy");
+    std::fs::create_dir_all(empty.join("nested")).unwrap();
+    std::fs::create_dir(&busy).unwrap();
+    let mut sleeper = Command::new("sleep").arg("1000").spawn().unwrap();
+    std::fs::write(busy.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    let out = node.run(&["rm", "-t", "0", "stale"]);
+    assert!(out.status.success(), "rm: {}", describe(&out));
+    assert!(
+        stderr(&out).contains("old-container-busy"),
+        "rm says what it cleaned: {}",
+        describe(&out)
+    );
+    assert!(
+        pod_cgroups_anywhere(&uid).is_empty(),
+        "{:?}",
+        pod_cgroups_anywhere(&uid)
+    );
+    let status = sleeper.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
 }
 
 #[test]

@@ -166,12 +166,19 @@ pub fn remove_pod_within(
     Sandbox::destroy_dir(&rt.layout.sandbox_dir(&pod.uid)?)?;
     volumes::teardown(&rt.layout, &pod.uid)?;
     if let Ok(layout) = crate::runtime::isolation::cgroup::detect(&rt.cgroup_root) {
-        crate::runtime::isolation::cgroup::Cgroup::new(
+        let leftovers = crate::runtime::isolation::cgroup::Cgroup::new(
             layout.clone(),
             &rt.pod_cgroup_path(&pod.uid),
         )
-        .remove()
+        .remove_with_leftovers()
         .map_err(ContainerError::from)?;
+        for leftover in leftovers {
+            tracing::warn!(
+                pod = %pod.name,
+                cgroup = %leftover.display(),
+                "removed a leftover container cgroup that no record owned"
+            );
+        }
         // The data root's own level goes with its last pod (busy while others remain).
         if let Some(parent) = std::path::Path::new(&rt.pod_cgroup_path(&pod.uid)).parent() {
             let _ =
@@ -334,7 +341,7 @@ pub fn clean_orphans(rt: &Runtime, store: &Store, min_age_secs: u64) -> Result<C
                     layout,
                     &rt.pod_cgroup_path(&uid),
                 )
-                .remove();
+                .remove_with_leftovers();
             }
             if !report.pods.contains(&uid) {
                 report.pods.push(uid);

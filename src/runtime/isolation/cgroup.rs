@@ -417,6 +417,67 @@ impl Cgroup {
     }
 }
 
+impl Cgroup {
+    /// Removes the cgroup together with any child cgroups left under it (by containers of a
+    /// data root deleted without `layerlet rm`, or records lost in a crash): processes still
+    /// in a leftover are killed first. Returns the leftovers it removed, deepest first.
+    pub fn remove_with_leftovers(&self) -> Result<Vec<PathBuf>, CgroupError> {
+        let mut removed = Vec::new();
+        for dir in self.dirs().into_iter().chain(self.hybrid_dir()) {
+            for child in child_cgroups(&dir) {
+                remove_leftover(&child)?;
+                removed.push(child);
+            }
+        }
+        self.remove()?;
+        Ok(removed)
+    }
+}
+
+/// Every cgroup below `dir`, deepest first (the order rmdir needs).
+fn child_cgroups(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let child = entry.path();
+            found.extend(child_cgroups(&child));
+            found.push(child);
+        }
+    }
+    found
+}
+
+/// Kills what is left in one leftover cgroup and removes it, giving the kernel a moment to
+/// let go of the killed processes.
+fn remove_leftover(dir: &Path) -> Result<(), CgroupError> {
+    let mut attempt = 0;
+    loop {
+        // v1 hierarchies list tasks in both files; "cgroup.procs" exists in v1 and v2.
+        let pids: Vec<i32> = read(dir, "cgroup.procs")
+            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default();
+        for pid in &pids {
+            // A pid that exited meanwhile is fine: the next round sees the cgroup empty.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(_) if attempt < 200 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(io("remove leftover", dir, e)),
+        }
+    }
+}
+
 /// The cgroup2 hierarchy that hybrid mode mounts beside the v1 ones (no controllers, but
 /// eBPF device programs attached there are enforced).
 fn hybrid_unified(root: &Path) -> Option<PathBuf> {
