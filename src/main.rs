@@ -14,8 +14,14 @@ fn main() -> ExitCode {
         return code;
     }
     let args = cli::Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LAYERLET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(args.log_level.as_str()));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LAYERLET_LOG").unwrap_or_else(|_| {
+        // The kube client logs an ERROR of its own for every failed request; layerlet
+        // says once that the API server is away and once that it is back.
+        tracing_subscriber::EnvFilter::new(format!(
+            "{},kube_client=off,kube_runtime=off",
+            args.log_level.as_str()
+        ))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

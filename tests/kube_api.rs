@@ -2040,22 +2040,139 @@ fn events_of_api_pods_are_posted_with_their_uid_and_repeats_are_counted_while_fi
 }
 
 #[test]
-fn register_node_makes_a_tainted_ready_node_and_renews_its_lease() {
+fn mock_refuses_times_the_api_server_cannot_decode_and_merges_status_lists_by_key() {
     let mock = MockKube::start();
-    let node = busybox_node();
-    let node_name = unique("node");
-    let agent = start_agent(&node, &mock, &node_name, &["--register-node"]);
-    let registered = wait(
-        &agent,
-        &mock,
-        "the Node object with a Ready status",
+    let mut conn = Conn::open(&mock.addr());
+    let leases = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases";
+    let lease = |renew: &str| {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "n1", "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40, "renewTime": renew}})
+    };
+    // Nine fractional digits, as a nanosecond formatter writes them: the API server's
+    // MicroTime parses exactly six, so the write is Invalid and names the field.
+    let (status, refusal) = conn.call(
+        "POST",
+        leases,
+        "application/json",
+        &lease("2026-12-04T17:17:22.668661377Z").to_string(),
+    );
+    assert_eq!(status, 422, "{refusal}");
+    assert_eq!(refusal["reason"], "Invalid");
+    assert_eq!(refusal["details"]["causes"][0]["field"], "spec.renewTime");
+    let (status, made) = conn.call(
+        "POST",
+        leases,
+        "application/json",
+        &lease("2026-12-04T17:17:22.668661Z").to_string(),
+    );
+    assert_eq!(status, 201, "{made}");
+    let (status, _) = conn.call(
+        "PATCH",
+        &format!("{leases}/n1"),
+        "application/merge-patch+json",
+        &json!({"spec": {"renewTime": "2026-12-04T17:17:32.1Z"}}).to_string(),
+    );
+    assert_eq!(status, 422);
+    assert_eq!(
+        mock.object("apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1")
+            .unwrap()["spec"]["renewTime"],
+        "2026-12-04T17:17:22.668661Z",
+        "a refused renewal leaves the lease as it was"
+    );
+
+    // pods/status: a strategic merge patch merges conditions by type, so a condition
+    // another controller owns stays.
+    mock.add_pod(json!({
+        "metadata": {"name": "p", "namespace": NS},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x"}]},
+        "status": {"conditions": [{"type": "example.com/Gate", "status": "True"}]},
+    }));
+    let (status, patched) = conn.call(
+        "PATCH",
+        "/api/v1/namespaces/default/pods/p/status",
+        "application/strategic-merge-patch+json",
+        &json!({"status": {"conditions": [{"type": "Ready", "status": "True",
+            "lastTransitionTime": "2026-12-04T17:17:22Z"}]}})
+        .to_string(),
+    );
+    assert_eq!(status, 200, "{patched}");
+    let types: Vec<&str> = patched["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["example.com/Gate", "Ready"]);
+    let (status, _) = conn.call(
+        "PATCH",
+        "/api/v1/namespaces/default/pods/p/status",
+        "application/strategic-merge-patch+json",
+        &json!({"status": {"startTime": "yesterday"}}).to_string(),
+    );
+    assert_eq!(status, 422);
+}
+
+/// The node object once its status was posted.
+fn registered_node(agent: &Agent, mock: &MockKube, node_name: &str) -> Value {
+    wait(
+        agent,
+        mock,
+        "the Node object with its status",
         DEADLINE,
         || {
             mock.object(&format!("api/v1/nodes/{node_name}"))
-                .filter(|n| n["status"]["conditions"][0]["type"] == "Ready")
+                .filter(|n| n["status"]["conditions"].is_array())
         },
+    )
+}
+
+#[test]
+fn register_node_makes_a_tainted_ready_node_at_its_address_and_renews_its_lease() {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    // 127.0.0.1 is an address of every host, and not what the default route gives.
+    let agent = start_agent(
+        &node,
+        &mock,
+        &node_name,
+        &[
+            "--register-node",
+            "--node-ip",
+            "127.0.0.1",
+            "--max-pods",
+            "7",
+        ],
     );
-    assert_eq!(registered["status"]["conditions"][0]["status"], "True");
+    let registered = registered_node(&agent, &mock, &node_name);
+    let status = &registered["status"];
+    let conditions: Vec<(&str, &str)> = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["type"].as_str().unwrap(), c["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        conditions,
+        [
+            ("MemoryPressure", "False"),
+            ("DiskPressure", "False"),
+            ("PIDPressure", "False"),
+            ("Ready", "True")
+        ]
+    );
+    let ready = &status["conditions"][3];
+    assert!(ready["lastTransitionTime"].is_string(), "{ready}");
+    assert_eq!(
+        status["addresses"],
+        json!([{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": node_name}])
+    );
+    assert_eq!(status["capacity"]["pods"], "7");
+    assert_eq!(status["allocatable"]["pods"], "7");
+    if std::env::consts::ARCH == "x86_64" {
+        assert_eq!(status["nodeInfo"]["architecture"], "amd64");
+    }
     assert_eq!(
         registered["spec"]["taints"][0],
         json!({"key": "layerlet.io/agent", "value": "true", "effect": "NoSchedule"})
@@ -2064,25 +2181,123 @@ fn register_node_makes_a_tainted_ready_node_and_renews_its_lease() {
         registered["metadata"]["labels"]["kubernetes.io/hostname"],
         node_name.as_str()
     );
+    // Starting and NodeReady, as kubelet posts them about its node.
+    let reasons = wait(&agent, &mock, "the node's events", DEADLINE, || {
+        let reasons: Vec<String> = mock
+            .events()
+            .iter()
+            .filter(|e| {
+                e["involvedObject"]["kind"] == "Node"
+                    && e["involvedObject"]["name"] == node_name.as_str()
+            })
+            .map(|e| e["reason"].as_str().unwrap_or_default().to_string())
+            .collect();
+        (reasons.len() >= 2).then_some(reasons)
+    });
+    assert_eq!(reasons, ["Starting", "NodeReady"]);
+
+    // The lease, renewed every 10 s: three renewals in a row, each accepted under the
+    // API server's six-digit MicroTime rule (the mock refuses any other form).
     let lease_path =
         format!("apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node_name}");
-    let first = wait(&agent, &mock, "the node's lease", DEADLINE, || {
+    let mut renewals = vec![wait(&agent, &mock, "the node's lease", DEADLINE, || {
         mock.object(&lease_path)
-    });
-    assert_eq!(first["spec"]["holderIdentity"], node_name.as_str());
-    assert_eq!(first["spec"]["leaseDurationSeconds"], 40);
-    let first_renewal = first["spec"]["renewTime"].clone();
-    // Renewed every 10 s.
-    wait(
-        &agent,
-        &mock,
-        "a lease renewal",
-        Duration::from_secs(30),
-        || {
-            mock.object(&lease_path)
-                .filter(|l| l["spec"]["renewTime"] != first_renewal)
-        },
+    })];
+    assert_eq!(renewals[0]["spec"]["holderIdentity"], node_name.as_str());
+    assert_eq!(renewals[0]["spec"]["leaseDurationSeconds"], 40);
+    for _ in 0..3 {
+        let last = renewals.last().unwrap()["spec"]["renewTime"].clone();
+        renewals.push(wait(
+            &agent,
+            &mock,
+            "a lease renewal",
+            Duration::from_secs(30),
+            || {
+                mock.object(&lease_path)
+                    .filter(|l| l["spec"]["renewTime"] != last)
+            },
+        ));
+    }
+    let times: Vec<&str> = renewals
+        .iter()
+        .map(|l| l["spec"]["renewTime"].as_str().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    assert!(
+        times.iter().all(|t| mock_kube::api_rules::is_micro_time(t)),
+        "{times:?}"
     );
+    let refused: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/leases") && r.status >= 400 && r.status != 404)
+        .map(|r| r.line())
+        .collect();
+    assert!(refused.is_empty(), "lease writes refused: {refused:?}");
+
+    // A pod on this node reports the node's address as its hostIP.
+    let name = unique("here");
+    mock.add_pod(api_pod(&name, &node_name, vec![sleeper("app")], json!({})));
+    let pod = wait_api_running(&agent, &mock, &name);
+    assert_eq!(pod["status"]["hostIP"], "127.0.0.1", "{}", pod["status"]);
+    assert_eq!(pod["status"]["hostIPs"], json!([{"ip": "127.0.0.1"}]));
+}
+
+#[test]
+fn a_failing_first_list_backs_off_from_one_second_and_the_outage_is_logged_once_each_way() {
+    let mock = MockKube::start();
+    mock.set_down(true);
+    let node = busybox_node();
+    let node_name = unique("node");
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+    let lists = || mock.requests().iter().filter(|r| r.is_pod_list()).count();
+    wait(&agent, &mock, "a first list", DEADLINE, || {
+        (lists() > 0).then_some(())
+    });
+    // Delays 1, 2, 4 and 8 s (each up to a fifth longer): tries at about 0, 1, 3 and 7 s
+    // of 12; a retry every second would have made 12.
+    std::thread::sleep(Duration::from_secs(12));
+    let tries = lists();
+    assert!((3..=5).contains(&tries), "{tries} lists in 12 s of outage");
+    mock.set_down(false);
+    let name = unique("after");
+    mock.add_pod(api_pod(&name, &node_name, vec![sleeper("app")], json!({})));
+    wait_api_running(&agent, &mock, &name);
+    let log = agent.log();
+    let away = log
+        .matches("the API server does not answer the watch")
+        .count();
+    let back = log
+        .matches("the API server answers the watch again")
+        .count();
+    assert_eq!((away, back), (1, 1), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+#[test]
+fn an_api_pod_with_the_api_servers_default_tolerations_gets_no_ignored_field_event() {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+    let name = unique("tolerant");
+    // What the DefaultTolerationSeconds admission plugin adds to every pod.
+    let tolerations = json!([
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+    ]);
+    mock.add_pod(api_pod(
+        &name,
+        &node_name,
+        vec![sleeper("app")],
+        json!({"tolerations": tolerations, "nodeSelector": {"kubernetes.io/os": "linux"}}),
+    ));
+    wait_api_running(&agent, &mock, &name);
+    let ignored: Vec<Value> = events_about(&mock, &name)
+        .into_iter()
+        .filter(|e| e["reason"] == "IgnoredField")
+        .collect();
+    assert!(ignored.is_empty(), "{ignored:?}");
 }
 
 #[test]
@@ -2188,6 +2403,20 @@ fn bad_kube_arguments_are_refused_with_the_flag_or_file_named() {
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     let listen = ["--listen", "127.0.0.1:0"];
+    let manifests = dir.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let err = refused(
+        &[
+            &["agent", "--node-ip", "198.51.100.254", "--manifests"][..],
+            &[manifests.to_str().unwrap()][..],
+            &listen[..],
+        ]
+        .concat(),
+    );
+    assert!(
+        err.contains("--node-ip 198.51.100.254: not an address of any interface of this host"),
+        "{err}"
+    );
     let err = refused(&[&["agent", "--register-node"][..], &listen[..]].concat());
     assert!(
         err.contains("--register-node needs an API server: pass --kubeconfig PATH or --in-cluster"),

@@ -16,7 +16,7 @@ use crate::source::kube::{
 };
 use crate::source::kube_events::{post_events, ApiEvent, Involved};
 use crate::source::manifests::Desired;
-use crate::source::node_register::keep_registered;
+use crate::source::node::{keep_registered, NodeSettings};
 
 pub struct ApiLink {
     source: KubeSource,
@@ -47,21 +47,26 @@ impl ApiLink {
     pub async fn start(
         access: &KubeAccess,
         node: &NodeInfo,
-        register_node: bool,
+        register: Option<NodeSettings>,
         shared: &Shared,
         wake: mpsc::Sender<()>,
     ) -> Result<ApiLink, KubeError> {
         let source = KubeSource::connect(access, &node.node_name).await?;
         source.start(wake);
-        if register_node {
-            tokio::spawn(keep_registered(source.client(), node.clone()));
-        }
         let (reports, latest) = watch::channel(Reports::default());
         let accepted = Accepted::default();
         tokio::spawn(report(source.client(), latest, accepted.clone()));
         let duties = Arc::new(Mutex::new(ApiDuties::default()));
         let (tap, events) = mpsc::channel(1000);
         let (to_post, posting) = mpsc::channel(1000);
+        if let Some(settings) = register {
+            tokio::spawn(keep_registered(
+                source.client(),
+                node.clone(),
+                settings,
+                to_post.clone(),
+            ));
+        }
         *shared.event_tap.lock().unwrap_or_else(|p| p.into_inner()) = Some(tap);
         tokio::spawn(select_events(
             events,

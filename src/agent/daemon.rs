@@ -31,6 +31,7 @@ use crate::runtime::container::Runtime;
 use crate::runtime::pods::{clean_orphans, pod_containers, stop_pod, PodError};
 use crate::runtime::state::Status;
 use crate::source::manifests::{scan, watch, Desired, ManifestState};
+use crate::source::node::NodeSettings;
 use crate::sys::lock::{FileLock, LockError, LockMode};
 
 /// Runs the agent until `shutdown` completes. Holds the data root's agent lock throughout.
@@ -54,10 +55,17 @@ pub async fn run(
     };
     // A bad kubeconfig is refused before anything on the node is touched.
     let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
-    let node = crate::runtime::node::node_info(&rt.node_name, rt.layout.root());
+    let address = crate::runtime::node::address::node_address(cfg.node_ip)?;
+    tracing::info!(address = %address.ip, origin = ?address.origin, "the node's address");
+    let node = crate::runtime::node::node_info(&rt.node_name, address.ip, rt.layout.root());
     let api = match &cfg.kube {
         Some(access) => {
-            Some(ApiLink::start(access, &node, cfg.register_node, &shared, wake_tx.clone()).await?)
+            let register = cfg.register_node.then(|| NodeSettings {
+                max_pods: cfg.max_pods,
+                kubelet_port: cfg.kubelet.as_ref().and_then(|k| k.port()),
+                data_root: rt.layout.root().to_path_buf(),
+            });
+            Some(ApiLink::start(access, &node, register, &shared, wake_tx.clone()).await?)
         }
         None => None,
     };

@@ -23,6 +23,8 @@ pub enum AgentError {
     Kube(#[from] crate::source::kube::KubeError),
     #[error(transparent)]
     Kubelet(#[from] crate::kubelet::KubeletError),
+    #[error(transparent)]
+    NodeAddress(#[from] crate::runtime::node::address::NodeAddressError),
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }

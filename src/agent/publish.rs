@@ -55,7 +55,7 @@ pub fn publish(ctx: &Context, view: &RoundView<'_>, start_times: &mut BTreeMap<S
             &view.observation.reasons,
             view.health,
             image_ids.unwrap_or(&no_images),
-            &ctx.exec.rt.node_name,
+            &ctx.config.node,
             created_ms,
             view.now,
         );

@@ -25,6 +25,10 @@ pub struct AgentConfig {
     pub register_node: bool,
     /// The kubelet API (`--kubelet-listen`), off when None.
     pub kubelet: Option<crate::kubelet::KubeletOptions>,
+    /// `--node-ip`: the node's address; detected from the default route when None.
+    pub node_ip: Option<std::net::IpAddr>,
+    /// `--max-pods`: the pods capacity the node publishes.
+    pub max_pods: u32,
 }
 
 /// kubelet's image garbage collection: watermarks and how often the disk is checked.

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::plan::{deadline_exceeded, ObservedContainer, ObservedPod, PullFailure};
 use super::prober::Health;
+use crate::pod::downward::NodeInfo;
 use crate::pod::spec::{ContainerSpec, PodSpec, RestartPolicy};
 use crate::runtime::state::Status;
 use crate::time::format_rfc3339_nano;
@@ -155,7 +156,7 @@ pub fn pod_json(
     reasons: &BTreeMap<String, ExitInfo>,
     health: &BTreeMap<String, Health>,
     image_ids: &BTreeMap<String, String>,
-    node_name: &str,
+    node: &NodeInfo,
     created_ms: u64,
     now_ms: u64,
 ) -> Value {
@@ -270,7 +271,7 @@ pub fn pod_json(
             "creationTimestamp": time(Some(created_ms)),
         },
         "spec": {
-            "nodeName": node_name,
+            "nodeName": node.node_name,
             "restartPolicy": format!("{:?}", spec.restart_policy),
             "containers": spec.containers.iter().map(|c| json!({"name": c.name, "image": c.image})).collect::<Vec<_>>(),
             "initContainers": spec.init_containers.iter().map(|c| json!({"name": c.name, "image": c.image})).collect::<Vec<_>>(),
@@ -279,8 +280,9 @@ pub fn pod_json(
             "phase": phase,
             "reason": reason_summary,
             "message": deadline.then_some("Pod was active on the node longer than the specified deadline"),
-            "hostIP": "127.0.0.1",
-            "podIP": if spec.host_network { "127.0.0.1" } else { "127.0.1.1" },
+            "hostIP": node.host_ip,
+            "hostIPs": [{"ip": node.host_ip}],
+            "podIP": crate::pod::downward::pod_ip(spec, node),
             "startTime": time(Some(created_ms)),
             "conditions": [
                 condition("PodScheduled", true),
@@ -325,6 +327,16 @@ pub fn final_phase(status: &Value) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    fn test_node() -> NodeInfo {
+        NodeInfo {
+            node_name: "node".into(),
+            host_ip: "192.0.2.7".into(),
+            cpu_millis: 1000,
+            memory: 1 << 30,
+            ephemeral_storage: 1 << 30,
+        }
+    }
+
     #[test]
     fn a_pod_stopped_for_good_shows_its_last_states_and_a_final_phase() {
         let mut status = serde_json::json!({"phase": "Pending", "containerStatuses": [
@@ -375,6 +387,19 @@ mod tests {
         }
     }
 
+    #[test]
+    fn host_ip_is_the_nodes_address_and_a_host_network_pod_has_it_too() {
+        let v = json(&pod(""), &BTreeMap::new());
+        assert_eq!(v["status"]["hostIP"], "192.0.2.7");
+        assert_eq!(v["status"]["hostIPs"], json!([{"ip": "192.0.2.7"}]));
+        assert_ne!(v["status"]["podIP"], "192.0.2.7");
+        let host = pod("  hostNetwork: true\n");
+        assert_eq!(
+            json(&host, &BTreeMap::new())["status"]["podIP"],
+            "192.0.2.7"
+        );
+    }
+
     fn json(p: &ObservedPod, health: &BTreeMap<String, Health>) -> Value {
         pod_json(
             &p.spec,
@@ -383,7 +408,7 @@ mod tests {
             &BTreeMap::new(),
             health,
             &BTreeMap::new(),
-            "node",
+            &test_node(),
             p.created_ms,
             NOW,
         )
@@ -477,7 +502,7 @@ mod tests {
             &exits,
             &BTreeMap::new(),
             &BTreeMap::new(),
-            "node",
+            &test_node(),
             p.created_ms,
             NOW,
         );

@@ -63,6 +63,14 @@ pub struct AgentArgs {
     /// spec.nodeName (default: the host name).
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
+    /// This node's address: the Node's InternalIP, pods' status.hostIP and the downward
+    /// API's. Default: an address of the interface of the default route, else one the host
+    /// name resolves to (as kubelet's --node-ip).
+    #[arg(long, value_name = "IP")]
+    pub node_ip: Option<std::net::IpAddr>,
+    /// The most pods this node takes: the pods capacity it publishes (kubelet's --max-pods).
+    #[arg(long, default_value_t = 110, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pods: u32,
     #[command(flatten)]
     pub kubelet: super::kubelet::KubeletArgs,
 }
@@ -112,6 +120,8 @@ pub fn agent(ctx: &Context, args: AgentArgs) -> anyhow::Result<ExitCode> {
         register_node: args.register_node,
         kube,
         kubelet: args.kubelet.options(),
+        node_ip: args.node_ip,
+        max_pods: args.max_pods,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

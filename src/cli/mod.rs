@@ -51,7 +51,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the node agent: reconcile the pods of a manifest directory.
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
     /// Check manifest files as the agent would, offline; exit 1 on an error.
     Validate(validate::ValidateArgs),
     /// Pull an image from a registry into the shared layer store.
@@ -98,7 +98,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         pids_limit: (cli.pids_limit > 0).then_some(cli.pids_limit),
     };
     match cli.command {
-        Command::Agent(args) => agent::agent(&ctx, args),
+        Command::Agent(args) => agent::agent(&ctx, *args),
         Command::Validate(args) => validate::validate(&ctx, args),
         Command::Pull(args) => image::pull(&ctx, args),
         Command::Images => image::images(&ctx),

@@ -53,6 +53,14 @@ pub struct KubeletOptions {
     pub idle_timeout: Duration,
 }
 
+impl KubeletOptions {
+    /// The port `--kubelet-listen` names (none for port 0, which only the OS knows).
+    pub fn port(&self) -> Option<u16> {
+        let port = self.listen.rsplit_once(':')?.1.parse::<u16>().ok()?;
+        (port != 0).then_some(port)
+    }
+}
+
 /// A running kubelet API server.
 pub struct Kubelet {
     pub addr: SocketAddr,

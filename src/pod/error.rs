@@ -32,6 +32,16 @@ pub struct Warning {
     pub message: String,
 }
 
+/// The message of a field only the scheduler acts on.
+pub const SCHEDULING_ONLY: &str = "ignored: scheduling has no meaning on a single node";
+
+impl Warning {
+    /// A scheduling field: in kube mode the scheduler already applied it, so it is no news.
+    pub fn scheduling_only(&self) -> bool {
+        self.message == SCHEDULING_ONLY
+    }
+}
+
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         Joined(&self.field, &self.message).fmt(f)

@@ -120,9 +120,14 @@ pub fn merge(
         }
         match crate::pod::api::pod(pod) {
             Ok((spec, warnings)) => {
-                desired
-                    .warnings
-                    .extend(warnings.into_iter().map(|w| (key.clone(), w)));
+                // The scheduler placed the pod by its tolerations, selectors and affinity
+                // (the API server adds default tolerations to every pod): nothing to tell.
+                desired.warnings.extend(
+                    warnings
+                        .into_iter()
+                        .filter(|w| !w.scheduling_only())
+                        .map(|w| (key.clone(), w)),
+                );
                 desired.pods.insert(key.clone(), spec);
                 duties.running.insert(key.clone(), uid.clone());
             }
@@ -293,6 +298,23 @@ mod tests {
             "{:?}",
             desired.warnings
         );
+    }
+
+    #[test]
+    fn scheduling_fields_of_an_api_pod_are_accepted_silently() {
+        let mut pod = api_pod("web", serde_json::json!({}));
+        let spec = pod.spec.as_mut().unwrap();
+        spec.tolerations = Some(vec![k8s_openapi::api::core::v1::Toleration {
+            key: Some("node.kubernetes.io/not-ready".into()),
+            operator: Some("Exists".into()),
+            effect: Some("NoExecute".into()),
+            toleration_seconds: Some(300),
+            ..Default::default()
+        }]);
+        spec.node_selector = Some([("disk".to_string(), "ssd".to_string())].into());
+        let (desired, _) = merge(&Desired::default(), &view(vec![pod]), &BTreeMap::new());
+        assert!(desired.pods.contains_key("default/web"));
+        assert!(desired.warnings.is_empty(), "{:?}", desired.warnings);
     }
 
     #[test]

@@ -16,7 +16,8 @@ use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, T
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
+
+use crate::source::backoff::{clock_jitter, ApiBackoff};
 use kube::Client;
 use tokio::sync::{mpsc, Notify};
 
@@ -57,10 +58,14 @@ pub struct KubeSource {
 
 impl KubeSource {
     pub async fn connect(access: &KubeAccess, node: &str) -> Result<KubeSource, KubeError> {
-        let config = match access {
+        let mut config = match access {
             KubeAccess::Kubeconfig(path) => kubeconfig(path).await?,
             KubeAccess::InCluster => kube::Config::incluster().map_err(KubeError::InCluster)?,
         };
+        // kube's own retry layer answers a 503 with up to 15 quick retries of its own; every
+        // caller here already retries on its period or with [`ApiBackoff`], so one layer of
+        // backoff decides how hard an overloaded or starting API server is pressed.
+        config.default_retry = false;
         Ok(KubeSource {
             client: Client::try_from(config).map_err(KubeError::Client)?,
             node: node.to_string(),
@@ -121,7 +126,9 @@ fn key_of(pod: &Pod) -> Option<String> {
 }
 
 /// List, then watch, `spec.nodeName=NODE` for ever; relists (a new `Init`) after the watch
-/// expires or the API server was away, with kube's default backoff between failures.
+/// expires or the API server was away. Between failures it waits [`ApiBackoff`]'s delays,
+/// reset only when the server answers with data (kube's own backoff is reset by the `Init`
+/// event the watcher emits before every list, so a failing list was retried every second).
 async fn watch_pods(
     client: Client,
     node: String,
@@ -131,23 +138,29 @@ async fn watch_pods(
 ) {
     let api: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
-    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    let mut events = watcher::watcher(api, config).boxed();
     let mut listing: BTreeMap<String, Pod> = BTreeMap::new();
-    let mut last_error = String::new();
+    let mut backoff = ApiBackoff::default();
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(e) => e,
             Err(e) => {
-                // Once per distinct error: a long outage is one log line, not one a second.
-                let text = e.to_string();
-                if text != last_error {
-                    tracing::warn!(error = %text, node = %node, "watching pods bound to this node failed; retrying");
-                    last_error = text;
+                // One line when the server goes away and one when it is back, not one a try.
+                if !backoff.failing() {
+                    tracing::warn!(error = %e, node = %node, "the API server does not answer the watch of this node's pods; retrying with backoff up to {}s", crate::source::backoff::MAX.as_secs());
+                } else {
+                    tracing::debug!(error = %e, "watching pods still failing");
                 }
+                tokio::time::sleep(backoff.next_delay(clock_jitter())).await;
                 continue;
             }
         };
-        last_error.clear();
+        if !matches!(event, Event::Init) {
+            if backoff.failing() {
+                tracing::info!(node = %node, "the API server answers the watch again");
+            }
+            backoff.reset();
+        }
         let mut view = view.lock().unwrap_or_else(|p| p.into_inner());
         match event {
             Event::Init => {

@@ -1,7 +1,8 @@
 //! Desired state: where pods come from. Today the static-pod manifest directory.
 
 pub mod api_merge;
+pub mod backoff;
 pub mod kube;
 pub mod kube_events;
 pub mod manifests;
-pub mod node_register;
+pub mod node;

@@ -33,6 +33,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+#[path = "api_rules.rs"]
+pub mod api_rules;
+
 /// One request the mock received, as it was answered.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -1320,16 +1323,24 @@ fn patch_status(st: &mut State, req: &Request, ns: &str, name: &str) -> Reply {
             )
         } else {
             let mut patched = pod.clone();
-            merge_patch(&mut patched, &patch);
-            let mut new = pod;
-            // The status subresource changes the status only.
-            match patched.get("status") {
-                Some(s) if !s.is_null() => new["status"] = s.clone(),
-                _ => {
-                    new.as_object_mut().unwrap().remove("status");
-                }
+            if ct == "application/strategic-merge-patch+json" {
+                api_rules::strategic_merge(&mut patched, &body);
+            } else {
+                merge_patch(&mut patched, &patch);
             }
-            Reply::Json(200, st.put_pod(ns, name, new, ChangeKind::Modified))
+            if let Some(refusal) = api_rules::refuse_bad_times("pods", name, &patched) {
+                Reply::Json(422, refusal)
+            } else {
+                let mut new = pod;
+                // The status subresource changes the status only.
+                match patched.get("status") {
+                    Some(s) if !s.is_null() => new["status"] = s.clone(),
+                    _ => {
+                        new.as_object_mut().unwrap().remove("status");
+                    }
+                }
+                Reply::Json(200, st.put_pod(ns, name, new, ChangeKind::Modified))
+            }
         }
     } else {
         not_found("pods", name)
@@ -1409,6 +1420,9 @@ fn create_event(st: &mut State, req: &Request, group: &str, ns: &str) -> Reply {
             }),
         );
     }
+    if let Some(refusal) = api_rules::refuse_bad_times("events", &name, &event) {
+        return Reply::Json(422, refusal);
+    }
     event["metadata"]["name"] = json!(name);
     event["metadata"]["namespace"] = json!(ns);
     event["metadata"]["uid"] = json!(new_uid());
@@ -1440,8 +1454,22 @@ fn plain_object(st: &mut State, req: &Request, segs: &[&str]) -> Reply {
         };
         (object.join("/"), object.last().unwrap_or(&"").to_string())
     };
+    let status_only = segs.last() == Some(&"status");
+    let kind = if collection {
+        segs[segs.len() - 1]
+    } else if status_only {
+        segs[segs.len() - 3]
+    } else {
+        segs[segs.len() - 2]
+    };
     match (req.method.as_str(), collection) {
         ("POST", true) => {
+            if let Some(refusal) = parse_body(req)
+                .ok()
+                .and_then(|b| api_rules::refuse_bad_times(kind, &name, &b))
+            {
+                return Reply::Json(422, refusal);
+            }
             if st.objects.contains_key(&path) {
                 return Reply::Json(
                     409,
@@ -1464,15 +1492,30 @@ fn plain_object(st: &mut State, req: &Request, segs: &[&str]) -> Reply {
                 Ok(b) => b,
                 Err(r) => return r,
             };
-            let rv = st.bump();
-            match st.objects.get_mut(&path) {
-                Some(o) => {
-                    merge_patch(o, &patch);
-                    o["metadata"]["resourceVersion"] = json!(rv.to_string());
-                    Reply::Json(200, o.clone())
-                }
-                None => not_found(segs[segs.len() - 2], &name),
+            let Some(have) = st.objects.get(&path).cloned() else {
+                return not_found(kind, &name);
+            };
+            let mut patched = have.clone();
+            merge_patch(&mut patched, &patch);
+            if let Some(refusal) = api_rules::refuse_bad_times(kind, &name, &patched) {
+                return Reply::Json(422, refusal);
             }
+            // The status subresource changes the status only; the object itself keeps it.
+            let mut new = have;
+            if status_only {
+                new["status"] = patched["status"].take();
+            } else {
+                let status = new["status"].take();
+                new = patched;
+                new["status"] = status;
+                if new["status"].is_null() {
+                    new.as_object_mut().map(|o| o.remove("status"));
+                }
+            }
+            let rv = st.bump();
+            new["metadata"]["resourceVersion"] = json!(rv.to_string());
+            st.objects.insert(path, new.clone());
+            Reply::Json(200, new)
         }
         _ => Reply::Json(
             405,
@@ -1492,7 +1535,12 @@ fn patch_event(st: &mut State, req: &Request, group: &str, ns: &str, name: &str)
         .get_mut(&(group.to_string(), ns.to_string(), name.to_string()))
     {
         Some(event) => {
-            merge_patch(event, &patch);
+            let mut patched = event.clone();
+            merge_patch(&mut patched, &patch);
+            if let Some(refusal) = api_rules::refuse_bad_times("events", name, &patched) {
+                return Reply::Json(422, refusal);
+            }
+            *event = patched;
             event["metadata"]["resourceVersion"] = json!(rv.to_string());
             let event = event.clone();
             st.rv = rv;

@@ -24,9 +24,22 @@ pub struct PlainHost {
 impl PlainHost {
     pub fn new(rt: &Runtime, on_event: OnEvent) -> PlainHost {
         PlainHost {
-            node: crate::runtime::node::node_info(&rt.node_name, rt.layout.root()),
+            node: crate::runtime::node::node_info(
+                &rt.node_name,
+                foreground_node_address(),
+                rt.layout.root(),
+            ),
             on_event,
         }
+    }
+}
+
+/// `layerlet run` has no `--node-ip`: the detected address, as the agent's default.
+fn foreground_node_address() -> std::net::IpAddr {
+    match crate::runtime::node::address::node_address(None) {
+        Ok(address) => address.ip,
+        // Unreachable without a flag; loopback keeps a foreground pod running regardless.
+        Err(_) => std::net::IpAddr::from([127, 0, 0, 1]),
     }
 }
 

@@ -3,10 +3,8 @@
 use k8s_openapi::api::core::v1 as k8s;
 
 use super::fields::{non_empty, non_empty_map, not_supported, set_to, warn, Result};
-use crate::pod::error::{FieldError, Warning};
+use crate::pod::error::{FieldError, Warning, SCHEDULING_ONLY};
 use crate::pod::spec::{DnsConfig, DnsOption};
-
-const SCHEDULING_ONLY: &str = "ignored: scheduling has no meaning on a single node";
 
 /// Pod fields outside layerlet's model: refused when they change what runs, warned otherwise.
 pub(super) fn pod_level_fields(spec: &k8s::PodSpec, warnings: &mut Vec<Warning>) -> Result<()> {

@@ -1,13 +1,13 @@
-//! What the downward API tells a pod about the node: its name, its address and its
-//! capacity (CPUs as `nproc` counts them, MemTotal of /proc/meminfo, the size of the data
-//! root's filesystem), read once when asked.
+//! What the downward API tells a pod about the node: its name, its address (see
+//! [`address`]) and its capacity (CPUs as `nproc` counts them, MemTotal of /proc/meminfo,
+//! the size of the data root's filesystem), read once when asked.
 
+pub mod address;
+
+use std::net::IpAddr;
 use std::path::Path;
 
 use crate::pod::downward::NodeInfo;
-
-/// The node's address as pods see it: the agent serves loopback only.
-pub const HOST_IP: &str = "127.0.0.1";
 
 /// `MemTotal` of a /proc/meminfo text, in bytes.
 fn mem_total(meminfo: &str) -> Option<u64> {
@@ -22,13 +22,13 @@ fn filesystem_bytes(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-pub fn node_info(node_name: &str, root: &Path) -> NodeInfo {
+pub fn node_info(node_name: &str, address: IpAddr, root: &Path) -> NodeInfo {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get() as u64)
         .unwrap_or(1);
     NodeInfo {
         node_name: node_name.to_string(),
-        host_ip: HOST_IP.to_string(),
+        host_ip: address.to_string(),
         cpu_millis: cpus * 1000,
         memory: std::fs::read_to_string("/proc/meminfo")
             .ok()
@@ -51,7 +51,7 @@ mod tests {
 
     #[test]
     fn this_node_has_capacity() {
-        let info = node_info("n", Path::new("/"));
+        let info = node_info("n", IpAddr::from([127, 0, 0, 1]), Path::new("/"));
         assert!(info.cpu_millis >= 1000 && info.memory > 0 && info.ephemeral_storage > 0);
     }
 }

@@ -1,0 +1,333 @@
+//! The API server's decoding rules that the mock applies to what the agent writes, so a body
+//! the real server would refuse is refused here too: `MicroTime` with exactly six fractional
+//! digits, `Time` per RFC 3339, and the strategic merge of status lists by their merge keys.
+//! A refusal is the real server's `422 Invalid` Status naming the field.
+
+use serde_json::{json, Value};
+
+/// `2006-01-02T15:04:05` followed by `rest`, which `tail` must accept.
+fn date_time_then(s: &str, tail: impl Fn(&str) -> bool) -> bool {
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return false;
+    }
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && tail(&s[19..])
+}
+
+/// `Z` or `+07:00`.
+fn zone(s: &str) -> bool {
+    let b = s.as_bytes();
+    s == "Z"
+        || (b.len() == 6
+            && (b[0] == b'+' || b[0] == b'-')
+            && b[1..3].iter().all(u8::is_ascii_digit)
+            && b[3] == b':'
+            && b[4..6].iter().all(u8::is_ascii_digit))
+}
+
+/// metav1.MicroTime: Go's `2006-01-02T15:04:05.000000Z07:00`, exactly six digits.
+pub fn is_micro_time(s: &str) -> bool {
+    date_time_then(s, |rest| {
+        rest.len() >= 8
+            && rest.as_bytes()[0] == b'.'
+            && rest.as_bytes()[1..7].iter().all(u8::is_ascii_digit)
+            && zone(&rest[7..])
+    })
+}
+
+/// metav1.Time: RFC 3339 as Go's time.Parse reads it (fractional seconds allowed).
+pub fn is_time(s: &str) -> bool {
+    date_time_then(s, |rest| match rest.strip_prefix('.') {
+        Some(frac) => {
+            let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+            (1..=9).contains(&n) && zone(&frac[n..])
+        }
+        None => zone(rest),
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimeKind {
+    Time,
+    MicroTime,
+}
+
+/// Every time field the agent writes, by kind, as paths (`[]` walks a list).
+fn time_fields(kind: &str) -> &'static [(&'static str, TimeKind)] {
+    use TimeKind::*;
+    match kind {
+        "leases" => &[
+            ("spec.renewTime", MicroTime),
+            ("spec.acquireTime", MicroTime),
+        ],
+        "nodes" => &[
+            ("status.conditions[].lastHeartbeatTime", Time),
+            ("status.conditions[].lastTransitionTime", Time),
+        ],
+        "events" => &[
+            ("firstTimestamp", Time),
+            ("lastTimestamp", Time),
+            ("eventTime", MicroTime),
+            ("series.lastObservedTime", MicroTime),
+        ],
+        "pods" => &[
+            ("status.startTime", Time),
+            ("status.conditions[].lastProbeTime", Time),
+            ("status.conditions[].lastTransitionTime", Time),
+            ("status.containerStatuses[].state.running.startedAt", Time),
+            (
+                "status.containerStatuses[].state.terminated.startedAt",
+                Time,
+            ),
+            (
+                "status.containerStatuses[].state.terminated.finishedAt",
+                Time,
+            ),
+            (
+                "status.containerStatuses[].lastState.terminated.startedAt",
+                Time,
+            ),
+            (
+                "status.containerStatuses[].lastState.terminated.finishedAt",
+                Time,
+            ),
+            (
+                "status.initContainerStatuses[].state.running.startedAt",
+                Time,
+            ),
+            (
+                "status.initContainerStatuses[].state.terminated.startedAt",
+                Time,
+            ),
+            (
+                "status.initContainerStatuses[].state.terminated.finishedAt",
+                Time,
+            ),
+        ],
+        _ => &[],
+    }
+}
+
+/// The values at `path` with their field paths (`status.conditions[2].lastTransitionTime`).
+fn values_at<'v>(v: &'v Value, path: &str, prefix: String, out: &mut Vec<(String, &'v Value)>) {
+    let (head, rest) = match path.split_once('.') {
+        Some((h, r)) => (h, Some(r)),
+        None => (path, None),
+    };
+    let join = |p: &str| {
+        if prefix.is_empty() {
+            p.to_string()
+        } else {
+            format!("{prefix}.{p}")
+        }
+    };
+    if let Some(list) = head.strip_suffix("[]") {
+        for (i, item) in v[list].as_array().into_iter().flatten().enumerate() {
+            let here = join(&format!("{list}[{i}]"));
+            match rest {
+                Some(r) => values_at(item, r, here, out),
+                None => out.push((here, item)),
+            }
+        }
+        return;
+    }
+    let Some(next) = v.get(head) else { return };
+    match rest {
+        Some(r) => values_at(next, r, join(head), out),
+        None => out.push((join(head), next)),
+    }
+}
+
+/// The `422 Invalid` body for an object of `kind` (resource name, plural) whose time
+/// fields do not decode, or None when they all do.
+pub fn refuse_bad_times(kind: &str, name: &str, object: &Value) -> Option<Value> {
+    let mut causes = Vec::new();
+    for (path, expected) in time_fields(kind) {
+        let mut found = Vec::new();
+        values_at(object, path, String::new(), &mut found);
+        for (field, value) in found {
+            let ok = match (value.as_str(), expected) {
+                (None, _) => value.is_null(),
+                (Some(s), TimeKind::Time) => is_time(s),
+                (Some(s), TimeKind::MicroTime) => is_micro_time(s),
+            };
+            if !ok {
+                let layout = match expected {
+                    TimeKind::Time => "2006-01-02T15:04:05Z07:00",
+                    TimeKind::MicroTime => "2006-01-02T15:04:05.000000Z07:00",
+                };
+                causes.push(json!({
+                    "reason": "FieldValueInvalid",
+                    "field": field,
+                    "message": format!("Invalid value: {value}: parsing time as \"{layout}\""),
+                }));
+            }
+        }
+    }
+    if causes.is_empty() {
+        return None;
+    }
+    let message = format!(
+        "{kind} \"{name}\" is invalid: {}",
+        causes
+            .iter()
+            .map(|c| format!(
+                "{}: {}",
+                c["field"].as_str().unwrap_or(""),
+                c["message"].as_str().unwrap_or("")
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Some(json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": "Invalid", "code": 422,
+        "details": {"name": name, "kind": kind, "causes": causes},
+    }))
+}
+
+/// The merge key of a list of a pod's or node's status, as the API's strategic merge
+/// patch knows it.
+fn merge_key(path: &str) -> Option<&'static str> {
+    match path {
+        "status.conditions" | "status.addresses" => Some("type"),
+        "status.containerStatuses"
+        | "status.initContainerStatuses"
+        | "status.ephemeralContainerStatuses" => Some("name"),
+        "status.podIPs" | "status.hostIPs" => Some("ip"),
+        _ => None,
+    }
+}
+
+/// A strategic merge patch as the API server applies it to a status: lists with a merge
+/// key merge item by item (`$patch: delete` removes one), other lists and scalars replace,
+/// `null` removes, `$patch: replace` replaces a map, other directives are dropped.
+pub fn strategic_merge(target: &mut Value, patch: &Value) {
+    merge_at(target, patch, "");
+}
+
+fn merge_at(target: &mut Value, patch: &Value, path: &str) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if p.get("$patch").and_then(Value::as_str) == Some("replace") {
+        let mut replaced = patch.clone();
+        if let Some(o) = replaced.as_object_mut() {
+            o.retain(|k, _| !k.starts_with('$'));
+        }
+        *target = replaced;
+        return;
+    }
+    if !target.is_object() {
+        *target = json!({});
+    }
+    for (k, v) in p {
+        if k.starts_with('$') {
+            continue;
+        }
+        let here = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        let t = target.as_object_mut().expect("made an object above");
+        if v.is_null() {
+            t.remove(k);
+            continue;
+        }
+        match (merge_key(&here), v.as_array()) {
+            (Some(key), Some(items)) => {
+                let list = t.entry(k.clone()).or_insert_with(|| json!([]));
+                if !list.is_array() {
+                    *list = json!([]);
+                }
+                let list = list.as_array_mut().expect("made a list above");
+                for item in items {
+                    let id = &item[key];
+                    let at = list.iter().position(|have| &have[key] == id);
+                    if item.get("$patch").and_then(Value::as_str) == Some("delete") {
+                        if let Some(i) = at {
+                            list.remove(i);
+                        }
+                        continue;
+                    }
+                    match at {
+                        Some(i) => merge_at(&mut list[i], item, &here),
+                        None => {
+                            let mut new = Value::Null;
+                            merge_at(&mut new, item, &here);
+                            list.push(new);
+                        }
+                    }
+                }
+            }
+            _ => merge_at(t.entry(k.clone()).or_insert(Value::Null), v, &here),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micro_time_needs_exactly_six_digits_and_time_takes_rfc3339() {
+        assert!(is_micro_time("2026-12-04T17:17:22.668661Z"));
+        assert!(is_micro_time("2026-12-04T17:17:22.668661+01:00"));
+        assert!(!is_micro_time("2026-12-04T17:17:22.668661377Z"));
+        assert!(!is_micro_time("2026-12-04T17:17:22Z"));
+        assert!(is_time("2026-12-04T17:17:22Z"));
+        assert!(is_time("2026-12-04T17:17:22.668661377Z"));
+        assert!(!is_time("2026-12-04 17:17:22Z"));
+        assert!(!is_time("2026-12-04T17:17:22"));
+    }
+
+    #[test]
+    fn a_lease_with_nine_digits_is_refused_naming_the_field() {
+        let lease = json!({"spec": {"renewTime": "2026-12-04T17:17:22.668661377Z"}});
+        let refusal = refuse_bad_times("leases", "n1", &lease).unwrap();
+        assert_eq!(refusal["code"], 422);
+        assert_eq!(refusal["details"]["causes"][0]["field"], "spec.renewTime");
+        let good = json!({"spec": {"renewTime": "2026-12-04T17:17:22.668661Z"}});
+        assert!(refuse_bad_times("leases", "n1", &good).is_none());
+    }
+
+    #[test]
+    fn status_lists_merge_by_their_keys() {
+        let mut pod = json!({"status": {"conditions": [
+            {"type": "Ready", "status": "False"},
+            {"type": "example.com/Gate", "status": "True"},
+        ], "containerStatuses": [{"name": "a", "ready": false}]}});
+        strategic_merge(
+            &mut pod,
+            &json!({"status": {
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [{"name": "a", "ready": true}, {"name": "b", "ready": false}],
+                "$setElementOrder/conditions": [{"type": "Ready"}],
+            }}),
+        );
+        assert_eq!(
+            pod["status"]["conditions"][0],
+            json!({"type": "Ready", "status": "True"})
+        );
+        assert_eq!(pod["status"]["conditions"][1]["type"], "example.com/Gate");
+        assert_eq!(
+            pod["status"]["containerStatuses"].as_array().unwrap().len(),
+            2
+        );
+        assert_eq!(pod["status"]["containerStatuses"][0]["ready"], true);
+    }
+}
