@@ -970,15 +970,18 @@ fn a_pod_listed_at_start_runs_and_its_running_status_is_patched_to_the_api() {
         );
     }
 
-    // Last, as the contract's least essential field: the image's ID (kubelet reports the
-    // image digest, e.g. `sha256:...` or `REPO@sha256:...`).
+    // Last, as the contract's least essential field: the image's ID, `REPO@DIGEST` as
+    // containerd-backed kubelets report it.
     let app = &statuses(&mock.pod(NS, &name).unwrap())[0];
+    let image_id = app["imageID"].as_str().unwrap_or_default();
+    let digest = image_id
+        .strip_prefix("example.com/test/busybox@sha256:")
+        .unwrap_or_else(|| panic!("imageID: {app}"));
     assert!(
-        app["imageID"]
-            .as_str()
-            .is_some_and(|i| i.contains("sha256:")),
+        digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
         "imageID: {app}"
     );
+    assert_calls_in_table(&mock);
 }
 
 #[test]
@@ -1053,6 +1056,7 @@ fn a_pod_added_through_the_watch_starts_and_list_and_watch_select_the_node() {
             r.line()
         );
     }
+    assert_calls_in_table(&mock);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1202,6 +1206,7 @@ fn graceful_deletion_stops_the_pod_within_the_deletion_grace_period_then_deletes
         "one DELETE:\n{}",
         mock.summary(40)
     );
+    assert_calls_in_table(&mock);
 }
 
 #[test]
@@ -1544,6 +1549,7 @@ fn a_config_map_key_and_a_secret_volume_from_the_api_reach_the_container() {
     for patch in mock.status_patches(NS, &name) {
         assert!(!patch.to_string().contains("s3cret"), "{patch}");
     }
+    assert_calls_in_table(&mock);
 }
 
 #[test]
@@ -1911,6 +1917,7 @@ fn the_service_account_volume_an_api_server_injects_gets_a_bound_token_the_ca_an
     for patch in mock.status_patches(NS, &name) {
         assert!(!patch.to_string().contains("mock-token-"), "{patch}");
     }
+    assert_calls_in_table(&mock);
 }
 
 #[test]
@@ -1952,6 +1959,7 @@ fn status_patches_carry_changes_only_and_keep_the_start_time_once_reported() {
         }
     }
     assert!(start_time.is_some(), "startTime was reported");
+    assert_calls_in_table(&mock);
 }
 
 /// Event objects the agent posted (and patched) about `name`, from the mock's store.
@@ -2037,6 +2045,7 @@ fn events_of_api_pods_are_posted_with_their_uid_and_repeats_are_counted_while_fi
         "a static pod's events are not posted: {:?}",
         events_about(&mock, &file_pod)
     );
+    assert_calls_in_table(&mock);
 }
 
 #[test]
@@ -2111,6 +2120,70 @@ fn mock_refuses_times_the_api_server_cannot_decode_and_merges_status_lists_by_ke
         &json!({"status": {"startTime": "yesterday"}}).to_string(),
     );
     assert_eq!(status, 422);
+}
+
+/// Every call the agent makes to the API server: verb, path (`*` is one segment), content
+/// type of its body ("" without one) and the test that checks it against the mock's rules.
+/// [`assert_calls_in_table`] fails a test whose agent made a call missing here.
+const API_CALLS: &[(&str, &str, &str, &str)] = &[
+    ("GET", "/api/v1/pods", "", "a_pod_listed_at_start_runs_and_its_running_status_is_patched_to_the_api"),
+    ("GET", "/api/v1/pods?watch", "", "a_pod_added_through_the_watch_starts_and_list_and_watch_select_the_node"),
+    ("PATCH", "/api/v1/namespaces/*/pods/*/status", "application/strategic-merge-patch+json", "status_patches_carry_changes_only_and_keep_the_start_time_once_reported"),
+    ("DELETE", "/api/v1/namespaces/*/pods/*", "application/json", "graceful_deletion_stops_the_pod_within_the_deletion_grace_period_then_deletes_it_with_a_uid_precondition"),
+    ("GET", "/api/v1/namespaces/*/configmaps/*", "", "a_config_map_key_and_a_secret_volume_from_the_api_reach_the_container"),
+    ("GET", "/api/v1/namespaces/*/secrets/*", "", "a_config_map_key_and_a_secret_volume_from_the_api_reach_the_container"),
+    ("POST", "/api/v1/namespaces/*/serviceaccounts/*/token", "application/json", "the_service_account_volume_an_api_server_injects_gets_a_bound_token_the_ca_and_the_namespace"),
+    ("POST", "/api/v1/namespaces/*/events", "application/json", "events_of_api_pods_are_posted_with_their_uid_and_repeats_are_counted_while_file_pods_stay_local"),
+    ("PATCH", "/api/v1/namespaces/*/events/*", "application/merge-patch+json", "events_of_api_pods_are_posted_with_their_uid_and_repeats_are_counted_while_file_pods_stay_local"),
+    ("GET", "/api/v1/nodes/*", "", "register_node_makes_a_tainted_ready_node_at_its_address_and_renews_its_lease"),
+    ("POST", "/api/v1/nodes", "application/json", "register_node_makes_a_tainted_ready_node_at_its_address_and_renews_its_lease"),
+    ("PATCH", "/api/v1/nodes/*/status", "application/merge-patch+json", "register_node_makes_a_tainted_ready_node_at_its_address_and_renews_its_lease"),
+    ("PATCH", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/*", "application/merge-patch+json", "register_node_makes_a_tainted_ready_node_at_its_address_and_renews_its_lease"),
+    ("POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", "application/json", "register_node_makes_a_tainted_ready_node_at_its_address_and_renews_its_lease"),
+];
+
+#[test]
+fn every_test_the_api_call_table_names_exists() {
+    let source = include_str!("kube_api.rs");
+    for (verb, path, _, test) in API_CALLS {
+        assert!(
+            source.contains(&format!("fn {test}(")),
+            "{verb} {path}: no test {test}"
+        );
+    }
+}
+
+/// Whether `path` (with its query) fits a table path: `*` is one segment, `?watch` asks
+/// for a watch and a plain path for anything but one.
+fn fits(pattern: &str, request: &Request) -> bool {
+    let (pattern, watch) = match pattern.split_once('?') {
+        Some((p, _)) => (p, true),
+        None => (pattern, false),
+    };
+    let want: Vec<&str> = pattern.split('/').collect();
+    let have: Vec<&str> = request.path.split('/').collect();
+    want.len() == have.len()
+        && want.iter().zip(&have).all(|(w, h)| *w == "*" || w == h)
+        && request.is_watch() == watch
+}
+
+/// Every request the mock saw is a row of [`API_CALLS`].
+fn assert_calls_in_table(mock: &MockKube) {
+    let unknown: Vec<String> = mock
+        .requests()
+        .iter()
+        .filter(|r| {
+            let content_type = r.content_type.split(';').next().unwrap_or("").trim();
+            !API_CALLS.iter().any(|(verb, path, ct, _)| {
+                *verb == r.method && fits(path, r) && *ct == content_type
+            })
+        })
+        .map(|r| format!("{} [{}]", r.line(), r.content_type))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "calls missing from API_CALLS: {unknown:#?}"
+    );
 }
 
 /// The node object once its status was posted.
@@ -2241,6 +2314,7 @@ fn register_node_makes_a_tainted_ready_node_at_its_address_and_renews_its_lease(
     let pod = wait_api_running(&agent, &mock, &name);
     assert_eq!(pod["status"]["hostIP"], "127.0.0.1", "{}", pod["status"]);
     assert_eq!(pod["status"]["hostIPs"], json!([{"ip": "127.0.0.1"}]));
+    assert_calls_in_table(&mock);
 }
 
 #[test]

@@ -108,6 +108,18 @@ pub fn observe_container(
 }
 
 /// The pods of `owner` on this node.
+/// A container's `imageID` as containerd-backed kubelets report it: `REPO@DIGEST`, the
+/// digest the registry serves the image under; the bare digest when the reference does
+/// not parse (a record an older build wrote).
+fn image_id(c: &ContainerRecord, served_as: &BTreeMap<String, String>) -> String {
+    let manifest = c.image.to_string();
+    let digest = served_as.get(&manifest).unwrap_or(&manifest);
+    match crate::reference::ImageRef::parse(&c.image_ref) {
+        Ok(reference) => reference.repo_digest(digest),
+        Err(_) => digest.clone(),
+    }
+}
+
 pub fn observe(
     rt: &Runtime,
     store: &Store,
@@ -116,6 +128,13 @@ pub fn observe(
 ) -> Result<Observation, PodError> {
     let records = store.db().pods()?;
     let containers = store.db().containers()?;
+    // What the registry serves each image under: the index of a multi-platform image.
+    let served_as: BTreeMap<String, String> = store
+        .db()
+        .images()?
+        .into_iter()
+        .filter_map(|i| Some((i.digest.to_string(), i.index_digest?.to_string())))
+        .collect();
     let mut out = Observation::default();
     for record in records.iter().filter(|r| r.owner == owner) {
         let spec = match specs.spec(record) {
@@ -145,7 +164,7 @@ pub fn observe(
             key.clone(),
             newest
                 .into_iter()
-                .map(|(name, c)| (name.to_string(), c.image.to_string()))
+                .map(|(name, c)| (name.to_string(), image_id(c, &served_as)))
                 .collect(),
         );
         out.pods.insert(

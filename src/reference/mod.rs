@@ -115,6 +115,12 @@ impl ImageRef {
         whole
     }
 
+    /// `REGISTRY/REPOSITORY@DIGEST`: how containerd-backed kubelets report a container's
+    /// `imageID`, with the digest the registry serves the image under.
+    pub fn repo_digest(&self, digest: &str) -> String {
+        format!("{}/{}@{digest}", self.registry(), self.repository())
+    }
+
     /// The names an image may be recorded under: as written, then normalised.
     pub fn lookup_names(&self) -> Vec<String> {
         let normalised = self.normalised();
