@@ -1210,6 +1210,79 @@ fn graceful_deletion_stops_the_pod_within_the_deletion_grace_period_then_deletes
 }
 
 #[test]
+fn a_pod_deleted_gracefully_is_never_started_again_over_fifty_deletions() {
+    // restartPolicy Always and a PID 1 that ignores SIGTERM (sleep): when the grace period
+    // ends the container is killed, and a pod with a deletionTimestamp must only go down.
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+    const BATCH: usize = 5;
+    const ROUNDS: usize = 10;
+    for round in 0..ROUNDS {
+        let names: Vec<String> = (0..BATCH)
+            .map(|i| unique(&format!("race{round}-{i}")))
+            .collect();
+        for name in &names {
+            mock.add_pod(api_pod(name, &node_name, vec![sleeper("app")], json!({})));
+        }
+        let started: Vec<(String, Value)> = names
+            .iter()
+            .map(|name| {
+                let status = statuses(&wait_api_running(&agent, &mock, name))[0].clone();
+                (container_id(&status), status)
+            })
+            .collect();
+        let marked_at = mock.last_seq();
+        for name in &names {
+            mock.mark_deleted(NS, name, 1);
+        }
+        for (name, (id, before)) in names.iter().zip(&started) {
+            wait(
+                &agent,
+                &mock,
+                "the final DELETE",
+                Duration::from_secs(60),
+                || deletes_of(&mock, name).into_iter().next(),
+            );
+            let status_path = format!("{}/status", pod_path(name));
+            for r in mock.requests_after(marked_at) {
+                if r.method != "PATCH" || r.path != status_path {
+                    continue;
+                }
+                let body = r.json();
+                for c in body["status"]["containerStatuses"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let state = &c["state"];
+                    assert_ne!(
+                        state["waiting"]["reason"], "ContainerCreating",
+                        "round {round}: {name} was being created again after its deletion: {body}"
+                    );
+                    if let Some(running) = c["containerID"]
+                        .as_str()
+                        .filter(|_| state["running"].is_object())
+                    {
+                        assert!(
+                            running.ends_with(id.as_str()),
+                            "round {round}: a new container {running} of {name} ran after its deletion: {body}"
+                        );
+                    }
+                    assert!(
+                        c["restartCount"].as_i64() <= before["restartCount"].as_i64(),
+                        "round {round}: {name} restarted after its deletion: {body}"
+                    );
+                }
+                assert_ne!(body["status"]["phase"], "Pending", "round {round}: {body}");
+            }
+        }
+    }
+    assert!(ps_all(&node).is_empty(), "nothing left in ps -a");
+}
+
+#[test]
 fn a_force_deleted_pod_is_stopped_and_removed_locally() {
     let mock = MockKube::start();
     let node = busybox_node();

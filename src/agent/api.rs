@@ -227,6 +227,17 @@ fn nothing_runs(status: &serde_json::Value) -> bool {
         .all(|c| c["state"]["running"].is_null())
 }
 
+/// Whether a status says the pod is still being set up: Pending, or a container waiting
+/// to be created.
+fn claims_creation(status: &serde_json::Value) -> bool {
+    status["phase"] == "Pending"
+        || ["initContainerStatuses", "containerStatuses"]
+            .iter()
+            .filter_map(|k| status[k].as_array())
+            .flatten()
+            .any(|c| c["state"]["waiting"]["reason"] == "ContainerCreating")
+}
+
 /// Passes on the events of API pods and of the node; file pods' stay on the node.
 async fn select_events(
     mut events: mpsc::Receiver<Event>,
@@ -287,6 +298,11 @@ fn reports(
         let uid = meta["uid"].as_str().unwrap_or_default();
         let terminating = duties.terminating.get(&key).is_some_and(|t| t.uid == uid);
         let running = duties.running.get(&key).is_some_and(|u| u == uid);
+        // A pod on its way out only goes down: once its containers are removed the node
+        // would describe it as not created yet, which must never reach the API server.
+        if terminating && claims_creation(&item["status"]) {
+            continue;
+        }
         if running || terminating {
             let mut status = item["status"].clone();
             // A pod's own network namespace has loopback only: no address to publish
@@ -374,6 +390,31 @@ mod tests {
             r.finished_deletions,
             vec![("default".into(), "gone".into(), "u-gone".into())]
         );
+    }
+
+    #[test]
+    fn a_terminating_pod_whose_containers_are_gone_is_never_reported_as_being_created() {
+        let mut duties = ApiDuties::default();
+        duties.terminating.insert(
+            "default/going".into(),
+            Deleting {
+                namespace: "default".into(),
+                name: "going".into(),
+                uid: "u-going".into(),
+                grace: None,
+            },
+        );
+        duties.running.insert("default/new".into(), "u-new".into());
+        let creating = serde_json::json!({"phase": "Pending", "containerStatuses": [
+            {"name": "app", "state": {"waiting": {"reason": "ContainerCreating"}}}]});
+        let list = serde_json::json!({"items": [
+            {"metadata": {"namespace": "default", "name": "going", "uid": "u-going"}, "status": creating},
+            {"metadata": {"namespace": "default", "name": "new", "uid": "u-new"}, "status": creating},
+        ]});
+        let observed = BTreeMap::from([("default/going".to_string(), observed("u-going"))]);
+        let r = reports(&duties, &list, &observed);
+        let names: Vec<&str> = r.statuses.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, vec!["new"], "a new pod is being created; a going one is not");
     }
 
     #[test]
