@@ -25,6 +25,11 @@
 //! ├── pods/<uid>/volumes/<volume>/ the pod's emptyDir and projected volumes; go with the pod
 //! │                                (runtime::storage::volumes)
 //! ├── volumes/<name>/data/         named volumes (persistentVolumeClaim): outlive pods
+//! ├── cni/                         pod networking (runtime::network)
+//! │   ├── attachments/<id>.json    each pod's CNI attachment: config, runtime config and
+//! │   │                            result, so DEL gets what ADD got
+//! │   ├── ipam/                    host-local's address store for the default network
+//! │   └── layerlet.conflist        the default network, used when --cni-conf-dir has none
 //! ├── pki/                         the kubelet API's self-signed serving certificate and key
 //! └── seccomp/                     Localhost seccomp profiles (localhostProfile is relative
 //!                                  to it)
@@ -35,7 +40,7 @@
 //! │                                (runtime::process::monitor, runtime::state)
 //! └── pods/<uid>/                  the pod's sandbox (runtime::sandbox): ns/{net,ipc,uts}
 //!                                  pinned namespaces, shm/, hosts, hostname, resolv.conf,
-//!                                  volumes.json
+//!                                  volumes.json, ips (the pod's addresses from CNI)
 //! ```
 //!
 //! A name that becomes one path component (a container ID, a pod UID, a volume name, a
@@ -184,6 +189,20 @@ impl NodeLayout {
     /// What a named volume holds: the directory pods mount.
     pub fn named_volume_data(&self, name: &str) -> Result<PathBuf, LayoutError> {
         Ok(self.named_volume_dir(name)?.join("data"))
+    }
+
+    /// Each pod's CNI attachment record.
+    pub fn cni_attachments_dir(&self) -> PathBuf {
+        self.root.join("cni").join("attachments")
+    }
+
+    pub fn cni_ipam_dir(&self) -> PathBuf {
+        self.root.join("cni").join("ipam")
+    }
+
+    /// The default network's conflist, written when the conf dir has none.
+    pub fn cni_default_conflist(&self) -> PathBuf {
+        self.root.join("cni").join("layerlet.conflist")
     }
 
     /// The kubelet API's self-signed serving certificate and key, made once.

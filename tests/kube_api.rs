@@ -2422,6 +2422,41 @@ fn a_failing_first_list_backs_off_from_one_second_and_the_outage_is_logged_once_
 }
 
 #[test]
+fn a_registered_node_stays_ready_through_ten_minutes_of_node_lifecycle_rules() {
+    // Longer than the status report period (5 minutes): the status must be posted again,
+    // and the lease renewed all along, or a control plane would mark the node NotReady.
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let agent = start_agent(&node, &mock, &node_name, &["--register-node"]);
+    wait(&agent, &mock, "a healthy node", DEADLINE, || {
+        mock.node_health(&node_name).ok()
+    });
+    let status_posts = || {
+        mock.requests()
+            .iter()
+            .filter(|r| {
+                r.method == "PATCH"
+                    && r.path.ends_with(&format!("nodes/{node_name}/status"))
+                    && r.status == 200
+            })
+            .count()
+    };
+    let until = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < until {
+        if let Err(why) = mock.node_health(&node_name) {
+            panic!("the node went unhealthy: {why}\n{}", agent.log());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        status_posts() >= 2,
+        "{} status posts in 10 minutes",
+        status_posts()
+    );
+}
+
+#[test]
 fn an_api_pod_with_the_api_servers_default_tolerations_gets_no_ignored_field_event() {
     let mock = MockKube::start();
     let node = busybox_node();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::config::ConfigState;
-use super::executor::{About, Host, StepError, StepEvent};
+use super::executor::{About, Host, StepError, StepEvent, MISSING_CLUSTER_DNS};
 use super::prober::{self, Prober};
 use super::shared::Shared;
 use crate::image::store::Store;
@@ -83,6 +83,14 @@ impl Host for AgentHost {
                 "Killing",
                 format!("Stopping pod {}", about.key),
             ),
+            StepEvent::MissingClusterDns => shared.event(
+                "Warning",
+                ns,
+                name,
+                None,
+                "MissingClusterDNS",
+                MISSING_CLUSTER_DNS.to_string(),
+            ),
             StepEvent::StoppingContainer { id } => shared.event(
                 "Normal",
                 ns,
@@ -98,8 +106,11 @@ impl Host for AgentHost {
         &self,
         pod: &PodSpec,
         container: &ContainerSpec,
+        pod_ips: &[std::net::IpAddr],
     ) -> Result<Option<Vec<(String, String)>>, StepError> {
-        Ok(self.config.container_env(&self.shared, pod, container))
+        Ok(self
+            .config
+            .container_env(&self.shared, pod, container, pod_ips))
     }
 
     fn volumes_ready(&self, pod: &PodSpec, container: &str) -> bool {

@@ -414,7 +414,11 @@ mod tests {
         let observed = BTreeMap::from([("default/going".to_string(), observed("u-going"))]);
         let r = reports(&duties, &list, &observed);
         let names: Vec<&str> = r.statuses.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, vec!["new"], "a new pod is being created; a going one is not");
+        assert_eq!(
+            names,
+            vec!["new"],
+            "a new pod is being created; a going one is not"
+        );
     }
 
     #[test]

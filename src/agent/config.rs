@@ -93,8 +93,9 @@ impl ConfigState {
         shared: &Shared,
         spec: &PodSpec,
         container: &ContainerSpec,
+        pod_ips: &[std::net::IpAddr],
     ) -> Option<Vec<(String, String)>> {
-        match resolve_env(spec, container, &self.objects(), &self.node) {
+        match resolve_env(spec, container, &self.objects(), &self.node, pod_ips) {
             Ok(env) => {
                 for message in env.skipped {
                     shared.event(
@@ -270,10 +271,10 @@ mod tests {
         )
         .unwrap();
         assert!(state
-            .container_env(&shared, &spec, &spec.containers[0])
+            .container_env(&shared, &spec, &spec.containers[0], &[])
             .is_none());
         assert!(state
-            .container_env(&shared, &spec, &spec.containers[0])
+            .container_env(&shared, &spec, &spec.containers[0], &[])
             .is_none());
         assert_eq!(
             shared.events.lock().unwrap().len(),

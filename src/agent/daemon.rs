@@ -217,6 +217,8 @@ async fn clean_up_after_a_crash(rt: &Runtime, store: &Arc<Store>) -> Result<(), 
     if !report.containers.is_empty() || !report.pods.is_empty() {
         tracing::warn!(containers = ?report.containers, pods = ?report.pods, "removed leftovers of a crash");
     }
+    let (rt2, store2) = (rt.clone(), store.clone());
+    tokio::task::spawn_blocking(move || sweep_pod_network(&rt2, &store2)).await?;
     match tokio::task::spawn_blocking(crate::sys::exe::prune_sealed_copies).await {
         Ok(Ok(removed)) if !removed.is_empty() => {
             tracing::info!(removed = ?removed, "removed sealed copies of older layerlet binaries")
@@ -225,6 +227,39 @@ async fn clean_up_after_a_crash(rt: &Runtime, store: &Arc<Store>) -> Result<(), 
         _ => {}
     }
     Ok(())
+}
+
+/// Detaches every CNI attachment whose pod is gone (a crash between ADD and the pod's
+/// record, or a removal cut short), so host-local holds exactly the live pods' addresses.
+/// A pod counts as live while its record or its sandbox exists.
+fn sweep_pod_network(rt: &Runtime, store: &Store) {
+    let mut live: std::collections::BTreeSet<String> = match store.db().pods() {
+        Ok(pods) => pods.into_iter().map(|p| p.uid).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "no pod network sweep: the pod records do not read");
+            return;
+        }
+    };
+    if let Ok(entries) = std::fs::read_dir(rt.layout.sandboxes_dir()) {
+        live.extend(
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok()),
+        );
+    }
+    match rt.networking.sweep(live.iter().map(String::as_str)) {
+        Ok(report) => {
+            if !report.removed.is_empty() {
+                let removed: Vec<String> = report.removed.iter().map(|id| id.to_string()).collect();
+                tracing::warn!(attachments = ?removed, "detached the network of pods that are gone");
+            }
+            for (id, error) in report.failed {
+                let id = id.map(|i| i.to_string()).unwrap_or_default();
+                tracing::warn!(attachment = %id, error = %error, "detaching a gone pod's network failed; retried at the next start");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "the pod network sweep failed"),
+    }
 }
 
 async fn clean_leftovers(rt: &Runtime, store: &Arc<Store>) {

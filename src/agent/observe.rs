@@ -23,6 +23,8 @@ pub struct Observation {
     pub reasons: BTreeMap<String, ExitInfo>,
     /// Pod key -> container name -> the image digest its newest instance runs.
     pub image_ids: BTreeMap<String, BTreeMap<String, String>>,
+    /// Pod key -> the addresses CNI gave the pod (none without a pod network).
+    pub pod_ips: BTreeMap<String, Vec<std::net::IpAddr>>,
     /// Records whose stored spec no longer reads (written by an older build that accepted
     /// what this one refuses, such as a malformed image reference): removed, not run.
     pub unreadable: Vec<(PodRecord, String)>,
@@ -160,6 +162,10 @@ pub fn observe(
             }
         }
         let key = spec.key();
+        if let Ok(dir) = rt.layout.sandbox_dir(&record.uid) {
+            out.pod_ips
+                .insert(key.clone(), crate::runtime::sandbox::pod_ips(&dir));
+        }
         out.image_ids.insert(
             key.clone(),
             newest

@@ -56,6 +56,9 @@ pub fn publish(ctx: &Context, view: &RoundView<'_>, start_times: &mut BTreeMap<S
             view.health,
             image_ids.unwrap_or(&no_images),
             &ctx.config.node,
+            same.and(view.observation.pod_ips.get(key))
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
             created_ms,
             view.now,
         );

@@ -107,7 +107,8 @@ impl Reconciler {
                     .reconcile_step_errors
                     .with_label_values(&[step.name()])
                     .inc();
-                shared.event("Warning", ns, name, None, "FailedSync", error.to_string());
+                let reason = error.event_reason();
+                shared.event("Warning", ns, name, None, reason, error.to_string());
                 let entry = self.failing.entry(done.key).or_insert(Failing {
                     failures: 0,
                     last_ms: 0,

@@ -157,10 +157,12 @@ pub fn pod_json(
     health: &BTreeMap<String, Health>,
     image_ids: &BTreeMap<String, String>,
     node: &NodeInfo,
+    attached: &[std::net::IpAddr],
     created_ms: u64,
     now_ms: u64,
 ) -> Value {
     let pull = |name: &str| pulls.get(&(spec.uid.clone(), name.to_string()));
+    let pod_ips = crate::pod::downward::pod_ips(spec, node, attached);
     let deadline = pod.is_some_and(|p| deadline_exceeded(spec, p.created_ms, now_ms));
     // Past the deadline nothing restarts, as under restartPolicy Never.
     let policy = if deadline {
@@ -282,7 +284,8 @@ pub fn pod_json(
             "message": deadline.then_some("Pod was active on the node longer than the specified deadline"),
             "hostIP": node.host_ip,
             "hostIPs": [{"ip": node.host_ip}],
-            "podIP": crate::pod::downward::pod_ip(spec, node),
+            "podIP": pod_ips[0],
+            "podIPs": pod_ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>(),
             "startTime": time(Some(created_ms)),
             "conditions": [
                 condition("PodScheduled", true),
@@ -409,6 +412,7 @@ mod tests {
             health,
             &BTreeMap::new(),
             &test_node(),
+            &[],
             p.created_ms,
             NOW,
         )
@@ -503,6 +507,7 @@ mod tests {
             &BTreeMap::new(),
             &BTreeMap::new(),
             &test_node(),
+            &[],
             p.created_ms,
             NOW,
         );

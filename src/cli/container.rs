@@ -61,6 +61,18 @@ struct PsRow {
     cow_bytes: u64,
     restarts: u32,
     created_at: i64,
+    /// The pod's addresses from CNI; empty without a pod network.
+    pod_ips: Vec<String>,
+}
+
+fn pod_ips_of(rt: &layerlet::runtime::container::Runtime, uid: &str) -> Vec<String> {
+    rt.layout
+        .sandbox_dir(uid)
+        .map(|dir| layerlet::runtime::sandbox::pod_ips(&dir))
+        .unwrap_or_default()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 fn age(created_at: i64) -> String {
@@ -112,6 +124,7 @@ pub fn ps(ctx: &Context, args: PsArgs) -> anyhow::Result<ExitCode> {
                 cow_bytes: apparent_size(&rt.dirs(&latest.id)?.layer().upper).unwrap_or(0),
                 restarts: latest.attempt,
                 created_at: latest.created_at,
+                pod_ips: pod_ips_of(&rt, &pod.uid),
             });
         }
     }
@@ -134,6 +147,11 @@ pub fn ps(ctx: &Context, args: PsArgs) -> anyhow::Result<ExitCode> {
                 human_size(r.cow_bytes),
                 r.restarts.to_string(),
                 age(r.created_at),
+                if r.pod_ips.is_empty() {
+                    "-".to_string()
+                } else {
+                    r.pod_ips.join(",")
+                },
             ]
         })
         .collect();
@@ -147,6 +165,7 @@ pub fn ps(ctx: &Context, args: PsArgs) -> anyhow::Result<ExitCode> {
             "COW",
             "RESTARTS",
             "AGE",
+            "POD IP",
         ],
         &table,
     );
@@ -188,6 +207,7 @@ pub fn inspect(ctx: &Context, args: NameArg) -> anyhow::Result<ExitCode> {
         "Name": c.name,
         "Pod": format!("{}/{}", pod.namespace, pod.name),
         "PodUID": pod.uid,
+        "PodIPs": pod_ips_of(&rt, &pod.uid),
         "Owner": pod.owner,
         "Attempt": c.attempt,
         "Image": c.image_ref,

@@ -13,6 +13,7 @@ pub struct Context {
     pub layout: NodeLayout,
     pub output: Output,
     pub pids_limit: Option<u64>,
+    pub networking: std::sync::Arc<layerlet::runtime::network::PodNetworking>,
 }
 
 /// A small runtime for commands that talk to the network.
@@ -32,6 +33,7 @@ pub fn node_runtime(ctx: &Context) -> anyhow::Result<Runtime> {
             .unwrap_or_else(|_| "localhost".into()),
         cgroup_root: PathBuf::from("/sys/fs/cgroup"),
         pids_limit: ctx.pids_limit,
+        networking: ctx.networking.clone(),
     })
 }
 

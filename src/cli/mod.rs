@@ -8,6 +8,7 @@ mod follow;
 pub mod helpers;
 mod image;
 mod kubelet;
+mod network;
 mod output;
 mod run;
 mod validate;
@@ -44,6 +45,8 @@ pub struct Cli {
     /// Log level (error, warn, info, debug, trace); LAYERLET_LOG overrides.
     #[arg(long, global = true, default_value = "warn")]
     pub log_level: String,
+    #[command(flatten)]
+    pub network: network::NetworkArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -92,8 +95,10 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let layout = NodeLayout::new(cli.root, cli.run_root);
     let ctx = Context {
-        layout: NodeLayout::new(cli.root, cli.run_root),
+        networking: cli.network.networking(&layout)?,
+        layout,
         output: cli.output,
         pids_limit: (cli.pids_limit > 0).then_some(cli.pids_limit),
     };

@@ -101,7 +101,7 @@ fn missing_objects(pod: &PodSpec, objects: &ConfigObjects) -> Vec<String> {
         }
     }
     for container in pod.all_containers() {
-        if let Err(e) = resolve_env(pod, container, objects, &node) {
+        if let Err(e) = resolve_env(pod, container, objects, &node, &[]) {
             out.push(format!("container {}: {}", container.name, describe(&e)));
         }
     }

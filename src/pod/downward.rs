@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::net::IpAddr;
 
 use super::spec::{ContainerSpec, PodSpec, ResourceFieldRef};
 
@@ -19,13 +20,15 @@ pub struct NodeInfo {
     pub ephemeral_storage: u64,
 }
 
-/// The pod's IP: its own network namespace has loopback only, and /etc/hosts names the pod
-/// 127.0.1.1 (as the PodList reports it); with hostNetwork it is the host's.
-pub fn pod_ip<'a>(pod: &PodSpec, node: &'a NodeInfo) -> &'a str {
+/// The pod's IPs: the node's with hostNetwork; else what CNI gave it, or, without a pod
+/// network (loopback only), the 127.0.1.1 its /etc/hosts names it by.
+pub fn pod_ips(pod: &PodSpec, node: &NodeInfo, attached: &[IpAddr]) -> Vec<String> {
     if pod.host_network {
-        &node.host_ip
+        vec![node.host_ip.clone()]
+    } else if attached.is_empty() {
+        vec!["127.0.1.1".to_string()]
     } else {
-        "127.0.1.1"
+        attached.iter().map(IpAddr::to_string).collect()
     }
 }
 
@@ -37,7 +40,12 @@ fn subscript<'a>(path: &'a str, base: &str) -> Option<&'a str> {
 
 /// A `fieldRef` for env. A label or annotation the pod does not have is an empty value, as
 /// in Kubernetes.
-pub fn env_field(pod: &PodSpec, path: &str, node: &NodeInfo) -> Result<String, String> {
+pub fn env_field(
+    pod: &PodSpec,
+    path: &str,
+    node: &NodeInfo,
+    attached: &[IpAddr],
+) -> Result<String, String> {
     let value = match path {
         "metadata.name" => pod.name.clone(),
         "metadata.namespace" => pod.namespace.clone(),
@@ -45,7 +53,9 @@ pub fn env_field(pod: &PodSpec, path: &str, node: &NodeInfo) -> Result<String, S
         "spec.nodeName" => pod.node_name.clone().unwrap_or(node.node_name.clone()),
         "spec.serviceAccountName" => "default".into(),
         "status.hostIP" | "status.hostIPs" => node.host_ip.clone(),
-        "status.podIP" | "status.podIPs" => pod_ip(pod, node).to_string(),
+        "status.podIP" => pod_ips(pod, node, attached).swap_remove(0),
+        // The downward API joins the list with commas.
+        "status.podIPs" => pod_ips(pod, node, attached).join(","),
         _ => {
             if let Some(key) = subscript(path, "metadata.labels") {
                 pod.labels.get(key).cloned().unwrap_or_default()
@@ -65,7 +75,8 @@ pub fn volume_field(pod: &PodSpec, path: &str, node: &NodeInfo) -> Result<String
     match path {
         "metadata.labels" => Ok(format_map(&pod.labels)),
         "metadata.annotations" => Ok(format_map(&pod.annotations)),
-        _ => env_field(pod, path, node),
+        // Volume files may name metadata only: no pod IP is asked for here.
+        _ => env_field(pod, path, node, &[]),
     }
 }
 
@@ -225,21 +236,40 @@ mod tests {
     fn fields_resolve_like_the_downward_api() {
         let spec = pod("");
         let n = node();
-        assert_eq!(env_field(&spec, "metadata.name", &n).unwrap(), "web");
+        assert_eq!(env_field(&spec, "metadata.name", &n, &[]).unwrap(), "web");
         assert_eq!(
-            env_field(&spec, "metadata.namespace", &n).unwrap(),
+            env_field(&spec, "metadata.namespace", &n, &[]).unwrap(),
             "default"
         );
-        assert_eq!(env_field(&spec, "metadata.uid", &n).unwrap(), spec.uid);
-        assert_eq!(env_field(&spec, "spec.nodeName", &n).unwrap(), "node1");
-        assert_eq!(env_field(&spec, "status.hostIP", &n).unwrap(), "10.0.0.1");
-        assert_eq!(env_field(&spec, "status.podIP", &n).unwrap(), "127.0.1.1");
+        assert_eq!(env_field(&spec, "metadata.uid", &n, &[]).unwrap(), spec.uid);
+        assert_eq!(env_field(&spec, "spec.nodeName", &n, &[]).unwrap(), "node1");
         assert_eq!(
-            env_field(&spec, "metadata.labels['app']", &n).unwrap(),
+            env_field(&spec, "status.hostIP", &n, &[]).unwrap(),
+            "10.0.0.1"
+        );
+        assert_eq!(
+            env_field(&spec, "status.podIP", &n, &[]).unwrap(),
+            "127.0.1.1"
+        );
+        let attached: Vec<IpAddr> =
+            vec!["10.89.0.4".parse().unwrap(), "fd00:89::4".parse().unwrap()];
+        assert_eq!(
+            env_field(&spec, "status.podIP", &n, &attached).unwrap(),
+            "10.89.0.4"
+        );
+        assert_eq!(
+            env_field(&spec, "status.podIPs", &n, &attached).unwrap(),
+            "10.89.0.4,fd00:89::4"
+        );
+        assert_eq!(
+            env_field(&spec, "metadata.labels['app']", &n, &[]).unwrap(),
             "shop"
         );
-        assert_eq!(env_field(&spec, "metadata.labels['nope']", &n).unwrap(), "");
-        assert!(env_field(&spec, "spec.volumes", &n).is_err());
+        assert_eq!(
+            env_field(&spec, "metadata.labels['nope']", &n, &[]).unwrap(),
+            ""
+        );
+        assert!(env_field(&spec, "spec.volumes", &n, &[]).is_err());
     }
 
     #[test]

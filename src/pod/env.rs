@@ -35,6 +35,7 @@ pub fn resolve_env(
     container: &ContainerSpec,
     objects: &ConfigObjects,
     node: &NodeInfo,
+    pod_ips: &[std::net::IpAddr],
 ) -> Result<ResolvedEnv, ConfigError> {
     let ns = pod.namespace.as_str();
     let mut out = ResolvedEnv::default();
@@ -146,7 +147,9 @@ pub fn resolve_env(
                     })
                 }
             },
-            EnvSource::Field(path) => escape(&env_field(pod, path, node).map_err(env_err)?),
+            EnvSource::Field(path) => {
+                escape(&env_field(pod, path, node, pod_ips).map_err(env_err)?)
+            }
             EnvSource::ResourceField(r) => {
                 let target = resource_container(pod, Some(container), r).map_err(env_err)?;
                 resource_value(target, r, node).map_err(env_err)?
@@ -201,7 +204,7 @@ mod tests {
 
     fn resolve(env: &str) -> Result<ResolvedEnv, ConfigError> {
         let (objects, spec) = load(&pod(env));
-        resolve_env(&spec, &spec.containers[0], &objects, &node())
+        resolve_env(&spec, &spec.containers[0], &objects, &node(), &[])
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub struct Runtime {
     pub cgroup_root: PathBuf,
     /// pids.max of every container (a node default), None for no limit.
     pub pids_limit: Option<u64>,
+    /// How pods are networked (CNI or loopback only) and the cluster DNS they name.
+    pub networking: std::sync::Arc<crate::runtime::network::PodNetworking>,
 }
 
 /// The directories of one container: data (writable layer, log) and run state.

@@ -54,8 +54,9 @@ pub fn create_pod(
     if store.db().pod_by_name(&pod.namespace, &pod.name)?.is_some() {
         return Err(PodError::Exists(pod.key()));
     }
-    let sandbox = Sandbox::create(&rt.exe, &rt.layout, pod)?;
+    let sandbox = Sandbox::create(&rt.exe, &rt.layout, pod, &rt.networking)?;
     let undo = |sandbox: &Sandbox| {
+        let _ = rt.networking.detach(&pod.uid);
         let _ = Sandbox::destroy_dir(&sandbox.dir);
         let _ = volumes::teardown(&rt.layout, &pod.uid);
     };
@@ -163,6 +164,13 @@ pub fn remove_pod_within(
     for c in containers {
         rt.delete(store, &c.id)?;
     }
+    // While the pod's namespace is still pinned, so plugins clean inside it too.
+    rt.networking
+        .detach(&pod.uid)
+        .map_err(|source| SandboxError::Network {
+            pod: format!("{}/{}", pod.namespace, pod.name),
+            source: Box::new(source),
+        })?;
     Sandbox::destroy_dir(&rt.layout.sandbox_dir(&pod.uid)?)?;
     volumes::teardown(&rt.layout, &pod.uid)?;
     if let Ok(layout) = crate::runtime::isolation::cgroup::detect(&rt.cgroup_root) {
@@ -330,9 +338,16 @@ pub fn clean_orphans(rt: &Runtime, store: &Store, min_age_secs: u64) -> Result<C
         }
     }
     for base in [rt.layout.sandboxes_dir(), rt.layout.pods_dir()] {
+        let sandboxes = base == rt.layout.sandboxes_dir();
         for (uid, path) in list(base) {
             if known_pods.contains(uid.as_str()) || !older_than(&path, min_age_secs) {
                 continue;
+            }
+            if sandboxes {
+                // While its namespace is pinned; a failure leaves the record for the sweep.
+                if let Err(e) = rt.networking.detach(&uid) {
+                    tracing::warn!(pod_uid = %uid, error = %e, "detaching a leftover pod's network failed");
+                }
             }
             crate::sys::mount::unmount_under(&path).map_err(ContainerError::from_mount)?;
             crate::sys::fs::remove_tree(&path).map_err(|e| PodError::Sandbox(e.into()))?;

@@ -491,6 +491,46 @@ impl MockKube {
         }
     }
 
+    /// The node lifecycle controller's view of node `name` now: healthy while its lease was
+    /// renewed within its duration and its Ready condition is True with a heartbeat no
+    /// older than the status report period (5 minutes) plus the 40 s monitor grace.
+    pub fn node_health(&self, name: &str) -> Result<(), String> {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let age = |t: &Value| -> Result<i64, String> {
+            let text = t.as_str().ok_or(format!("no time in {t}"))?;
+            let at: k8s_openapi::jiff::Timestamp =
+                text.parse().map_err(|e| format!("{text}: {e}"))?;
+            Ok(now.as_second() - at.as_second())
+        };
+        let lease = self
+            .object(&format!(
+                "apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"
+            ))
+            .ok_or("no lease")?;
+        let duration = lease["spec"]["leaseDurationSeconds"].as_i64().unwrap_or(0);
+        let renewed = age(&lease["spec"]["renewTime"])?;
+        if renewed > duration {
+            return Err(format!(
+                "lease renewed {renewed} s ago, duration {duration} s"
+            ));
+        }
+        let node = self
+            .object(&format!("api/v1/nodes/{name}"))
+            .ok_or("no node")?;
+        let ready = node["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+            .ok_or("no Ready condition")?;
+        if ready["status"] != "True" {
+            return Err(format!("Ready is {}", ready["status"]));
+        }
+        let heartbeat = age(&ready["lastHeartbeatTime"])?;
+        if heartbeat > 300 + 40 {
+            return Err(format!("status posted {heartbeat} s ago"));
+        }
+        Ok(())
+    }
+
     /// Polls `check` every 25 ms until it gives a value; past `within`, panics with `what`
     /// and the recent requests.
     pub fn wait_for<T>(

@@ -34,6 +34,9 @@ impl Node {
             .arg("--run-root")
             .arg(self.run_root());
         cmd.env_remove("DOCKER_CONFIG");
+        // Pods get loopback only: a bridge or an address must never appear in the machine's
+        // own network namespace. Networked tests pass --pod-network cni inside their own.
+        cmd.env("LAYERLET_POD_NETWORK", "none");
         cmd.env("HOME", self.dir.path());
         cmd
     }

@@ -5,6 +5,7 @@ use super::image::ImageError;
 use crate::pod::objects::ConfigError;
 use crate::runtime::container::ContainerError;
 use crate::runtime::pods::PodError;
+use crate::runtime::sandbox::SandboxError;
 use crate::runtime::storage::projected::ProjectedError;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,4 +34,16 @@ pub enum StepError {
     Image(#[from] ImageError),
     #[error("pod {pod}: carrying out its steps panicked; see the log")]
     Panicked { pod: String },
+}
+
+impl StepError {
+    /// The reason of the Warning event that tells of it, as kubelet names them.
+    pub fn event_reason(&self) -> &'static str {
+        match self {
+            StepError::Pod(PodError::Sandbox(SandboxError::Network { .. })) => {
+                "FailedCreatePodSandBox"
+            }
+            _ => "FailedSync",
+        }
+    }
 }

@@ -25,6 +25,9 @@ impl About<'_> {
     }
 }
 
+/// kubelet's words when ClusterFirst falls back to the node's resolver.
+pub const MISSING_CLUSTER_DNS: &str = "the node has no cluster DNS server configured (--cluster-dns) and cannot create the pod with the \"ClusterFirst\" policy; falling back to the \"Default\" policy (the node's resolv.conf)";
+
 /// Something that happened while carrying out a step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepEvent {
@@ -50,6 +53,8 @@ pub enum StepEvent {
         message: String,
     },
     StoppingPod,
+    /// ClusterFirst fell back to the node's resolver: the node has no `--cluster-dns`.
+    MissingClusterDns,
     StoppingContainer {
         id: String,
     },
@@ -64,6 +69,7 @@ pub trait Host: Send + Sync {
         &self,
         pod: &PodSpec,
         container: &ContainerSpec,
+        pod_ips: &[std::net::IpAddr],
     ) -> Result<Option<Vec<(String, String)>>, StepError>;
 
     /// Whether the pod's volumes can be made from the objects now (nothing is written), so

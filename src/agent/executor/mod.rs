@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::StepError;
-pub use host::{About, Host, StepEvent};
+pub use host::{About, Host, StepEvent, MISSING_CLUSTER_DNS};
 pub use image::{ImageError, Images, PullRuntime};
 
 use crate::agent::plan::{ObservedPod, Step};
@@ -79,8 +79,17 @@ impl Executor {
             })
         };
         match step {
-            Step::CreatePod { .. } => {
-                create_pod(&self.rt, &self.store, desired()?, self.owner)?;
+            Step::CreatePod { key, .. } => {
+                let spec = desired()?;
+                let (sandbox, _) = create_pod(&self.rt, &self.store, spec, self.owner)?;
+                if sandbox.missing_cluster_dns {
+                    let about = About {
+                        key,
+                        uid: &spec.uid,
+                        container: None,
+                    };
+                    self.host.event(about, StepEvent::MissingClusterDns);
+                }
                 Ok(())
             }
             Step::RemovePod { key, uid, grace } => {
@@ -190,7 +199,14 @@ impl Executor {
             container: Some(name),
         };
         let host = &*self.host;
-        let Some(env) = host.container_env(spec, container)? else {
+        let pod_ips = crate::runtime::sandbox::pod_ips(
+            &self
+                .rt
+                .layout
+                .sandbox_dir(&spec.uid)
+                .map_err(PodError::from)?,
+        );
+        let Some(env) = host.container_env(spec, container, &pod_ips)? else {
             return Ok(()); // CreateContainerConfigError until the objects appear
         };
         if !host.volumes_ready(spec, name) {

@@ -52,14 +52,20 @@ impl Host for PlainHost {
         &self,
         pod: &PodSpec,
         container: &ContainerSpec,
+        pod_ips: &[std::net::IpAddr],
     ) -> Result<Option<Vec<(String, String)>>, StepError> {
-        let env = resolve_env(pod, container, &ConfigObjects::default(), &self.node).map_err(
-            |source| StepError::Env {
-                pod: pod.key(),
-                container: container.name.clone(),
-                source: Box::new(source),
-            },
-        )?;
+        let env = resolve_env(
+            pod,
+            container,
+            &ConfigObjects::default(),
+            &self.node,
+            pod_ips,
+        )
+        .map_err(|source| StepError::Env {
+            pod: pod.key(),
+            container: container.name.clone(),
+            source: Box::new(source),
+        })?;
         Ok(Some(env.vars))
     }
 

@@ -337,6 +337,7 @@ mod tests {
             &pod.containers[0],
             &crate::pod::objects::ConfigObjects::default(),
             &node,
+            &[],
         )
         .unwrap();
         PlanInputs {

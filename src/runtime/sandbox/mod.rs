@@ -1,7 +1,10 @@
 //! A pod's shared environment, with no pause process: network, IPC and UTS namespaces pinned
 //! by bind mounts of their nsfs files, one /dev/shm (a tmpfs), and the pod's /etc/hosts,
-//! /etc/hostname and /etc/resolv.conf. Everything lives under `RUN_ROOT/pods/<uid>/` and goes
-//! when the pod goes.
+//! /etc/hostname and /etc/resolv.conf. The network namespace is attached to the node's pod
+//! network (CNI) before any container starts, and its addresses kept in `ips`. Everything
+//! lives under `RUN_ROOT/pods/<uid>/` and goes when the pod goes.
+
+pub mod files;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -9,8 +12,11 @@ use std::process::{Command, Stdio};
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 
+use std::net::IpAddr;
+
 use crate::layout::{LayoutError, NodeLayout};
-use crate::pod::spec::{DnsPolicy, PodSpec};
+use crate::pod::spec::PodSpec;
+use crate::runtime::network::{NetworkError, PodNetworking};
 use crate::runtime::spec::mounts::BindMount;
 use crate::runtime::spec::NamespacePlan;
 use crate::sys::fs::{create_private_dir, remove_tree, replace_file, FsError};
@@ -34,6 +40,13 @@ pub enum SandboxError {
     Mount(#[from] MountError),
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    /// CNI could not attach the pod (kubelet's FailedCreatePodSandBox).
+    #[error("pod {pod}: failed to set up its network: {source}")]
+    Network {
+        pod: String,
+        #[source]
+        source: Box<NetworkError>,
+    },
 }
 
 const NAMESPACES: [&str; 3] = ["net", "ipc", "uts"];
@@ -41,6 +54,18 @@ const NAMESPACES: [&str; 3] = ["net", "ipc", "uts"];
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     pub dir: PathBuf,
+    /// ClusterFirst fell back to the node's resolver: there is no `--cluster-dns`.
+    pub missing_cluster_dns: bool,
+}
+
+const IPS_FILE: &str = "ips";
+
+/// The addresses CNI gave the pod whose sandbox is `dir`, IPv4 first; none without a
+/// network (or before it was attached).
+pub fn pod_ips(dir: &Path) -> Vec<IpAddr> {
+    std::fs::read_to_string(dir.join(IPS_FILE))
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// The directory of a pod's sandbox; the uid is checked because it comes from YAML.
@@ -60,77 +85,56 @@ pub fn sandbox_dir(layout: &NodeLayout, pod: &PodSpec) -> Result<PathBuf, Sandbo
     Ok(layout.sandbox_dir(&pod.uid)?)
 }
 
-fn hosts_file(pod: &PodSpec) -> String {
-    if pod.host_network {
-        if let Ok(host) = std::fs::read_to_string("/etc/hosts") {
-            return host;
-        }
-    }
-    let mut out = String::from("# Kubernetes-managed hosts file (layerlet).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    let fqdn = pod
-        .subdomain
-        .as_ref()
-        .map(|s| format!("{}.{s}.{}.svc.cluster.local ", pod.hostname, pod.namespace));
-    out.push_str(&format!(
-        "127.0.1.1\t{}{}\n",
-        fqdn.unwrap_or_default(),
-        pod.hostname
-    ));
-    for alias in &pod.host_aliases {
-        out.push_str(&format!(
-            "\n# Entries added by HostAliases.\n{}\t{}\n",
-            alias.ip,
-            alias.hostnames.join("\t")
-        ));
-    }
-    out
-}
-
-fn resolv_conf(pod: &PodSpec) -> String {
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let mut out = if pod.dns_policy == DnsPolicy::None {
-        String::new()
-    } else {
-        host
-    };
-    if let Some(cfg) = &pod.dns_config {
-        for ns in &cfg.nameservers {
-            out.push_str(&format!("nameserver {ns}\n"));
-        }
-        if !cfg.searches.is_empty() {
-            out.push_str(&format!("search {}\n", cfg.searches.join(" ")));
-        }
-        let options: Vec<String> = cfg
-            .options
-            .iter()
-            .map(|o| match &o.value {
-                Some(v) => format!("{}:{v}", o.name),
-                None => o.name.clone(),
-            })
-            .collect();
-        if !options.is_empty() {
-            out.push_str(&format!("options {}\n", options.join(" ")));
-        }
-    }
-    out
-}
-
 impl Sandbox {
     /// Creates the pod's namespaces, shm and files; `exe` is the layerlet binary, re-executed
     /// as `__sandbox` to unshare (never a fork of a possibly multi-threaded caller).
-    pub fn create(exe: &Path, layout: &NodeLayout, pod: &PodSpec) -> Result<Sandbox, SandboxError> {
+    pub fn create(
+        exe: &Path,
+        layout: &NodeLayout,
+        pod: &PodSpec,
+        networking: &PodNetworking,
+    ) -> Result<Sandbox, SandboxError> {
         let dir = sandbox_dir(layout, pod)?;
         create_private_dir(&dir.join("ns"))?;
         // Containers' users must read these files: they are bind-mounted into the rootfs.
         set_mode(&dir, 0o711)?;
-        replace_file(&dir.join("hosts"), hosts_file(pod).as_bytes())?;
+        let node_hosts = std::fs::read_to_string("/etc/hosts").ok();
+        let domain = &networking.dns.domain;
+        let hosts = |ip| files::hosts_file(pod, ip, domain, node_hosts.as_deref());
+        replace_file(&dir.join("hosts"), hosts(None).as_bytes())?;
         replace_file(
             &dir.join("hostname"),
             format!("{}\n", pod.hostname).as_bytes(),
         )?;
-        replace_file(&dir.join("resolv.conf"), resolv_conf(pod).as_bytes())?;
-        let sandbox = Sandbox { dir };
-        if let Err(e) = sandbox.create_shared(exe, pod) {
+        let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let resolv = files::resolv_conf(pod, &networking.dns, &node_resolv);
+        replace_file(&dir.join("resolv.conf"), resolv.text.as_bytes())?;
+        let sandbox = Sandbox {
+            dir,
+            missing_cluster_dns: resolv.missing_cluster_dns,
+        };
+        let made = sandbox.create_shared(exe, pod).and_then(|()| {
+            if pod.host_network {
+                return Ok(());
+            }
+            let attached = networking
+                .attach(pod, &sandbox.dir.join("ns").join("net"))
+                .map_err(|source| SandboxError::Network {
+                    pod: pod.key(),
+                    source: Box::new(source),
+                })?;
+            if let Some(attached) = attached {
+                let ips: String = attached.ips.iter().map(|ip| format!("{ip}\n")).collect();
+                replace_file(&sandbox.dir.join(IPS_FILE), ips.as_bytes())?;
+                replace_file(
+                    &sandbox.dir.join("hosts"),
+                    hosts(attached.ips.first().copied()).as_bytes(),
+                )?;
+            }
+            Ok(())
+        });
+        if let Err(e) = made {
+            let _ = networking.detach(&pod.uid);
             let _ = Sandbox::destroy_dir(&sandbox.dir);
             return Err(e);
         }
@@ -194,6 +198,7 @@ impl Sandbox {
     pub fn open(layout: &NodeLayout, pod: &PodSpec) -> Result<Sandbox, SandboxError> {
         Ok(Sandbox {
             dir: sandbox_dir(layout, pod)?,
+            missing_cluster_dns: false,
         })
     }
 
