@@ -376,11 +376,14 @@ fn the_downward_api_shows_the_pod_in_env_and_in_a_volume() {
     let running = wait_running(&agent, &name);
     let uid = running["metadata"]["uid"].as_str().unwrap().to_string();
     let node_name = running["spec"]["nodeName"].as_str().unwrap().to_string();
+    // The node's address as the agent chose it (the default route's interface here).
+    let host_ip = running["status"]["hostIP"].as_str().unwrap().to_string();
+    assert!(host_ip.parse::<std::net::IpAddr>().is_ok(), "{host_ip}");
     let cpus = std::thread::available_parallelism().unwrap().get();
     let app = format!("{name}/app");
     assert_eq!(
         logs(&node, &app),
-        format!("{name} default {uid} {node_name} 127.0.0.1 web 64 {cpus}\n{name} in default\n")
+        format!("{name} default {uid} {node_name} {host_ip} web 64 {cpus}\n{name} in default\n")
     );
     assert_eq!(
         exec(&node, &app, "cat /info/labels; echo; cat /info/annotations; echo; cat /info/meta/name; echo; cat /info/mem; echo; stat -L -c %a /info/mem").unwrap(),

@@ -88,12 +88,6 @@ fn print_event() -> OnEvent {
             }
         }
         StepEvent::StartFailed { message } => eprintln!("error: {message}"),
-        StepEvent::MissingClusterDns => {
-            eprintln!(
-                "warning: {}",
-                layerlet::agent::executor::MISSING_CLUSTER_DNS
-            )
-        }
         _ => {}
     })
 }
