@@ -15,6 +15,8 @@
 #   N=50            updates
 #   LAYERLET=PATH   use this binary instead of building target/release/layerlet
 set -euo pipefail
+# Pods keep loopback only: no bridge or pod address in this machine's namespace.
+export LAYERLET_POD_NETWORK=${LAYERLET_POD_NETWORK:-none}
 cd "$(dirname "$0")/.."
 
 N=${N:-50}

@@ -10,6 +10,8 @@
 #   LAYERLET=PATH  binary to use (default: target/release/layerlet, built unless NO_BUILD=1)
 #   NO_BUILD=1     do not run cargo build
 set -euo pipefail
+# Pods keep loopback only: no bridge or pod address in this machine's namespace.
+export LAYERLET_POD_NETWORK=${LAYERLET_POD_NETWORK:-none}
 REPO_DIR=$(cd "$(dirname "$0")/.." && pwd)
 N=${N:-100}
 if [[ -z "${LAYERLET:-}" ]]; then

@@ -1,5 +1,8 @@
 # Helpers shared by the benchmarks (sourced by bench/lib.sh, bench/pull.sh and
-# bench/metrics.sh, which define REPO_DIR, die and log first). Defines functions only.
+# bench/metrics.sh, which define REPO_DIR, die and log first). Defines functions only, and
+# one setting: layerlet's pods keep loopback only unless a benchmark asks for networking in a
+# namespace of its own, so no bridge or pod address ever appears in this machine's namespace.
+export LAYERLET_POD_NETWORK=${LAYERLET_POD_NETWORK:-none}
 
 # Unmount everything mounted at or below a directory, deepest first.
 umount_under() {
