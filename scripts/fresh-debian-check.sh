@@ -12,7 +12,8 @@
 # An existing ROOT is reused (only the toolchain and the clone are refreshed), so apt packages
 # installed by an earlier run stay installed; FRESH=1 deletes it and bootstraps a new one.
 # Environment: LOGS (default ROOT-logs: STEP.log), STEPS (default "demo ci"; "tests" runs
-# `cargo test --all-targets --no-fail-fast` to see every test binary past a failing one),
+# `cargo test --all-targets --no-fail-fast` to see every test binary past a failing one;
+# "cmd" runs the command line in CMD, e.g. one test binary again),
 # MIRROR (default http://deb.debian.org/debian). Every heavy step runs under nice -n 19.
 # Exits non-zero when a step fails; the logs say which.
 set -euo pipefail
@@ -93,8 +94,11 @@ enter() {
     cd /
     umount -l /oldroot
     rmdir /oldroot
+    # PID 1 reaps every orphan as the init of a machine does (a command run as PID 1 itself,
+    # cargo say, would leave them zombies, and a killed process would never look gone).
     exec env -i HOME=/root USER=root LOGNAME=root SHELL=/bin/bash TERM=dumb \
-      PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /bin/bash -lc "$2"
+      PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+      /bin/bash -c '"'"'/bin/bash -lc "$1" & wait $!'"'"' init "$2"
   ' enter "$root" "$1"
 }
 
@@ -107,6 +111,7 @@ for step in $steps; do
     ci) cmd='.ci/run' ;;
     # Not a README command: every test binary, past the first failing one (after `ci`).
     tests) cmd='cargo test --all-targets --no-fail-fast' ;;
+    cmd) cmd=${CMD:?CMD: the command line to run in /root/layerlet} ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
   log="$logs/$step.log"
