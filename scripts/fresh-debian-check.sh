@@ -111,14 +111,15 @@ for step in $steps; do
     ci) cmd='.ci/run' ;;
     # Not a README command: every test binary, past the first failing one (after `ci`).
     tests) cmd='cargo test --all-targets --no-fail-fast' ;;
-    cmd) cmd=${CMD:?CMD: the command line to run in /root/layerlet} ;;
+    cmd) cmd="bash -c $(printf %q "${CMD:?CMD: the command line to run in /root/layerlet}")" ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
   log="$logs/$step.log"
   echo "== $cmd  (log: $log)"
   start=$(date +%s)
   rc=0
-  enter "cd /root/layerlet && echo \"\$ \$(pwd)# nice -n 19 $cmd\" && nice -n 19 $cmd" >"$log" 2>&1 || rc=$?
+  echo "\$ cd /root/layerlet && nice -n 19 $cmd" >"$log"
+  enter "cd /root/layerlet && nice -n 19 $cmd" >>"$log" 2>&1 || rc=$?
   secs=$(($(date +%s) - start))
   echo "== $cmd: exit $rc after ${secs}s" | tee -a "$log"
   [ "$rc" = 0 ] || { status=1; tail -15 "$log" >&2; }
