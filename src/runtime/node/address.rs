@@ -34,8 +34,9 @@ pub struct HostAddresses {
     pub interfaces: Vec<(String, IpAddr)>,
     /// The interface of the IPv4 default route with the lowest metric.
     pub default_route_interface: Option<String>,
-    /// What the host name resolves to.
-    pub host_name: Vec<IpAddr>,
+    /// What the host name resolves to; asked only when nothing above gave an address
+    /// (resolving may query DNS).
+    pub host_name: Option<Vec<IpAddr>>,
 }
 
 /// An address another machine could reach: not loopback, link-local, unspecified or
@@ -55,8 +56,13 @@ fn routable(ip: &IpAddr) -> bool {
 }
 
 /// Pure: the node's address from the flag and what the host has. IPv4 first, as kubelet
-/// prefers for a single-stack choice.
-pub fn choose(flag: Option<IpAddr>, host: &HostAddresses) -> Result<NodeAddress, NodeAddressError> {
+/// prefers for a single-stack choice. `resolve_host_name` is called only when neither the
+/// flag nor the default route gives one.
+pub fn choose(
+    flag: Option<IpAddr>,
+    host: &HostAddresses,
+    resolve_host_name: impl FnOnce() -> Vec<IpAddr>,
+) -> Result<NodeAddress, NodeAddressError> {
     if let Some(ip) = flag {
         if !host.interfaces.iter().any(|(_, have)| *have == ip) {
             let have: Vec<String> = host.interfaces.iter().map(|(_, a)| a.to_string()).collect();
@@ -90,7 +96,8 @@ pub fn choose(flag: Option<IpAddr>, host: &HostAddresses) -> Result<NodeAddress,
             });
         }
     }
-    if let Some(ip) = prefer_v4(host.host_name.iter().copied().filter(routable).collect()) {
+    let host_name = host.host_name.clone().unwrap_or_else(resolve_host_name);
+    if let Some(ip) = prefer_v4(host_name.into_iter().filter(routable).collect()) {
         return Ok(NodeAddress {
             ip,
             origin: AddressOrigin::HostName,
@@ -147,22 +154,26 @@ impl HostAddresses {
         let default_route_interface = std::fs::read_to_string("/proc/thread-self/net/route")
             .ok()
             .and_then(|t| default_route_interface(&t));
-        let host_name = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| (h.to_string_lossy().into_owned(), 0).to_socket_addrs().ok())
-            .map(|addrs| addrs.map(|a| a.ip()).collect())
-            .unwrap_or_default();
         HostAddresses {
             interfaces,
             default_route_interface,
-            host_name,
+            host_name: None,
         }
     }
 }
 
+/// What this host's name resolves to.
+fn resolve_host_name() -> Vec<IpAddr> {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| (h.to_string_lossy().into_owned(), 0).to_socket_addrs().ok())
+        .map(|addrs| addrs.map(|a| a.ip()).collect())
+        .unwrap_or_default()
+}
+
 /// The node's address on this host.
 pub fn node_address(flag: Option<IpAddr>) -> Result<NodeAddress, NodeAddressError> {
-    choose(flag, &HostAddresses::read())
+    choose(flag, &HostAddresses::read(), resolve_host_name)
 }
 
 #[cfg(test)]
@@ -190,7 +201,7 @@ mod tests {
                 ("wlan0".into(), ip("192.168.1.7")),
             ],
             default_route_interface: Some("eth0".into()),
-            host_name: vec![ip("127.0.1.1"), ip("198.51.100.9")],
+            host_name: Some(vec![ip("127.0.1.1"), ip("198.51.100.9")]),
         }
     }
 
@@ -202,12 +213,12 @@ mod tests {
 
     #[test]
     fn the_flag_wins_when_it_is_an_address_of_this_host() {
-        let chosen = choose(Some(ip("192.168.1.7")), &host()).unwrap();
+        let chosen = choose(Some(ip("192.168.1.7")), &host(), Vec::new).unwrap();
         assert_eq!(
             (chosen.ip, chosen.origin),
             (ip("192.168.1.7"), AddressOrigin::Flag)
         );
-        let err = choose(Some(ip("10.9.9.9")), &host())
+        let err = choose(Some(ip("10.9.9.9")), &host(), Vec::new)
             .unwrap_err()
             .to_string();
         assert!(
@@ -218,7 +229,7 @@ mod tests {
 
     #[test]
     fn the_default_route_interface_gives_its_ipv4_address() {
-        let chosen = choose(None, &host()).unwrap();
+        let chosen = choose(None, &host(), || panic!("the route gave one: no lookup")).unwrap();
         assert_eq!(chosen.ip, ip("192.0.2.2"));
         assert_eq!(
             chosen.origin,
@@ -232,13 +243,16 @@ mod tests {
     fn without_a_default_route_the_host_names_routable_address_is_used_then_loopback() {
         let mut h = host();
         h.default_route_interface = None;
-        let chosen = choose(None, &h).unwrap();
+        let chosen = choose(None, &h, Vec::new).unwrap();
         assert_eq!(
             (chosen.ip, chosen.origin),
             (ip("198.51.100.9"), AddressOrigin::HostName)
         );
-        h.host_name = vec![ip("127.0.1.1")];
-        let chosen = choose(None, &h).unwrap();
+        h.host_name = None;
+        let looked_up = choose(None, &h, || vec![ip("198.51.100.10")]).unwrap();
+        assert_eq!(looked_up.ip, ip("198.51.100.10"));
+        h.host_name = Some(vec![ip("127.0.1.1")]);
+        let chosen = choose(None, &h, Vec::new).unwrap();
         assert_eq!(
             (chosen.ip, chosen.origin),
             (ip("127.0.0.1"), AddressOrigin::Loopback)
