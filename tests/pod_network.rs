@@ -256,6 +256,13 @@ fn manifest(name: &str, extra_spec: &str, container: &str) -> String {
     )
 }
 
+/// Attachment records in the agent's CNI cache.
+fn records(node: &Node) -> usize {
+    std::fs::read_dir(node.root().join("cni/attachments"))
+        .map(|rd| rd.count())
+        .unwrap_or(0)
+}
+
 /// Addresses host-local holds for the default network.
 fn allocated(node: &Node) -> Vec<String> {
     std::fs::read_dir(node.root().join("cni/ipam/layerlet"))
@@ -362,14 +369,11 @@ fn two_pods_talk_by_pod_ip_a_host_port_answers_and_removal_frees_everything() {
         ps_all(&node).is_empty().then_some(())
     });
     // The containers go first; the sandbox and its network right after.
-    wait(&agent, "their IPs freed", || {
-        allocated(&node).is_empty().then_some(())
+    // DEL frees the IP, then the attachment's record goes.
+    wait(&agent, "their IPs and attachment records freed", || {
+        (allocated(&node).is_empty() && records(&node) == 0).then_some(())
     });
     assert_eq!(netns.veths(), Vec::<String>::new(), "veths left");
-    let records = std::fs::read_dir(node.root().join("cni/attachments"))
-        .map(|rd| rd.count())
-        .unwrap_or(0);
-    assert_eq!(records, 0, "attachment records left");
 }
 
 #[test]
@@ -443,15 +447,21 @@ fn kill_9_of_the_agent_during_creation_and_removal_leaks_no_ip_or_interface() {
         wait(&agent, "the pod gone", || {
             ps_all(&node).is_empty().then_some(())
         });
-        // The restart's sweep has run before /readyz: nothing of any round is left.
-        let held = allocated(&node);
-        assert!(
-            held.is_empty(),
-            "round {round}: IPs left: {held:?}\n{}",
-            agent.log()
-        );
-        let veths = netns.veths();
-        assert!(veths.is_empty(), "round {round}: veths left: {veths:?}");
+        // The pod's removal (by the restarted agent, if the kill came first) ends with its
+        // DEL: then nothing of any round may be left.
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let (held, veths) = (allocated(&node), netns.veths());
+            if held.is_empty() && veths.is_empty() && records(&node) == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: IPs left: {held:?}, veths left: {veths:?}\n{}",
+                agent.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     assert!(!Path::new(&node.root().join("cni/attachments"))
         .read_dir()
