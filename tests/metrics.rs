@@ -613,11 +613,11 @@ fn a_real_scrape_passes_promtool() {
             .all(|id| value(&s, "layerlet_container_cow_bytes", &[("container_id", id)]).is_some())
             .then_some(())
     });
-    std::fs::write(
-        agent.manifests.join("broken.yaml"),
-        "kind: Pod\n  : [unclosed\n",
-    )
-    .unwrap();
+    // Written whole (temp file + rename): a plain write can be seen empty first, which is
+    // an error of its own and would make the count 2.
+    let tmp = agent.manifests.join(".broken.yaml.tmp");
+    std::fs::write(&tmp, "kind: Pod\n  : [unclosed\n").unwrap();
+    std::fs::rename(&tmp, agent.manifests.join("broken.yaml")).unwrap();
     let samples = wait_for(&agent, "the broken manifest counted", || {
         let s = scrape(&agent);
         (value(&s, "layerlet_manifest_errors_total", &[]) == Some(1.0)).then_some(s)
