@@ -85,8 +85,9 @@ mkdir -p "$manifests"
 cp manifests/examples/*.yaml "$manifests/"
 LISTEN=${LAYERLET_DEMO_LISTEN:-127.0.0.1:10265}
 echo; echo "\$ layerlet agent --manifests $manifests --listen $LISTEN --shutdown-pods --node-ip $NODE_IP &"
-in_node "$layerlet" --root "$ROOT" agent --manifests "$manifests" --listen "$LISTEN" \
-  --shutdown-pods --node-ip "$NODE_IP" >"$work/agent.log" 2>&1 &
+# nsenter itself, not the in_node function: `$!` must be the agent, which SIGTERM stops.
+nsenter --net="/run/netns/$NETNS" -- "$layerlet" --root "$ROOT" agent --manifests "$manifests" \
+  --listen "$LISTEN" --shutdown-pods --node-ip "$NODE_IP" >"$work/agent.log" 2>&1 &
 agent_pid=$!
 for _ in $(seq 100); do
   running=$(in_node curl -fsS "http://$LISTEN/api/v1/pods" 2>/dev/null | grep -c '"phase": "Running"' || true)
