@@ -10,14 +10,8 @@ cd "$(dirname "$0")/.."
 ROOT=${LAYERLET_DEMO_ROOT:-/var/lib/layerlet-demo}
 PORT=${LAYERLET_DEMO_PORT:-5055}
 packages=(docker-registry busybox-static skopeo python3 curl containernetworking-plugins iptables iproute2)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/apt-missing.sh"
+install_missing "${packages[@]}"
 
 ./scripts/install-build-deps.sh
 cargo build --release --quiet

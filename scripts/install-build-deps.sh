@@ -6,13 +6,5 @@
 #   ca-certificates  lets cargo fetch crates from crates.io over HTTPS
 set -euo pipefail
 packages=(gcc libc6-dev ca-certificates)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "installing build dependencies: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/apt-missing.sh"
+install_missing "${packages[@]}"

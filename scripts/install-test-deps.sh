@@ -10,16 +10,8 @@ cd "$(dirname "$0")/.."
 ./scripts/install-build-deps.sh
 packages=(docker-registry busybox-static apache2-utils attr ca-certificates prometheus
   containernetworking-plugins iptables iproute2 python3 curl openssl)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/apt-missing.sh"
+install_missing "${packages[@]}"
 # The Debian package may start a registry on :5000 through its service; tests start their own
 # on free loopback ports, so a running one does no harm.
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
