@@ -2022,7 +2022,7 @@ fn status_patches_carry_changes_only_and_keep_the_start_time_once_reported() {
     let mut start_time: Option<Value> = None;
     for (i, patch) in patches.iter().enumerate() {
         let before = status.clone();
-        merge_patch(&mut status, &patch["status"]);
+        mock_kube::api_rules::strategic_merge(&mut status, &patch["status"]);
         assert_ne!(before, status, "patch {i} changed nothing: {patch}");
         if let Some(t) = status.get("startTime").filter(|t| !t.is_null()) {
             match &start_time {
@@ -2032,6 +2032,59 @@ fn status_patches_carry_changes_only_and_keep_the_start_time_once_reported() {
         }
     }
     assert!(start_time.is_some(), "startTime was reported");
+    assert_calls_in_table(&mock);
+}
+
+/// The keys of a container status's `state` (or `lastState`) on the server.
+fn state_keys(status: &Value, field: &str) -> Vec<String> {
+    status[field]
+        .as_object()
+        .map(|s| s.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn fields_that_went_away_are_cleared_on_the_server_so_a_running_container_is_only_running() {
+    let mock = MockKube::start();
+    let node = busybox_node();
+    let node_name = unique("node");
+    let name = unique("initfirst");
+    mock.add_pod(api_pod(
+        &name,
+        &node_name,
+        vec![sleeper("app")],
+        json!({"initContainers": [sh("init", "sleep 2")]}),
+    ));
+    let agent = start_agent(&node, &mock, &node_name, &[]);
+    // First the init phase reaches the server, with its reason and a waiting app.
+    wait(
+        &agent,
+        &mock,
+        "the Init reason to be patched",
+        DEADLINE,
+        || {
+            let pod = mock.pod(NS, &name)?;
+            let reason = pod["status"]["reason"].as_str()?;
+            reason.starts_with("Init:").then_some(())
+        },
+    );
+    let pod = wait_api_running(&agent, &mock, &name);
+    let status = &pod["status"];
+    assert!(
+        status.get("reason").is_none(),
+        "the Init reason is cleared: {status}"
+    );
+    let app = &statuses(&pod)[0];
+    assert_eq!(state_keys(app, "state"), ["running"], "{app}");
+    let init = &status["initContainerStatuses"][0];
+    assert_eq!(state_keys(init, "state"), ["terminated"], "{init}");
+    assert_eq!(init["state"]["terminated"]["exitCode"], 0, "{init}");
+    // The server merged patches, so only explicit nulls could have cleared the old fields.
+    let nulls = mock
+        .status_patches(NS, &name)
+        .iter()
+        .any(|p| p["status"]["reason"].is_null() && p["status"].get("reason").is_some());
+    assert!(nulls, "a two-way patch cleared the reason");
     assert_calls_in_table(&mock);
 }
 

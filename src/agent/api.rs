@@ -55,7 +55,12 @@ impl ApiLink {
         source.start(wake);
         let (reports, latest) = watch::channel(Reports::default());
         let accepted = Accepted::default();
-        tokio::spawn(report(source.client(), latest, accepted.clone()));
+        tokio::spawn(report(
+            source.client(),
+            source.view_handle(),
+            latest,
+            accepted.clone(),
+        ));
         let duties = Arc::new(Mutex::new(ApiDuties::default()));
         let (tap, events) = mpsc::channel(1000);
         let (to_post, posting) = mpsc::channel(1000);

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::PodStatus;
 
 use super::shared::Shared;
 use crate::pod::downward::NodeInfo;
@@ -209,28 +209,19 @@ impl ConfigState {
 
     /// Shows recorded errors in a pod's status, as kubelet does: the container waits with
     /// reason CreateContainerConfigError and the message.
-    pub fn patch_status(&self, uid: &str, pod: &mut Value) {
+    pub fn patch_status(&self, uid: &str, status: &mut PodStatus) {
         let errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
-        for list in ["initContainerStatuses", "containerStatuses"] {
-            // get_mut, not indexing: indexing a missing key would add it as null.
-            let Some(statuses) = pod
-                .get_mut("status")
-                .and_then(|s| s.get_mut(list))
-                .and_then(Value::as_array_mut)
-            else {
+        let lists = [
+            status.init_container_statuses.as_mut(),
+            status.container_statuses.as_mut(),
+        ];
+        for c in lists.into_iter().flatten().flatten() {
+            let Some(message) = errors.get(&(uid.to_string(), c.name.clone())) else {
                 continue;
             };
-            for status in statuses {
-                let name = status["name"].as_str().unwrap_or_default().to_string();
-                let Some(message) = errors.get(&(uid.to_string(), name)) else {
-                    continue;
-                };
-                if status["state"].get("waiting").is_some() {
-                    status["state"] = serde_json::json!({"waiting": {
-                        "reason": "CreateContainerConfigError",
-                        "message": message,
-                    }});
-                }
+            if let Some(waiting) = c.state.as_mut().and_then(|s| s.waiting.as_mut()) {
+                waiting.reason = Some("CreateContainerConfigError".to_string());
+                waiting.message = Some(message.clone());
             }
         }
     }
@@ -251,6 +242,7 @@ pub fn spawn_sync(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn node() -> NodeInfo {
         NodeInfo {
@@ -281,11 +273,18 @@ mod tests {
             1,
             "one event while the reason stays the same"
         );
-        let mut pod = serde_json::json!({"status": {"containerStatuses": [
-            {"name": "a", "state": {"waiting": {"reason": "ContainerCreating"}}},
-            {"name": "b", "state": {"running": {}}},
-        ]}});
-        state.patch_status(&spec.uid, &mut pod);
+        let status = |containers: Value| -> PodStatus {
+            serde_json::from_value(serde_json::json!({ "containerStatuses": containers })).unwrap()
+        };
+        let typed = status(serde_json::json!([
+            {"name": "a", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"waiting": {"reason": "ContainerCreating"}}},
+            {"name": "b", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
+             "state": {"running": {}}},
+        ]));
+        let mut patched = typed.clone();
+        state.patch_status(&spec.uid, &mut patched);
+        let pod = serde_json::json!({ "status": patched });
         assert_eq!(
             pod["status"]["containerStatuses"][0]["state"]["waiting"],
             serde_json::json!({
@@ -297,11 +296,8 @@ mod tests {
             pod["status"]["containerStatuses"][1]["state"],
             serde_json::json!({"running": {}})
         );
-        let mut other = serde_json::json!({"status": {"containerStatuses": [
-            {"name": "a", "state": {"waiting": {"reason": "ContainerCreating"}}},
-        ]}});
-        let before = other.clone();
+        let mut other = typed.clone();
         state.patch_status("another-uid", &mut other);
-        assert_eq!(other, before, "errors belong to one pod uid");
+        assert_eq!(other, typed, "errors belong to one pod uid");
     }
 }

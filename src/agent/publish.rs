@@ -5,6 +5,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
+use k8s_openapi::List;
+
 use super::context::Context;
 use super::observe::Observation;
 use super::plan::PullFailure;
@@ -36,6 +40,13 @@ pub fn publish(ctx: &Context, view: &RoundView<'_>, start_times: &mut BTreeMap<S
         }
     }
     let no_images = BTreeMap::new();
+    let inputs = status::StatusInputs {
+        pulls: view.pulls,
+        reasons: &view.observation.reasons,
+        health: view.health,
+        node: &ctx.config.node,
+        now_ms: view.now,
+    };
     for key in keys {
         let spec = desired.pods.get(key).or(observed.get(key).map(|o| &o.spec));
         let Some(spec) = spec else { continue };
@@ -47,35 +58,33 @@ pub fn publish(ctx: &Context, view: &RoundView<'_>, start_times: &mut BTreeMap<S
             .entry(spec.uid.clone())
             .or_insert_with(|| same.map(|o| o.created_ms).unwrap_or(view.now));
         live.insert(spec.uid.clone());
-        let image_ids = same.and(view.observation.image_ids.get(key));
-        let mut item = status::pod_json(
-            spec,
-            same,
-            view.pulls,
-            &view.observation.reasons,
-            view.health,
-            image_ids.unwrap_or(&no_images),
-            &ctx.config.node,
-            same.and(view.observation.pod_ips.get(key))
+        let facts = status::PodFacts {
+            observed: same,
+            image_ids: same
+                .and(view.observation.image_ids.get(key))
+                .unwrap_or(&no_images),
+            attached: same
+                .and(view.observation.pod_ips.get(key))
                 .map(Vec::as_slice)
                 .unwrap_or_default(),
             created_ms,
-            view.now,
-        );
-        ctx.config.patch_status(&spec.uid, &mut item);
+        };
+        let mut item = status::pod_object(spec, &facts, &inputs);
+        let pod_status = item.status.get_or_insert_with(Default::default);
+        ctx.config.patch_status(&spec.uid, pod_status);
         if let Some(message) = view.evicted.get(&spec.uid) {
-            item["status"]["phase"] = "Failed".into();
-            item["status"]["reason"] = "Evicted".into();
-            item["status"]["message"] = message.clone().into();
-            status::stopped_for_good(&mut item["status"]);
+            pod_status.phase = Some("Failed".into());
+            pod_status.reason = Some("Evicted".into());
+            pod_status.message = Some(message.clone());
+            status::stopped_for_good(pod_status);
         } else if !desired.pods.contains_key(key) {
             // On its way out (removed, or deleted through the API): no restart follows, and
             // once nothing runs the phase is final, as kubelet reports a deleted pod.
-            status::stopped_for_good(&mut item["status"]);
-            if let Some(phase) = status::final_phase(&item["status"]) {
-                item["status"]["phase"] = phase.into();
+            status::stopped_for_good(pod_status);
+            if let Some(phase) = status::final_phase(pod_status) {
+                pod_status.phase = Some(phase.into());
             }
-        } else if item["status"]["phase"] == "Running" {
+        } else if pod_status.phase.as_deref() == Some("Running") {
             if let Some((secs, pulled)) = ctx.shared.metrics.start.running(&spec.uid) {
                 ctx.shared
                     .metrics
@@ -87,10 +96,15 @@ pub fn publish(ctx: &Context, view: &RoundView<'_>, start_times: &mut BTreeMap<S
         items.push(item);
     }
     start_times.retain(|uid, _| live.contains(uid));
-    *ctx.shared.pods.lock().unwrap_or_else(|p| p.into_inner()) = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "PodList",
-        "items": items,
+    let list = List::<Pod> {
+        items,
+        metadata: ListMeta::default(),
+    };
+    // Serializing API types cannot fail; an empty list would only hide pods for a round.
+    let list = serde_json::to_value(&list).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "could not serialize the pod list");
+        serde_json::Value::Null
     });
+    *ctx.shared.pods.lock().unwrap_or_else(|p| p.into_inner()) = list;
     ctx.shared.ready.store(true, Ordering::Relaxed);
 }

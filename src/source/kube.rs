@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::watcher::{self, Event};
 
@@ -22,6 +22,7 @@ use kube::Client;
 use tokio::sync::{mpsc, Notify};
 
 use super::api_merge::{ApiView, Refused};
+use super::status_patch::status_patch;
 use crate::pod::spec::{ProjectedSource, VolumeSource};
 use crate::pod::SecretObject;
 
@@ -106,6 +107,23 @@ impl KubeSource {
     pub fn client(&self) -> Client {
         self.client.clone()
     }
+
+    /// The shared view itself, for the reporter's read of what the server has.
+    pub fn view_handle(&self) -> Arc<Mutex<ApiView>> {
+        self.view.clone()
+    }
+}
+
+/// The status the API server last showed for the pod `namespace/name` with `uid` (Null when
+/// unknown): what a status patch is computed from until the node's own patch is accepted.
+fn server_status(view: &Mutex<ApiView>, r: &PodReport) -> serde_json::Value {
+    let view = view.lock().unwrap_or_else(|p| p.into_inner());
+    view.pods
+        .get(&format!("{}/{}", r.namespace, r.name))
+        .filter(|p| p.metadata.uid.as_deref() == Some(r.uid.as_str()))
+        .and_then(|p| p.status.as_ref())
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or_default()
 }
 
 async fn kubeconfig(path: &Path) -> Result<kube::Config, KubeError> {
@@ -458,11 +476,13 @@ impl PodReport {
             namespace: refused.namespace.clone(),
             name: refused.name.clone(),
             uid: refused.uid.clone(),
-            status: serde_json::json!({
-                "phase": "Failed",
-                "reason": "FailedValidation",
-                "message": refused.message,
-            }),
+            status: serde_json::to_value(PodStatus {
+                phase: Some("Failed".to_string()),
+                reason: Some("FailedValidation".to_string()),
+                message: Some(refused.message.clone()),
+                ..PodStatus::default()
+            })
+            .unwrap_or_default(),
         }
     }
 }
@@ -530,10 +550,11 @@ async fn call<T>(
 }
 
 /// Sends status patches (only when a pod's status changed since the last accepted one) and
-/// final deletes, from the latest [`Reports`]. The patch is a strategic merge patch, as
-/// kubelet's: conditions merge by type, so conditions other controllers own stay.
+/// final deletes, from the latest [`Reports`]. The patch is a two-way strategic merge patch
+/// from what the server has, as kubelet's (see [`status_patch`]).
 pub async fn report(
     client: Client,
+    view: Arc<Mutex<ApiView>>,
     mut latest: tokio::sync::watch::Receiver<Reports>,
     accepted: Accepted,
 ) {
@@ -553,9 +574,22 @@ pub async fn report(
             if sent.get(&r.uid) == Some(&r.status) || !retries.due(&r.uid) {
                 continue;
             }
+            let base = match sent.get(&r.uid) {
+                Some(accepted) => accepted.clone(),
+                None => server_status(&view, r),
+            };
+            let Some(status) = status_patch(&base, &r.status) else {
+                // The server has it already (an agent restart): nothing to send.
+                sent.insert(r.uid.clone(), r.status.clone());
+                accepted
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(r.uid.clone(), r.status.clone());
+                continue;
+            };
             let api: Api<Pod> = Api::namespaced(client.clone(), &r.namespace);
             // The uid makes the patch conditional: it never lands on a newer pod of the name.
-            let patch = serde_json::json!({ "metadata": { "uid": r.uid }, "status": r.status });
+            let patch = serde_json::json!({ "metadata": { "uid": r.uid }, "status": status });
             let params = PatchParams::default();
             match call(api.patch_status(&r.name, &params, &Patch::Strategic(&patch))).await {
                 Ok(_) => {

@@ -6,3 +6,4 @@ pub mod kube;
 pub mod kube_events;
 pub mod manifests;
 pub mod node;
+pub mod status_patch;
