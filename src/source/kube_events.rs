@@ -6,10 +6,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
-use serde_json::json;
 use tokio::sync::mpsc;
 
 pub const AGGREGATE_WINDOW: Duration = Duration::from_secs(600);
@@ -46,13 +47,22 @@ pub struct ApiEvent {
 pub enum EventCall {
     Create {
         namespace: String,
-        body: serde_json::Value,
+        body: Box<Event>,
     },
+    /// A merge patch: only the count and lastTimestamp are set.
     Patch {
         namespace: String,
         name: String,
-        body: serde_json::Value,
+        body: Box<Event>,
     },
+}
+
+/// The event's time as the API's Time; an unreadable one (never made by the agent) is now.
+fn api_time(text: &str) -> Time {
+    Time(
+        text.parse::<Timestamp>()
+            .unwrap_or_else(|_| Timestamp::now()),
+    )
 }
 
 struct Seen {
@@ -83,7 +93,11 @@ impl Correlator {
                 return EventCall::Patch {
                     namespace: seen.namespace.clone(),
                     name: seen.name.clone(),
-                    body: json!({"count": seen.count, "lastTimestamp": event.time}),
+                    body: Box::new(Event {
+                        count: Some(i32::try_from(seen.count).unwrap_or(i32::MAX)),
+                        last_timestamp: Some(api_time(&event.time)),
+                        ..Event::default()
+                    }),
                 };
             }
         }
@@ -107,12 +121,26 @@ impl Correlator {
             } => (
                 namespace.clone(),
                 name.clone(),
-                json!({"apiVersion": "v1", "kind": "Pod", "namespace": namespace, "name": name, "uid": uid, "fieldPath": field_path}),
+                ObjectReference {
+                    api_version: Some("v1".to_string()),
+                    kind: Some("Pod".to_string()),
+                    namespace: Some(namespace.clone()),
+                    name: Some(name.clone()),
+                    uid: Some(uid.clone()),
+                    field_path: field_path.clone(),
+                    ..ObjectReference::default()
+                },
             ),
+            // kubelet names its node by name as the uid too.
             Involved::Node { name } => (
                 "default".to_string(),
                 name.clone(),
-                json!({"kind": "Node", "name": name, "uid": name}),
+                ObjectReference {
+                    kind: Some("Node".to_string()),
+                    name: Some(name.clone()),
+                    uid: Some(name.clone()),
+                    ..ObjectReference::default()
+                },
             ),
         };
         // Unique per agent run: the object's name, a nanosecond stamp and a counter.
@@ -130,22 +158,29 @@ impl Correlator {
                 first_at: now,
             },
         );
+        let time = api_time(&event.time);
         EventCall::Create {
             namespace: namespace.clone(),
-            body: json!({
-                "apiVersion": "v1",
-                "kind": "Event",
-                "metadata": {"name": name, "namespace": namespace},
-                "involvedObject": involved,
-                "type": event.kind,
-                "reason": event.reason,
-                "message": event.message,
-                "source": {"component": "layerlet", "host": node},
-                "reportingComponent": "layerlet",
-                "reportingInstance": node,
-                "firstTimestamp": event.time,
-                "lastTimestamp": event.time,
-                "count": 1,
+            body: Box::new(Event {
+                metadata: ObjectMeta {
+                    name: Some(name),
+                    namespace: Some(namespace),
+                    ..ObjectMeta::default()
+                },
+                involved_object: involved,
+                type_: Some(event.kind.clone()),
+                reason: Some(event.reason.clone()),
+                message: Some(event.message.clone()),
+                source: Some(EventSource {
+                    component: Some("layerlet".to_string()),
+                    host: Some(node.to_string()),
+                }),
+                reporting_component: Some("layerlet".to_string()),
+                reporting_instance: Some(node.to_string()),
+                first_timestamp: Some(time.clone()),
+                last_timestamp: Some(time),
+                count: Some(1),
+                ..Event::default()
             }),
         }
     }
@@ -160,13 +195,7 @@ pub async fn post_events(client: Client, node: String, mut events: mpsc::Receive
         let result = match &call {
             EventCall::Create { namespace, body } => {
                 let api: Api<Event> = Api::namespaced(client.clone(), namespace);
-                match serde_json::from_value::<Event>(body.clone()) {
-                    Ok(object) => api
-                        .create(&PostParams::default(), &object)
-                        .await
-                        .map(|_| ()),
-                    Err(e) => Err(kube::Error::SerdeError(e)),
-                }
+                api.create(&PostParams::default(), body).await.map(|_| ())
             }
             EventCall::Patch {
                 namespace,
@@ -174,7 +203,7 @@ pub async fn post_events(client: Client, node: String, mut events: mpsc::Receive
                 body,
             } => {
                 let api: Api<Event> = Api::namespaced(client.clone(), namespace);
-                api.patch(name, &PatchParams::default(), &Patch::Merge(body))
+                api.patch(name, &PatchParams::default(), &Patch::Merge(body.as_ref()))
                     .await
                     .map(|_| ())
             }
@@ -212,20 +241,31 @@ mod tests {
             panic!("the first is created");
         };
         assert_eq!(namespace, "shop");
+        let body = serde_json::to_value(&body).unwrap();
         assert_eq!(body["involvedObject"]["uid"], "u1");
         assert_eq!(body["involvedObject"]["fieldPath"], "spec.containers{app}");
         assert_eq!(body["source"]["component"], "layerlet");
-        serde_json::from_value::<Event>(body.clone()).expect("a valid Event");
+        assert_eq!(body["firstTimestamp"], "2026-11-26T10:00:00Z");
+        assert_eq!(body["count"], 1);
         let first_name = body["metadata"]["name"].as_str().unwrap().to_string();
         assert!(first_name.starts_with("web."), "{first_name}");
         let again = c.call(&event("BackOff"), t0 + Duration::from_secs(30), "n1");
+        let EventCall::Patch {
+            namespace,
+            name,
+            body,
+        } = again
+        else {
+            panic!("a repeat is a patch: {again:?}");
+        };
         assert_eq!(
-            again,
-            EventCall::Patch {
-                namespace: "shop".into(),
-                name: first_name.clone(),
-                body: json!({"count": 2, "lastTimestamp": "2026-11-26T10:00:00Z"}),
-            }
+            (namespace.as_str(), name.as_str()),
+            ("shop", first_name.as_str())
+        );
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            serde_json::json!({"apiVersion": "v1", "kind": "Event", "involvedObject": {}, "metadata": {}, "count": 2, "lastTimestamp": "2026-11-26T10:00:00Z"}),
+            "a merge patch of the count and time only"
         );
         assert!(matches!(
             c.call(&event("Killing"), t0, "n1"),
@@ -233,7 +273,7 @@ mod tests {
         ));
         let late = c.call(&event("BackOff"), t0 + AGGREGATE_WINDOW, "n1");
         assert!(
-            matches!(&late, EventCall::Create { body, .. } if body["metadata"]["name"] != first_name.as_str()),
+            matches!(&late, EventCall::Create { body, .. } if body.metadata.name.as_deref() != Some(first_name.as_str())),
             "after the window a new event starts: {late:?}"
         );
     }
