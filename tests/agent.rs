@@ -579,6 +579,41 @@ fn bad_manifests(suffix: &str) -> Vec<(String, String, String)> {
 }
 
 #[test]
+fn a_second_pod_asking_for_a_host_port_in_use_is_refused_naming_both_until_the_first_goes() {
+    let node = busybox_node();
+    let agent = Agent::start(&node, &[]);
+    let port = "    ports: [{containerPort: 80, hostPort: 18080}]\n";
+    let (first, second) = (unique("holder"), unique("latecomer"));
+    let app = |seconds| container("app", &["sleep", &format!("{seconds}")], port);
+    write_atomic(
+        &agent.manifests,
+        "holder.yaml",
+        &pod_yaml(&first, "Always", &[app(3600)], ""),
+    );
+    wait_running(&agent, &first);
+    write_atomic(
+        &agent.manifests,
+        "latecomer.yaml",
+        &pod_yaml(&second, "Always", &[app(3601)], ""),
+    );
+    let expected = format!(
+        "{}: pod default/{second}: host port TCP 18080 is already taken by pod default/{first}; pick another hostPort or remove one of the two pods",
+        agent.manifests.join("latecomer.yaml").display()
+    );
+    wait_for(&agent, "the host port refusal", || {
+        validation_errors(&agent).contains(&expected).then_some(())
+    });
+    assert!(
+        pod(&agent, &second).is_none(),
+        "the second pod does not run"
+    );
+    assert_eq!(ps_rows_of(&node, &second).len(), 0);
+    // Once the holder is gone, the port is free and the second pod starts.
+    std::fs::remove_file(agent.manifests.join("holder.yaml")).unwrap();
+    wait_running(&agent, &second);
+}
+
+#[test]
 fn bad_manifests_are_refused_with_exact_errors_and_other_pods_run() {
     let node = busybox_node();
     let agent = Agent::start(&node, &[]);

@@ -88,18 +88,3 @@ impl Collector for AgentCollector {
         ]
     }
 }
-
-/// The `reason` label of a manifest error, from its message.
-pub fn manifest_error_reason(message: &str) -> &'static str {
-    if message.contains("the file is empty") {
-        "empty"
-    } else if message.contains("larger than") {
-        "too_large"
-    } else if message.contains("is also defined in") {
-        "duplicate"
-    } else if message.contains("spec.") || message.contains("metadata.") {
-        "invalid_field"
-    } else {
-        "parse"
-    }
-}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 
+use super::host_ports::HostPortBook;
 use super::manifests::Desired;
 use crate::pod::spec::PodSpec;
 use crate::pod::{ConfigMapObject, SecretObject, Warning};
@@ -75,6 +76,12 @@ pub fn merge(
         synced: view.synced,
         ..ApiDuties::default()
     };
+    // Static pods and API pods admitted before hold their host ports; a new API pod that
+    // asks for a held one is refused (the scheduler does not see static pods' ports).
+    let mut ports = HostPortBook::default();
+    for (key, pod) in files.pods.iter().chain(admitted) {
+        ports.hold(key, pod);
+    }
     for (key, pod) in &view.pods {
         let (namespace, name) = key.split_once('/').unwrap_or(("default", key));
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -120,6 +127,15 @@ pub fn merge(
         }
         match crate::pod::api::pod(pod) {
             Ok((spec, warnings)) => {
+                let known = admitted.get(key).is_some_and(|a| a.uid == uid);
+                if !known {
+                    if let Err(clash) = ports.claim(key, &spec) {
+                        duties
+                            .refused
+                            .insert(key.clone(), refuse(clash.to_string()));
+                        continue;
+                    }
+                }
                 // The scheduler placed the pod by its tolerations, selectors and affinity
                 // (the API server adds default tolerations to every pod): nothing to tell.
                 desired.warnings.extend(
@@ -218,6 +234,48 @@ mod tests {
             synced: true,
             ..ApiView::default()
         }
+    }
+
+    fn with_host_port(mut pod: Pod, port: i32) -> Pod {
+        if let Some(c) = pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+            c.ports = Some(vec![k8s_openapi::api::core::v1::ContainerPort {
+                container_port: 80,
+                host_port: Some(port),
+                ..Default::default()
+            }]);
+        }
+        pod
+    }
+
+    #[test]
+    fn an_api_pod_asking_for_a_host_port_a_static_pod_holds_is_refused_naming_it() {
+        let mut files = Desired::default();
+        let static_pod = crate::pod::pod_from_yaml_str(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: proxy}\nspec:\n  containers:\n  - name: app\n    image: x:1\n    ports: [{containerPort: 80, hostPort: 8080}]\n",
+        )
+        .unwrap();
+        files.pods.insert("default/proxy".into(), static_pod);
+        let pods = vec![
+            with_host_port(api_pod("web", serde_json::json!({})), 8080),
+            with_host_port(api_pod("other", serde_json::json!({})), 9090),
+        ];
+        let (desired, duties) = merge(&files, &view(pods.clone()), &BTreeMap::new());
+        assert!(!desired.pods.contains_key("default/web"));
+        assert!(desired.pods.contains_key("default/other"));
+        assert_eq!(
+            duties.refused["default/web"].message,
+            "host port TCP 8080 is already taken by pod default/proxy; pick another hostPort or remove one of the two pods"
+        );
+        // A pod admitted before keeps running where a clash appears later.
+        let admitted: BTreeMap<String, PodSpec> = [(
+            "default/web".to_string(),
+            crate::pod::api::pod(&pods[0]).unwrap().0,
+        )]
+        .into_iter()
+        .collect();
+        let (desired, duties) = merge(&files, &view(pods), &admitted);
+        assert!(desired.pods.contains_key("default/web"));
+        assert!(duties.refused.is_empty());
     }
 
     #[test]

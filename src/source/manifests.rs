@@ -4,7 +4,7 @@
 //! are symlinks into a `..data` symlink swapped atomically) is seen. Watched with inotify,
 //! with a periodic full rescan behind it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use std::time::Duration;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use tokio::sync::mpsc;
 
+use super::host_ports::{HostPortBook, HostPortClash};
 use crate::pod::spec::PodSpec;
 use crate::pod::{
     parse_manifest_file, ConfigMapObject, Limits, ParsedObject, PodError, SecretObject, Warning,
@@ -47,6 +48,13 @@ pub enum SourceError {
         key: String,
         first: PathBuf,
     },
+    #[error("{}: pod {key}: {clash}", path.display())]
+    HostPortInUse {
+        path: PathBuf,
+        key: String,
+        #[source]
+        clash: HostPortClash,
+    },
     #[error("{}: document {document}: data: {kind} {key} is immutable and its data changed; the previous data stays in use until the object is deleted and created again", path.display())]
     ImmutableChanged {
         path: PathBuf,
@@ -71,6 +79,7 @@ impl SourceError {
                 "invalid_field"
             }
             SourceError::ImmutableChanged { .. } => "invalid_field",
+            SourceError::HostPortInUse { .. } => "host_port_in_use",
             SourceError::Watch { .. } | SourceError::Read { .. } | SourceError::Invalid(_) => {
                 "parse"
             }
@@ -172,6 +181,8 @@ pub struct ManifestState {
     /// The ConfigMaps and Secrets of the last update, which immutable ones must match.
     config_maps: BTreeMap<String, ConfigMapObject>,
     secrets: BTreeMap<String, SecretObject>,
+    /// The pods of the last update: they keep their host ports.
+    admitted: BTreeSet<String>,
 }
 
 /// An immutable object's data may not change (the API server refuses such an update); the
@@ -261,9 +272,38 @@ impl ManifestState {
                 }
             }
         }
+        self.refuse_host_port_clashes(&mut desired);
         self.config_maps = desired.config_maps.clone();
         self.secrets = desired.secrets.clone();
         desired
+    }
+
+    /// Pods admitted before keep their host ports; a new pod asking for a held one is
+    /// refused, naming the holder (it is admitted once the port is free).
+    fn refuse_host_port_clashes(&mut self, desired: &mut Desired) {
+        let mut book = HostPortBook::default();
+        let (old, new): (Vec<_>, Vec<_>) = desired
+            .pods
+            .iter()
+            .partition(|(key, _)| self.admitted.contains(*key));
+        for (key, pod) in old {
+            book.hold(key, pod);
+        }
+        let refused: Vec<(String, HostPortClash)> = new
+            .into_iter()
+            .filter_map(|(key, pod)| book.claim(key, pod).err().map(|c| (key.clone(), c)))
+            .collect();
+        for (key, clash) in refused {
+            desired.pods.remove(&key);
+            let path = desired.origin.remove(&key).unwrap_or_default();
+            let error = SourceError::HostPortInUse {
+                path: path.clone(),
+                key,
+                clash,
+            };
+            desired.errors.push((path, error));
+        }
+        self.admitted = desired.pods.keys().cloned().collect();
     }
 }
 
@@ -402,6 +442,31 @@ mod tests {
         std::fs::write(&file, cm("two")).unwrap();
         let desired = state.update(scan(dir.path(), &limits));
         assert_eq!(desired.config_maps["default/cfg"].data["a"], "two");
+        assert!(desired.errors.is_empty());
+    }
+
+    #[test]
+    fn a_new_pod_asking_for_a_held_host_port_is_refused_until_the_holder_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod = |name: &str| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers:\n  - name: app\n    image: x:1\n    ports: [{{containerPort: 80, hostPort: 8080}}]\n")
+        };
+        let (limits, mut state) = (Limits::default(), ManifestState::default());
+        // "b" runs first; "a" comes later and sorts before it, but "b" holds the port.
+        std::fs::write(dir.path().join("b.yaml"), pod("b")).unwrap();
+        assert!(state.update(scan(dir.path(), &limits)).errors.is_empty());
+        let second = dir.path().join("a.yaml");
+        std::fs::write(&second, pod("a")).unwrap();
+        let desired = state.update(scan(dir.path(), &limits));
+        assert_eq!(desired.pods.keys().collect::<Vec<_>>(), ["default/b"]);
+        assert_eq!(
+            desired.errors[0].1.to_string(),
+            format!("{}: pod default/a: host port TCP 8080 is already taken by pod default/b; pick another hostPort or remove one of the two pods", second.display())
+        );
+        assert_eq!(desired.errors[0].1.reason(), "host_port_in_use");
+        std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
+        let desired = state.update(scan(dir.path(), &limits));
+        assert_eq!(desired.pods.keys().collect::<Vec<_>>(), ["default/a"]);
         assert!(desired.errors.is_empty());
     }
 

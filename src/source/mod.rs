@@ -2,6 +2,7 @@
 
 pub mod api_merge;
 pub mod backoff;
+pub mod host_ports;
 pub mod kube;
 pub mod kube_events;
 pub mod manifests;
