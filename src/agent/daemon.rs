@@ -64,6 +64,7 @@ pub async fn run(
                 max_pods: cfg.max_pods,
                 kubelet_port: cfg.kubelet.as_ref().and_then(|k| k.port()),
                 data_root: rt.layout.root().to_path_buf(),
+                pod_network: rt.networking.clone(),
             });
             Some(ApiLink::start(access, &node, register, &shared, wake_tx.clone()).await?)
         }

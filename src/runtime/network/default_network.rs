@@ -85,6 +85,10 @@ struct BridgePlugin<'a> {
     ip_masq: bool,
     #[serde(rename = "hairpinMode")]
     hairpin_mode: bool,
+    /// A new subnet (the Node's pod CIDR) moves the gateway instead of failing on the old
+    /// one; subnets change only while no pod is attached (see `subnets`).
+    #[serde(rename = "forceAddress")]
+    force_address: bool,
     ipam: HostLocal<'a>,
 }
 
@@ -145,6 +149,7 @@ pub fn default_conflist(cidrs: &[PodCidr], ipam_dir: &Path) -> Vec<u8> {
                 is_gateway: true,
                 ip_masq: true,
                 hairpin_mode: true,
+                force_address: true,
                 ipam: HostLocal {
                     plugin_type: "host-local",
                     ranges: cidrs
@@ -252,7 +257,7 @@ mod tests {
                 "plugins": [
                     {
                         "type": "bridge", "bridge": "layerlet0",
-                        "isGateway": true, "ipMasq": true, "hairpinMode": true,
+                        "isGateway": true, "ipMasq": true, "hairpinMode": true, "forceAddress": true,
                         "ipam": {
                             "type": "host-local",
                             "ranges": [[{"subnet": "10.89.0.0/16"}]],

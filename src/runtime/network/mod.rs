@@ -23,6 +23,7 @@ pub mod plugin_config;
 pub mod pod;
 pub mod result;
 pub mod runtime_config;
+pub mod subnets;
 pub mod sweep;
 pub mod version;
 

@@ -19,6 +19,7 @@ use super::runtime_config::{
     bandwidth, dns, port_mappings, HostPortInput, RuntimeConfig, EGRESS_BANDWIDTH_ANNOTATION,
     INGRESS_BANDWIDTH_ANNOTATION,
 };
+use super::subnets::NodeSubnets;
 use super::sweep::SweepReport;
 use crate::layout::NodeLayout;
 use crate::pod::spec::{PodSpec, Protocol};
@@ -32,6 +33,8 @@ pub struct CniSetup {
     pub bin_dirs: Vec<PathBuf>,
     /// The default network's subnets (`--pod-cidr`).
     pub pod_cidrs: Vec<PodCidr>,
+    /// In kube mode, the Node's `spec.podCIDRs`, which replace `pod_cidrs` as kubelet's do.
+    pub node_subnets: NodeSubnets,
     pub timeout: Duration,
     pub attachments_dir: PathBuf,
     pub ipam_dir: PathBuf,
@@ -45,6 +48,7 @@ impl CniSetup {
             conf_dir,
             bin_dirs: DEFAULT_BIN_DIRS.iter().map(PathBuf::from).collect(),
             pod_cidrs,
+            node_subnets: NodeSubnets::default(),
             timeout: DEFAULT_PLUGIN_TIMEOUT,
             attachments_dir: layout.cni_attachments_dir(),
             ipam_dir: layout.cni_ipam_dir(),
@@ -59,12 +63,18 @@ impl CniSetup {
         options
     }
 
+    /// The default network's subnets for a pod attached now.
+    fn subnets(&self) -> Vec<PodCidr> {
+        self.node_subnets
+            .for_new_pods(&self.pod_cidrs, &self.default_file, &self.attachments_dir)
+    }
+
     /// The network new pods join now.
     fn cni(&self) -> Result<Cni, NetworkError> {
         let network = choose_network(
             &self.conf_dir,
             &self.default_file,
-            &self.pod_cidrs,
+            &self.subnets(),
             &self.ipam_dir,
         )?;
         Ok(Cni::new(network, self.options()))
@@ -73,7 +83,7 @@ impl CniSetup {
     /// A Cni for what is recorded: DEL and the sweep run each attachment's own recorded
     /// chain, so they work even while the conf dir holds a broken file.
     fn recorded(&self) -> Result<Cni, NetworkError> {
-        let bytes = default_conflist(&self.pod_cidrs, &self.ipam_dir);
+        let bytes = default_conflist(&self.subnets(), &self.ipam_dir);
         let network = parse_config(&self.default_file, &bytes)?;
         Ok(Cni::new(network, self.options()))
     }
@@ -153,6 +163,15 @@ impl PodNetworking {
         };
         let attachment = attachment_for(pod, netns, &self.dns.servers, &searches)?;
         setup.cni()?.add(&attachment).map(Some)
+    }
+
+    /// The Node's `spec.podCIDRs` (kube mode); true when they changed. Without CNI, or
+    /// with a conf dir config of its own, they change nothing.
+    pub fn use_node_pod_cidrs(&self, cidrs: &[String]) -> Result<bool, NetworkError> {
+        match &self.cni {
+            Some(setup) => setup.node_subnets.assign(cidrs),
+            None => Ok(false),
+        }
     }
 
     /// Detaches the pod of `uid`; true when it was attached. Idempotent, and it works when

@@ -11,6 +11,7 @@ pub mod identity;
 pub mod object;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -22,6 +23,7 @@ use kube::Client;
 use tokio::sync::mpsc;
 
 use crate::pod::downward::NodeInfo;
+use crate::runtime::network::pod::PodNetworking;
 use crate::source::kube_events::{ApiEvent, Involved};
 use conditions::NodeFigures;
 use heartbeat::{status_due, ConditionBook};
@@ -41,6 +43,40 @@ pub struct NodeSettings {
     pub kubelet_port: Option<u16>,
     /// Where the disk-pressure figures are read.
     pub data_root: PathBuf,
+    /// Takes the Node's `spec.podCIDRs` for the default pod network.
+    pub pod_network: Arc<PodNetworking>,
+}
+
+/// The pod CIDRs the control plane allocated to the node (`spec.podCIDRs`, or the older
+/// single `spec.podCIDR`); empty until it has.
+pub fn allocated_pod_cidrs(node: &Node) -> Vec<String> {
+    let Some(spec) = &node.spec else {
+        return Vec::new();
+    };
+    match (&spec.pod_cidrs, &spec.pod_cidr) {
+        (Some(list), _) if !list.is_empty() => list.clone(),
+        (_, Some(one)) if !one.is_empty() => vec![one.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// Hands the node's allocated pod CIDRs to the pod network; true once they were seen (a
+/// node's podCIDRs never change once set, so they are read until then only).
+fn take_pod_cidrs(settings: &NodeSettings, node: &Node) -> bool {
+    let cidrs = allocated_pod_cidrs(node);
+    if cidrs.is_empty() {
+        return false;
+    }
+    match settings.pod_network.use_node_pod_cidrs(&cidrs) {
+        Ok(true) => {
+            tracing::info!(pod_cidrs = %cidrs.join(","), "the default pod network uses the node's spec.podCIDRs")
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(pod_cidrs = %cidrs.join(","), error = %e, "the node's spec.podCIDRs cannot be used; the default pod network keeps --pod-cidr")
+        }
+    }
+    true
 }
 
 /// The Lease this node holds, renewed now. `MicroTime` serializes with exactly six
@@ -89,6 +125,7 @@ pub async fn keep_registered(
     let mut last_post: Option<tokio::time::Instant> = None;
     let mut told_ready = false;
     let mut failing = false;
+    let mut cidrs_seen = false;
     let mut tick = tokio::time::interval(LEASE_PERIOD);
     loop {
         tick.tick().await;
@@ -99,10 +136,15 @@ pub async fn keep_registered(
         );
         let result: Result<(), kube::Error> = async {
             if !registered {
-                if nodes.get_opt(&node.node_name).await?.is_none() {
-                    nodes.create(&PostParams::default(), &node_object(&node)).await?;
-                    tracing::info!(node = %node.node_name, "registered the node with the API server");
-                }
+                let object = match nodes.get_opt(&node.node_name).await? {
+                    Some(existing) => existing,
+                    None => {
+                        let made = nodes.create(&PostParams::default(), &node_object(&node)).await?;
+                        tracing::info!(node = %node.node_name, "registered the node with the API server");
+                        made
+                    }
+                };
+                cidrs_seen = take_pod_cidrs(&settings, &object);
                 registered = true;
                 let _ = events.try_send(node_event(
                     &node,
@@ -110,6 +152,12 @@ pub async fn keep_registered(
                     "Starting",
                     "Starting layerlet.".to_string(),
                 ));
+            }
+            else if !cidrs_seen {
+                // The control plane allocates pod CIDRs just after the node registers.
+                if let Some(object) = nodes.get_opt(&node.node_name).await? {
+                    cidrs_seen = take_pod_cidrs(&settings, &object);
+                }
             }
             if status_due(changed, last_post.map(|t| t.elapsed())) {
                 let status = node_status(&StatusInput {
@@ -180,6 +228,26 @@ async fn renew_lease(leases: &Api<Lease>, name: &str, now: Timestamp) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allocated_pod_cidrs_come_from_pod_cidrs_or_the_older_single_field() {
+        let node = |spec: serde_json::Value| -> Node {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "n1"}, "spec": spec}))
+                .unwrap()
+        };
+        assert!(allocated_pod_cidrs(&node(serde_json::json!({}))).is_empty());
+        assert_eq!(
+            allocated_pod_cidrs(&node(serde_json::json!({"podCIDR": "10.244.1.0/24"}))),
+            ["10.244.1.0/24"]
+        );
+        assert_eq!(
+            allocated_pod_cidrs(&node(serde_json::json!({
+                "podCIDR": "10.244.1.0/24",
+                "podCIDRs": ["10.244.1.0/24", "fd00:10:244:1::/64"],
+            }))),
+            ["10.244.1.0/24", "fd00:10:244:1::/64"]
+        );
+    }
 
     #[test]
     fn a_lease_renewal_carries_renew_time_with_exactly_six_fractional_digits() {

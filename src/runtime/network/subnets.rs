@@ -1,0 +1,159 @@
+//! Which subnets the default network hands out. kubelet takes the pod CIDR from the
+//! `--pod-cidr` flag on a standalone node and from the Node's `spec.podCIDRs` in a cluster
+//! (the control plane allocates one per node); so does layerlet. A bridge holds one gateway
+//! per IPv4 subnet, so a new subnet is taken up only while no pod is attached: pods keep
+//! the addresses they have and never share the bridge with a second gateway.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use super::default_network::PodCidr;
+use super::error::NetworkError;
+
+/// The Node's `spec.podCIDRs`, once the API server has given them.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSubnets {
+    assigned: Arc<Mutex<Option<Vec<PodCidr>>>>,
+    /// The last deferral told, so it is logged once.
+    told: Arc<Mutex<Option<String>>>,
+}
+
+impl NodeSubnets {
+    /// Takes the Node's `spec.podCIDRs`; true when they differ from the ones known. Empty:
+    /// not allocated (yet), the flag's subnets stay.
+    pub fn assign(&self, cidrs: &[String]) -> Result<bool, NetworkError> {
+        if cidrs.is_empty() {
+            return Ok(false);
+        }
+        let parsed = cidrs
+            .iter()
+            .map(|c| PodCidr::parse(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = assigned.as_ref() != Some(&parsed);
+        *assigned = Some(parsed);
+        Ok(changed)
+    }
+
+    fn assigned(&self) -> Option<Vec<PodCidr>> {
+        self.assigned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The subnets a new pod gets its address from: the Node's when assigned, else
+    /// `flag`; but while pods are attached, the ones they use (read from `default_file`).
+    pub fn for_new_pods(
+        &self,
+        flag: &[PodCidr],
+        default_file: &Path,
+        attachments_dir: &Path,
+    ) -> Vec<PodCidr> {
+        let wanted = self.assigned().unwrap_or_else(|| flag.to_vec());
+        let in_use = std::fs::read(default_file)
+            .ok()
+            .and_then(|bytes| subnets_of_default_conflist(&bytes));
+        let attached = std::fs::read_dir(attachments_dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
+        let chosen = choose(&wanted, in_use.as_deref(), attached);
+        if chosen != wanted {
+            let note = format!("{wanted:?}");
+            let mut told = self.told.lock().unwrap_or_else(|p| p.into_inner());
+            if told.as_deref() != Some(note.as_str()) {
+                tracing::warn!(
+                    wanted = %list(&wanted),
+                    in_use = %list(&chosen),
+                    "the node's pod CIDR changed while pods are attached; new pods keep the subnet in use until the last attached pod is gone"
+                );
+                *told = Some(note);
+            }
+        }
+        chosen
+    }
+}
+
+fn list(cidrs: &[PodCidr]) -> String {
+    cidrs
+        .iter()
+        .map(PodCidr::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Pure: `wanted`, unless pods are attached to a bridge on other subnets (`in_use`).
+pub fn choose(wanted: &[PodCidr], in_use: Option<&[PodCidr]>, attached: bool) -> Vec<PodCidr> {
+    match in_use {
+        Some(in_use) if attached && !in_use.is_empty() => in_use.to_vec(),
+        _ => wanted.to_vec(),
+    }
+}
+
+/// The subnets of a default conflist this node wrote (bridge, then host-local's ranges).
+fn subnets_of_default_conflist(bytes: &[u8]) -> Option<Vec<PodCidr>> {
+    let list: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    list["plugins"][0]["ipam"]["ranges"]
+        .as_array()?
+        .iter()
+        .map(|range| PodCidr::parse(range[0]["subnet"].as_str()?).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::network::default_network::default_conflist;
+
+    fn cidr(text: &str) -> PodCidr {
+        PodCidr::parse(text).unwrap()
+    }
+
+    #[test]
+    fn the_nodes_subnet_wins_over_the_flag_but_only_while_no_pod_is_attached() {
+        let flag = [cidr("10.89.0.0/16")];
+        let node = [cidr("10.244.3.0/24")];
+        assert_eq!(choose(&node, Some(&flag), false), node);
+        assert_eq!(
+            choose(&node, Some(&flag), true),
+            flag,
+            "attached pods keep theirs"
+        );
+        assert_eq!(choose(&node, None, true), node, "nothing written yet");
+    }
+
+    #[test]
+    fn the_subnets_in_use_are_read_back_from_the_default_conflist() {
+        let dir = tempfile::tempdir().unwrap();
+        let both = [cidr("10.244.3.0/24"), cidr("fd00:89::/64")];
+        let bytes = default_conflist(&both, dir.path());
+        assert_eq!(subnets_of_default_conflist(&bytes).unwrap(), both);
+        assert_eq!(subnets_of_default_conflist(b"{not json"), None);
+    }
+
+    #[test]
+    fn assigned_subnets_are_used_for_new_pods_once_nothing_is_attached() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, attachments) = (dir.path().join("default.conflist"), dir.path().join("att"));
+        std::fs::create_dir_all(&attachments).unwrap();
+        let flag = [cidr("10.89.0.0/16")];
+        std::fs::write(&file, default_conflist(&flag, dir.path())).unwrap();
+        let subnets = NodeSubnets::default();
+        assert!(!subnets.assign(&[]).unwrap(), "not allocated yet");
+        assert_eq!(subnets.for_new_pods(&flag, &file, &attachments), flag);
+        assert!(subnets.assign(&["10.244.3.0/24".into()]).unwrap());
+        assert!(
+            !subnets.assign(&["10.244.3.0/24".into()]).unwrap(),
+            "unchanged"
+        );
+        std::fs::write(attachments.join("pod-1"), "{}").unwrap();
+        assert_eq!(subnets.for_new_pods(&flag, &file, &attachments), flag);
+        std::fs::remove_file(attachments.join("pod-1")).unwrap();
+        assert_eq!(
+            subnets.for_new_pods(&flag, &file, &attachments),
+            [cidr("10.244.3.0/24")]
+        );
+        let bad = subnets.assign(&["10.244.3.7/24".into()]).unwrap_err();
+        assert!(bad.to_string().contains("host bits"), "{bad}");
+    }
+}
