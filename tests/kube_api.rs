@@ -648,6 +648,9 @@ fn start_agent<'n>(node: &'n Node, mock: &MockKube, node_name: &str, extra: &[&s
         node_name,
         "--backoff-seconds",
         "1",
+        // Kube mode would serve the kubelet API on 0.0.0.0:10250: parallel agents share it.
+        "--kubelet-listen",
+        "off",
     ];
     args.extend_from_slice(extra);
     Agent::start(node, &args)

@@ -7,17 +7,21 @@ use super::context::Context;
 use super::error::AgentError;
 use crate::kubelet::auth::review::{KubeReviewer, Reviewer};
 use crate::kubelet::backend::LocalNode;
+use crate::kubelet::server::tls::subject_alt_names;
 use crate::kubelet::{start, Kubelet, KubeletOptions};
 
-/// The node's names and addresses for a self-signed serving certificate.
-fn names(node: &str, listen: &str) -> Vec<String> {
-    let mut names = vec![node.to_string(), "localhost".into(), "127.0.0.1".into()];
+/// The node's names and addresses for a self-signed serving certificate: the node and host
+/// names, the node's address (what the Node publishes as InternalIP, where the API server
+/// connects) and a specific `--kubelet-listen` address.
+fn names(node: &str, host_ip: &str, listen: &str) -> Vec<String> {
+    let host_name = nix::unistd::gethostname()
+        .ok()
+        .map(|h| h.to_string_lossy().into_owned());
+    let mut addresses: Vec<std::net::IpAddr> = host_ip.parse().into_iter().collect();
     if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
-        if !addr.ip().is_unspecified() && !names.contains(&addr.ip().to_string()) {
-            names.push(addr.ip().to_string());
-        }
+        addresses.push(addr.ip());
     }
-    names
+    subject_alt_names(node, host_name.as_deref(), &addresses)
 }
 
 pub(super) async fn start_kubelet(
@@ -47,7 +51,11 @@ pub(super) async fn start_kubelet(
     Ok(start(
         opts,
         &ctx.exec.rt.node_name,
-        names(&ctx.exec.rt.node_name, &opts.listen),
+        names(
+            &ctx.exec.rt.node_name,
+            &ctx.config.node.host_ip,
+            &opts.listen,
+        ),
         ctx.exec.rt.layout.pki_dir(),
         Arc::new(node),
         reviewer,

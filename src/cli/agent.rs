@@ -94,6 +94,8 @@ pub fn agent(ctx: &Context, args: AgentArgs) -> anyhow::Result<ExitCode> {
             "--register-node needs an API server: pass --kubeconfig PATH or --in-cluster"
         );
     }
+    // Kube mode: the API server sends `kubectl logs/exec` here, so the kubelet API is on.
+    let kubelet = args.kubelet.options(kube.is_some());
     let store = Arc::new(Store::open(&ctx.layout, StoreOptions::default())?);
     let cfg = AgentConfig {
         manifests: args.manifests,
@@ -119,7 +121,7 @@ pub fn agent(ctx: &Context, args: AgentArgs) -> anyhow::Result<ExitCode> {
         },
         register_node: args.register_node,
         kube,
-        kubelet: args.kubelet.options(),
+        kubelet,
         node_ip: args.node_ip,
         max_pods: args.max_pods,
     };
