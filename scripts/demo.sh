@@ -69,7 +69,8 @@ run df
 
 # The main job: the agent reconciles the bundled example pods (manifests/examples), in the
 # node's network namespace (loopback with the node's address) with pod networking through
-# Debian's CNI plugins: layerlet's default bridge network, 10.89.0.0/16.
+# Debian's CNI plugins: layerlet's default bridge network, 10.89.0.0/16 (an empty conf dir
+# of its own, so a podman or kind config in /etc/cni/net.d is not picked up instead).
 ip netns add "$NETNS"
 in_node ip link set lo up
 in_node ip addr add "$NODE_IP/32" dev lo
@@ -77,11 +78,12 @@ in_node "$layerlet" --root "$ROOT" rm web worker >/dev/null 2>&1 || true
 manifests="$work/manifests"
 mkdir -p "$manifests"
 cp manifests/examples/*.yaml "$manifests/"
+mkdir -p "$work/net.d"
 LISTEN=${LAYERLET_DEMO_LISTEN:-127.0.0.1:10265}
-echo; echo "\$ layerlet agent --manifests $manifests --listen $LISTEN --shutdown-pods --node-ip $NODE_IP &"
+echo; echo "\$ layerlet agent --manifests $manifests --listen $LISTEN --shutdown-pods --node-ip $NODE_IP --cni-conf-dir $work/net.d &"
 # nsenter itself, not the in_node function: `$!` must be the agent, which SIGTERM stops.
 nsenter --net="/run/netns/$NETNS" -- "$layerlet" --root "$ROOT" agent --manifests "$manifests" \
-  --listen "$LISTEN" --shutdown-pods --node-ip "$NODE_IP" >"$work/agent.log" 2>&1 &
+  --listen "$LISTEN" --shutdown-pods --node-ip "$NODE_IP" --cni-conf-dir "$work/net.d" >"$work/agent.log" 2>&1 &
 agent_pid=$!
 for _ in $(seq 100); do
   running=$(in_node curl -fsS "http://$LISTEN/api/v1/pods" 2>/dev/null | grep -c '"phase": "Running"' || true)
