@@ -118,7 +118,7 @@ impl Cni {
         tracing::debug!(
             attachment = %record.id,
             ok = added.is_ok(),
-            ms = started.elapsed().as_secs_f64() * 1e3,
+            ms = %format_args!("{:.3}", started.elapsed().as_secs_f64() * 1e3),
             "CNI ADD chain finished"
         );
         match added {
@@ -216,7 +216,7 @@ impl Cni {
         tracing::debug!(
             attachment = %record.id,
             ok = deleted.is_ok(),
-            ms = started.elapsed().as_secs_f64() * 1e3,
+            ms = %format_args!("{:.3}", started.elapsed().as_secs_f64() * 1e3),
             "CNI DEL chain finished"
         );
         deleted

@@ -87,7 +87,7 @@ pub fn run_plugin(call: PluginCall<'_>, settings: &ExecSettings) -> Result<Vec<u
     let site = call.site;
     tracing::trace!(
         site = %site,
-        ms = started.elapsed().as_secs_f64() * 1e3,
+        ms = %format_args!("{:.3}", started.elapsed().as_secs_f64() * 1e3),
         "CNI plugin call finished"
     );
     match finished {
