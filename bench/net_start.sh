@@ -6,7 +6,9 @@
 #
 # The whole benchmark runs inside a network namespace it creates (`ip netns add`, entered
 # with nsenter --net, never `ip netns exec`, which remounts /sys): layerlet0, podman's
-# bridge, every pod address, iptables rule and packet exist only there, and go with it.
+# bridge, every pod address, iptables rule and packet exist only there, and go with it. It
+# runs in a private mount namespace as well, with a tmpfs on /run/containers/networks, where
+# rootful podman keeps netavark's IPAM database whatever its --runroot.
 #
 # Set-up (untimed) as bench/run.sh's (bench/lib.sh): a busybox image made offline and
 # imported into a fresh layerlet data root and a private podman store. Then N rounds, each
@@ -35,15 +37,24 @@ log() { echo "# $*" >&2; }
 
 # --- the network namespace: this script again, inside it ----------------------------------
 if [[ -z ${NET_START_NETNS:-} ]]; then
-    for t in ip nsenter; do
+    for t in ip nsenter unshare; do
         command -v "$t" >/dev/null || die "$t is required"
     done
     NS=llnetbench-$$
     ip netns add "$NS" || die "ip netns add $NS failed"
     trap 'ip netns del "$NS" 2>/dev/null || true' EXIT
     ip -n "$NS" link set lo up
+    # A private mount namespace too: rootful podman keeps netavark's IPAM database at the
+    # fixed /run/containers/networks (shared by every podman of the machine's namespace); a
+    # tmpfs there keeps this run's out of the machine's.
+    inner='if command -v podman >/dev/null; then
+            mkdir -p /run/containers/networks &&
+            mount -t tmpfs -o mode=0755 net-start-bench /run/containers/networks || exit 1
+        fi
+        exec bash "$0" "$@"'
     rc=0
-    NET_START_NETNS=$NS nsenter --net="/run/netns/$NS" -- bash "${BASH_SOURCE[0]}" "$@" || rc=$?
+    NET_START_NETNS=$NS nsenter --net="/run/netns/$NS" -- \
+        unshare --mount --propagation private -- bash -c "$inner" "${BASH_SOURCE[0]}" "$@" || rc=$?
     exit "$rc"
 fi
 
