@@ -6,6 +6,7 @@
 //! frees every IP and interface; bad network configuration is an event on the pod.
 
 mod common;
+mod kubelet_support;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -13,11 +14,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{busybox_node, ps_all, unique, Node, BUSYBOX_IMAGE};
+use kubelet_support::Pki;
 use serde_json::Value;
 
 /// The node's own address inside its namespace, for host ports.
 const NODE_ADDRESS: &str = "10.255.255.1";
 const DEADLINE: Duration = Duration::from_secs(60);
+/// The kubelet API's address, inside the test's namespace.
+const KUBELET: &str = "127.0.0.1:10266";
 
 /// A network namespace the test owns, deleted on drop.
 struct Netns(String);
@@ -467,4 +471,141 @@ fn kill_9_of_the_agent_during_creation_and_removal_leaks_no_ip_or_interface() {
         .read_dir()
         .map(|mut rd| rd.next().is_some())
         .unwrap_or(false));
+}
+
+/// The value of `family`'s series for `pod`'s eth0 in a Prometheus text.
+fn eth0_counter(text: &str, family: &str, pod: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| {
+            l.starts_with(&format!("{family}{{"))
+                && l.contains(&format!("pod=\"{pod}\""))
+                && l.contains("interface=\"eth0\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+/// `promtool check metrics` of a scrape: no error and no lint finding.
+fn promtool_check(what: &str, text: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool: scripts/install-test-deps.sh installs Debian's prometheus");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics of {what}: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_pods_network_counters_grow_by_what_it_serves_in_metrics_cadvisor_and_the_summary() {
+    const SIZE: u64 = 2 << 20;
+    let node = busybox_node();
+    let netns = Netns::new();
+    let pki = Pki::new(node.dir.path(), "net", "kube-apiserver-kubelet-client");
+    let agent = NetAgent::start(
+        &node,
+        &netns,
+        &[
+            "--kubelet-listen",
+            KUBELET,
+            "--client-ca-file",
+            pki.ca.to_str().unwrap(),
+        ],
+    );
+    agent.write_pod(
+        "web",
+        &manifest(
+            "web",
+            "",
+            &format!("    command: ['/bin/sh', '-c', 'mkdir -p /www && head -c {SIZE} /dev/zero > /www/blob && exec httpd -f -p 8080 -h /www']\n"),
+        ),
+    );
+    let web_ip = running_ip(&agent, "web");
+    let tx = "container_network_transmit_bytes_total";
+    // Before any client exists: what web has sent so far (ARP, nothing more).
+    let before = wait(&agent, "web's eth0 series in /metrics", || {
+        eth0_counter(&agent.get("/metrics")?, tx, "web")
+    });
+    agent.write_pod(
+        "client",
+        &manifest(
+            "client",
+            "",
+            &format!("    command: ['/bin/sh', '-c', 'until wget -q -O /tmp/blob http://{web_ip}:8080/blob; do sleep 0.2; done; echo fetched=$(wc -c < /tmp/blob); exec sleep 3600']\n"),
+        ),
+    );
+    running_ip(&agent, "client");
+    wait(&agent, "the client to fetch the file", || {
+        Some(node.ok(&["logs", "client/main"])).filter(|l| l.contains(&format!("fetched={SIZE}")))
+    });
+    let text = wait(&agent, "web's transmit bytes to grow by the file", || {
+        let text = agent.get("/metrics")?;
+        (eth0_counter(&text, tx, "web")? >= before + SIZE).then_some(text)
+    });
+    let rx = "container_network_receive_bytes_total";
+    let received = eth0_counter(&text, rx, "client").unwrap_or(0);
+    assert!(received >= SIZE, "client received {received}:\n{text}");
+    for family in [
+        "container_network_transmit_packets_total",
+        "container_network_receive_packets_total",
+    ] {
+        let packets = eth0_counter(&text, family, "web").unwrap_or(0);
+        assert!(packets > 0, "{family} of web: {packets}\n{text}");
+    }
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("container_network_") && l.contains("interface=\"lo\"")),
+        "loopback is not counted, as with cAdvisor:\n{text}"
+    );
+    promtool_check("/metrics", &text);
+
+    // The kubelet API shows the same figures: /metrics/cadvisor and the Summary's pod block.
+    let kubelet = |path: &str| -> String {
+        let out = run(netns
+            .cmd("curl")
+            .args(["-fsS", "--max-time", "30", "--cacert"])
+            .arg(node.root().join("pki/kubelet.crt"))
+            .arg("--cert")
+            .arg(&pki.cert)
+            .arg("--key")
+            .arg(&pki.key)
+            .arg(format!("https://{KUBELET}{path}")));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let cadvisor = kubelet("/metrics/cadvisor");
+    let sent = eth0_counter(&cadvisor, tx, "web").unwrap_or(0);
+    assert!(sent >= before + SIZE, "{sent}:\n{cadvisor}");
+    promtool_check("/metrics/cadvisor", &cadvisor);
+    let summary: Value = serde_json::from_str(&kubelet("/stats/summary")).unwrap();
+    let web = summary["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["podRef"]["name"] == "web")
+        .unwrap_or_else(|| panic!("no pod web in {summary}"));
+    assert_eq!(web["network"]["name"], "eth0", "{web}");
+    let sent = web["network"]["txBytes"].as_u64().unwrap_or(0);
+    assert!(sent >= before + SIZE, "{web}");
+    let names: Vec<&str> = web["network"]["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert_eq!(names, ["eth0"], "{web}");
 }

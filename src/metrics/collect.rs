@@ -9,6 +9,7 @@ use prometheus::proto::MetricFamily;
 
 use super::accounting::Cache;
 use super::family::Family;
+use super::network::NetworkFamilies;
 
 const C: &[&str] = &["namespace", "pod", "container", "image", "container_id"];
 const C_STATE: &[&str] = &[
@@ -54,6 +55,7 @@ const IMAGE: &[&str] = &["image", "digest"];
 pub struct CacheCollector {
     cache: Arc<Cache>,
     f: Families,
+    network: NetworkFamilies,
 }
 
 struct Families {
@@ -119,7 +121,11 @@ impl CacheCollector {
             walk_seconds: c("layerlet_accounting_walk_seconds_total", "Seconds spent walking writable layers.", &[]),
             age: g("layerlet_accounting_age_seconds", "Seconds since the accounting figures were last refreshed.", &[]),
         };
-        CacheCollector { cache, f }
+        CacheCollector {
+            cache,
+            f,
+            network: NetworkFamilies::default(),
+        }
     }
 }
 
@@ -157,6 +163,7 @@ impl Collector for CacheCollector {
         ]
         .into_iter()
         .map(|f| &f.desc)
+        .chain(self.network.descs())
         .collect()
     }
 
@@ -283,7 +290,7 @@ impl Collector for CacheCollector {
             .updated
             .map(|u| u.elapsed().as_secs_f64())
             .unwrap_or(0.0);
-        vec![
+        let mut families = vec![
             cow_bytes,
             cow_inodes,
             whiteouts,
@@ -311,6 +318,8 @@ impl Collector for CacheCollector {
             single(&f.walks, figures.walks as f64),
             single(&f.walk_seconds, figures.walk_seconds),
             single(&f.age, age),
-        ]
+        ];
+        families.extend(self.network.collect(&figures.networks));
+        families
     }
 }

@@ -8,6 +8,7 @@ pub mod accounting;
 pub mod collect;
 pub mod error;
 pub mod eviction;
+pub mod network;
 pub mod sharing;
 pub mod start;
 pub mod tree;

@@ -1,7 +1,7 @@
 //! The figures of the stats endpoints, collected when asked: writable-layer and log bytes
 //! from the accounting cache (the same numbers as layerlet's CoW metrics), CPU and memory
-//! read live from each running container's cgroup, the node's from /proc, network
-//! counters from /proc/PID/net/dev of a process inside each pod.
+//! read live from each running container's cgroup, the node's from /proc, each pod's network
+//! counters as the accounting read them from its network namespace.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -34,23 +34,7 @@ fn read_kv(text: &str, key: &str) -> Option<u64> {
 
 /// Interfaces of /proc/.../net/dev.
 pub fn net_dev(text: &str) -> Vec<Interface> {
-    text.lines()
-        .skip(2)
-        .filter_map(|l| {
-            let (name, rest) = l.split_once(':')?;
-            let f: Vec<u64> = rest
-                .split_whitespace()
-                .filter_map(|n| n.parse().ok())
-                .collect();
-            (f.len() >= 11).then(|| Interface {
-                name: name.trim().to_string(),
-                rx_bytes: f[0],
-                rx_errors: f[2],
-                tx_bytes: f[8],
-                tx_errors: f[10],
-            })
-        })
-        .collect()
+    crate::runtime::network::counters::parse_net_dev(text)
 }
 
 fn fs_of(path: &Path) -> FsFigures {
@@ -153,19 +137,19 @@ pub fn collect(node: &LocalNode, samples: &mut HashMap<String, (Instant, u64)>) 
         let memory = layout
             .as_ref()
             .and_then(|l| memory_of(&node.rt.cgroup_root, l, cgroup_path));
-        let pid = node
-            .rt
-            .dirs(&c.id)
-            .ok()
-            .and_then(|d| d.state().started().ok().flatten())
-            .map(|s| s.pid);
         let pod = pods.entry(c.pod_uid.clone()).or_insert_with(|| PodFigures {
             namespace: c.namespace.clone(),
             name: c.pod.clone(),
             uid: c.pod_uid.clone(),
+            cgroup: format!("/{}", node.rt.pod_cgroup_path(&c.pod_uid)),
             start_time: None,
             containers: Vec::new(),
-            network: Vec::new(),
+            network: figures
+                .networks
+                .iter()
+                .find(|n| n.uid == c.pod_uid)
+                .map(|n| n.interfaces.clone())
+                .unwrap_or_default(),
             volumes: Vec::new(),
         });
         let started = c
@@ -175,13 +159,6 @@ pub fn collect(node: &LocalNode, samples: &mut HashMap<String, (Instant, u64)>) 
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if pod.network.is_empty() {
-            if let Some(pid) = pid {
-                let text =
-                    std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
-                pod.network = net_dev(&text);
-            }
-        }
         pod.containers.push(ContainerFigures {
             name: c.container.clone(),
             id: c.id.clone(),

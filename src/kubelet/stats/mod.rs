@@ -8,14 +8,7 @@ pub mod summary;
 use std::time::SystemTime;
 
 /// One network interface's counters.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Interface {
-    pub name: String,
-    pub rx_bytes: u64,
-    pub rx_errors: u64,
-    pub tx_bytes: u64,
-    pub tx_errors: u64,
-}
+pub use crate::runtime::network::InterfaceCounters as Interface;
 
 /// A filesystem's size and use.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -71,8 +64,12 @@ pub struct PodFigures {
     pub namespace: String,
     pub name: String,
     pub uid: String,
+    /// `/` + the pod's cgroup path (cAdvisor's `id` of pod-level series).
+    pub cgroup: String,
     pub start_time: Option<SystemTime>,
     pub containers: Vec<ContainerFigures>,
+    /// The interfaces of the pod's network namespace, as cAdvisor counts them (no loopback);
+    /// none for a hostNetwork pod.
     pub network: Vec<Interface>,
     pub volumes: Vec<VolumeFigures>,
 }

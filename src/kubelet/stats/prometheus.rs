@@ -9,6 +9,7 @@ use prometheus::{Encoder, TextEncoder};
 
 use super::NodeFigures;
 use crate::metrics::family::Family;
+use crate::metrics::network::NetworkFamilies;
 
 fn render(families: Vec<MetricFamily>) -> Vec<u8> {
     let families: Vec<MetricFamily> = families
@@ -120,7 +121,6 @@ const CADVISOR_FS: &[&str] = &[
     "namespace",
     "pod",
 ];
-const CADVISOR_NET: &[&str] = &["id", "interface", "namespace", "pod"];
 
 /// `/metrics/cadvisor`.
 pub fn cadvisor(n: &NodeFigures) -> Vec<u8> {
@@ -162,16 +162,8 @@ pub fn cadvisor(n: &NodeFigures) -> Vec<u8> {
         "Last time a container was seen by the exporter",
         CADVISOR,
     );
-    let rx = Family::counter(
-        "container_network_receive_bytes_total",
-        "Cumulative count of bytes received",
-        CADVISOR_NET,
-    );
-    let tx = Family::counter(
-        "container_network_transmit_bytes_total",
-        "Cumulative count of bytes transmitted",
-        CADVISOR_NET,
-    );
+    let network = NetworkFamilies::default();
+    let mut network_families = network.start();
     let cores = Family::gauge("machine_cpu_cores", "Number of logical CPU cores.", &[]);
     let memory = Family::gauge(
         "machine_memory_bytes",
@@ -186,24 +178,18 @@ pub fn cadvisor(n: &NodeFigures) -> Vec<u8> {
         fs_limit.start(),
         start.start(),
         seen.start(),
-        rx.start(),
-        tx.start(),
         cores.start(),
         memory.start(),
     ];
     let now = secs(n.time);
     for p in &n.pods {
-        let pod_id = format!("/layerlet/pod{}", p.uid);
-        for i in &p.network {
-            let labels = [
-                pod_id.as_str(),
-                i.name.as_str(),
-                p.namespace.as_str(),
-                p.name.as_str(),
-            ];
-            rx.add(&mut f[7], &labels, i.rx_bytes as f64);
-            tx.add(&mut f[8], &labels, i.tx_bytes as f64);
-        }
+        network.add_pod(
+            &mut network_families,
+            &p.cgroup,
+            &p.namespace,
+            &p.name,
+            &p.network,
+        );
         for c in &p.containers {
             let l = [
                 c.name.as_str(),
@@ -237,9 +223,11 @@ pub fn cadvisor(n: &NodeFigures) -> Vec<u8> {
             seen.add(&mut f[6], &l, now);
         }
     }
-    cores.add(&mut f[9], &[], n.machine_cores as f64);
-    memory.add(&mut f[10], &[], n.machine_memory as f64);
-    render(f.into())
+    cores.add(&mut f[7], &[], n.machine_cores as f64);
+    memory.add(&mut f[8], &[], n.machine_memory as f64);
+    let mut families: Vec<MetricFamily> = f.into();
+    families.extend(network_families);
+    render(families)
 }
 
 /// `/metrics/probes`: kubelet's `prober_probe_total`.
@@ -293,5 +281,21 @@ mod tests {
         let text = String::from_utf8(cadvisor(&figures())).unwrap();
         assert!(text.contains("container_fs_usage_bytes{container=\"app\",device=\"/dev/sda1\",id=\"/layerlet/x/u-1/abc\",image=\"busybox:1\",name=\"abc\",namespace=\"default\",pod=\"web\"} 7340032"), "{text}");
         assert!(text.contains("machine_cpu_cores 2"), "{text}");
+    }
+
+    #[test]
+    fn cadvisor_metrics_show_the_pods_interfaces_at_pod_level() {
+        let text = String::from_utf8(cadvisor(&figures())).unwrap();
+        let labels = r#"{container="",id="/layerlet/x/u-1",image="",interface="eth0",name="",namespace="default",pod="web"}"#;
+        for (family, value) in [
+            ("container_network_receive_bytes_total", 3000),
+            ("container_network_receive_packets_total", 30),
+            ("container_network_transmit_bytes_total", 7000),
+            ("container_network_transmit_packets_total", 70),
+            ("container_network_transmit_packets_dropped_total", 3),
+        ] {
+            let line = format!("{family}{labels} {value}\n");
+            assert!(text.contains(&line), "{line} missing:\n{text}");
+        }
     }
 }

@@ -336,6 +336,7 @@ pub mod tests {
                 namespace: "default".into(),
                 name: "web".into(),
                 uid: "u-1".into(),
+                cgroup: "/layerlet/x/u-1".into(),
                 start_time: Some(t),
                 containers: vec![ContainerFigures {
                     name: "app".into(),
@@ -357,7 +358,17 @@ pub mod tests {
                     rootfs_inodes: 3,
                     log_bytes: 100,
                 }],
-                network: vec![],
+                network: vec![Interface {
+                    name: "eth0".into(),
+                    rx_bytes: 3000,
+                    rx_packets: 30,
+                    rx_errors: 1,
+                    tx_bytes: 7000,
+                    tx_packets: 70,
+                    tx_errors: 2,
+                    tx_dropped: 3,
+                    ..Default::default()
+                }],
                 volumes: vec![VolumeFigures {
                     name: "scratch".into(),
                     used_bytes: 50,
@@ -385,6 +396,12 @@ pub mod tests {
         assert_eq!(c["memory"]["workingSetBytes"], 2048);
         assert_eq!(pod["ephemeral-storage"]["usedBytes"], 7_340_032 + 100 + 50);
         assert_eq!(pod["volume"][0]["name"], "scratch");
+        // The pod's own interface, inline and in the list, as kubelet has it.
+        assert_eq!(pod["network"]["name"], "eth0");
+        assert_eq!(pod["network"]["rxBytes"], 3000);
+        assert_eq!(pod["network"]["txBytes"], 7000);
+        assert_eq!(pod["network"]["txErrors"], 2);
+        assert_eq!(pod["network"]["interfaces"][0]["rxErrors"], 1);
         assert_eq!(json["node"]["startTime"], "2023-11-14T21:13:20Z");
     }
 }

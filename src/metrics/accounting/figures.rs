@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::metrics::eviction::Eviction;
+use crate::metrics::network::PodNetwork;
 use crate::metrics::sharing::Sharing;
 use crate::metrics::walk::LayerUsage;
 
@@ -40,6 +41,8 @@ pub struct Figures {
     pub containers: Vec<ContainerFigures>,
     pub sharing: Sharing,
     pub evictions: Vec<Eviction>,
+    /// Each networked pod's interfaces, by pod uid order.
+    pub networks: Vec<PodNetwork>,
     /// The filesystem of the data root (cAdvisor's `device`).
     pub device: String,
     pub walks: u64,

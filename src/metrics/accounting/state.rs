@@ -17,6 +17,7 @@ use crate::image::store::Store;
 use crate::layout::NodeLayout;
 use crate::meta::Db;
 use crate::metrics::eviction::{self, ContainerStorage, Eviction};
+use crate::metrics::network::{read_pod_interfaces, PodNetwork};
 use crate::metrics::sharing::{sharing, ContainerUse};
 use crate::metrics::tree::{DirNews, LayerTree};
 use crate::metrics::walk::{files_bytes, walk, LayerUsage, Walked};
@@ -129,6 +130,8 @@ pub(super) struct State {
     pods: BTreeMap<String, PodInfo>,
     snapshot: StoreSnapshot,
     evictions: BTreeMap<String, Eviction>,
+    /// Each networked pod's interfaces, by uid, read on the stats timer.
+    networks: BTreeMap<String, PodNetwork>,
     db_version: Option<i64>,
     device: String,
     walks: u64,
@@ -158,6 +161,7 @@ impl State {
             pods: BTreeMap::new(),
             snapshot: StoreSnapshot::default(),
             evictions: BTreeMap::new(),
+            networks: BTreeMap::new(),
             db_version: None,
             walks: 0,
             walk_seconds: 0.0,
@@ -330,6 +334,40 @@ impl State {
             }
             t.figures.log_bytes = files_bytes(&t.data, "container.log");
         }
+        self.refresh_networks();
+    }
+
+    /// Interface counters of each pod's pinned network namespace: one short-lived thread per
+    /// pod joins it (this thread never changes namespace). A pod without one has no series.
+    fn refresh_networks(&mut self) {
+        let mut networks = BTreeMap::new();
+        for (uid, pod) in &self.pods {
+            if pod.spec.as_ref().is_some_and(|s| s.host_network) {
+                continue;
+            }
+            let Ok(dir) = self.rt.layout.sandbox_dir(uid) else {
+                continue;
+            };
+            let interfaces = match read_pod_interfaces(&dir.join("ns").join("net")) {
+                None => continue,
+                Some(Ok(interfaces)) => interfaces,
+                Some(Err(e)) => {
+                    tracing::debug!(pod = %uid, "network counters not read: {e}");
+                    continue;
+                }
+            };
+            networks.insert(
+                uid.clone(),
+                PodNetwork {
+                    uid: uid.clone(),
+                    namespace: pod.namespace.clone(),
+                    pod: pod.name.clone(),
+                    cgroup: format!("/{}", self.rt.pod_cgroup_path(uid)),
+                    interfaces,
+                },
+            );
+        }
+        self.networks = networks;
     }
 
     /// inotify's news, results of big walks, and the timers of the safety nets.
@@ -562,6 +600,7 @@ impl State {
             containers: self.tracked.values().map(|t| t.figures.clone()).collect(),
             sharing: sharing(&self.snapshot, &uses),
             evictions: self.evictions.values().cloned().collect(),
+            networks: self.networks.values().cloned().collect(),
             device: self.device.clone(),
             walks: self.walks,
             walk_seconds: self.walk_seconds,

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::cache::{AttachmentCache, AttachmentRecord};
 use super::config::{find_plugin, parse_list, NetworkConfig, PluginConfig};
@@ -112,7 +112,16 @@ impl Cni {
             complete: false,
         };
         self.cache.create(&record)?;
-        match self.add_chain(&mut record, &binaries, &args, netns) {
+        let started = Instant::now();
+        let added = self.add_chain(&mut record, &binaries, &args, netns);
+        // The plugins' share of a pod start, for bench/net_start.sh and slow-start triage.
+        tracing::debug!(
+            attachment = %record.id,
+            ok = added.is_ok(),
+            ms = %format_args!("{:.3}", started.elapsed().as_secs_f64() * 1e3),
+            "CNI ADD chain finished"
+        );
+        match added {
             Ok(result) => Ok(Attached {
                 id: record.id,
                 ips: result.pod_ips(&attachment.id.ifname),
@@ -202,7 +211,15 @@ impl Cni {
             .flatten();
         let mut chain: Vec<_> = network.plugins.iter().zip(&binaries).collect();
         chain.reverse();
-        self.call_each(&network, &chain, record, "DEL", netns, prev)
+        let started = Instant::now();
+        let deleted = self.call_each(&network, &chain, record, "DEL", netns, prev);
+        tracing::debug!(
+            attachment = %record.id,
+            ok = deleted.is_ok(),
+            ms = %format_args!("{:.3}", started.elapsed().as_secs_f64() * 1e3),
+            "CNI DEL chain finished"
+        );
+        deleted
     }
 
     /// Runs `command` through `chain` in the order given, for the attachment of `record`.

@@ -82,8 +82,14 @@ pub fn run_plugin(call: PluginCall<'_>, settings: &ExecSettings) -> Result<Vec<u
         binary: call.binary.to_path_buf(),
         source,
     })?;
+    let started = Instant::now();
     let finished = supervise(child, call.stdin, settings.timeout);
     let site = call.site;
+    tracing::trace!(
+        site = %site,
+        ms = %format_args!("{:.3}", started.elapsed().as_secs_f64() * 1e3),
+        "CNI plugin call finished"
+    );
     match finished {
         Finished::TimedOut { stderr } => Err(NetworkError::PluginTimeout {
             site,
