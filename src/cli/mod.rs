@@ -14,9 +14,10 @@ mod run;
 mod validate;
 mod volume;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use context::Context;
 use layerlet::layout::{NodeLayout, DEFAULT_ROOT, DEFAULT_RUN_ROOT};
@@ -95,7 +96,16 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let layout = NodeLayout::new(cli.root, cli.run_root);
+    // Absolute: paths under the roots reach CNI plugins and monitors that run elsewhere (a
+    // relative netns path or IPAM dir would be read from `/`).
+    let absolute = |flag: &str, path: &Path| {
+        std::path::absolute(path)
+            .with_context(|| format!("{flag} {}: cannot make the path absolute", path.display()))
+    };
+    let layout = NodeLayout::new(
+        absolute("--root", &cli.root)?,
+        absolute("--run-root", &cli.run_root)?,
+    );
     let ctx = Context {
         networking: cli.network.networking(&layout)?,
         layout,
