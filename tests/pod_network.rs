@@ -471,6 +471,20 @@ fn kill_9_of_the_agent_during_creation_and_removal_leaks_no_ip_or_interface() {
         .read_dir()
         .map(|mut rd| rd.next().is_some())
         .unwrap_or(false));
+    // Forty agent starts later, the node's masquerade rule for the default subnet is there
+    // exactly once (the bridge plugin's per-pod chains are not used).
+    assert_eq!(masquerade_rules(&netns), 1, "{}", agent.log());
+}
+
+/// How many of the node's NAT rules masquerade the default subnet's traffic, in `netns`.
+fn masquerade_rules(netns: &Netns) -> usize {
+    let out = run(netns
+        .cmd("iptables")
+        .args(["-w", "5", "-t", "nat", "-S", "POSTROUTING"]));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("-s 10.89.0.0/16") && l.ends_with("-j MASQUERADE"))
+        .count()
 }
 
 /// The value of `family`'s series for `pod`'s eth0 in a Prometheus text.

@@ -1,6 +1,7 @@
 //! A network out of the box for a standalone node: a `bridge` on `layerlet0` with
 //! `host-local` addresses from the pod CIDR (kept under layerlet's data root, so they are
-//! layerlet's and visible), masquerading traffic that leaves the node, plus `portmap` for
+//! layerlet's and visible), traffic that leaves the node masqueraded (one node-wide rule per
+//! subnet, see `masquerade`), plus `portmap` for
 //! host ports. The pod's loopback is brought up by the sandbox itself. A config in the conf
 //! dir always wins over this one.
 
@@ -147,7 +148,8 @@ pub fn default_conflist(cidrs: &[PodCidr], ipam_dir: &Path) -> Vec<u8> {
                 plugin_type: "bridge",
                 bridge: DEFAULT_BRIDGE,
                 is_gateway: true,
-                ip_masq: true,
+                // One rule per subnet for the node instead (see `masquerade`).
+                ip_masq: false,
                 hairpin_mode: true,
                 force_address: true,
                 ipam: HostLocal {
@@ -257,7 +259,7 @@ mod tests {
                 "plugins": [
                     {
                         "type": "bridge", "bridge": "layerlet0",
-                        "isGateway": true, "ipMasq": true, "hairpinMode": true, "forceAddress": true,
+                        "isGateway": true, "ipMasq": false, "hairpinMode": true, "forceAddress": true,
                         "ipam": {
                             "type": "host-local",
                             "ranges": [[{"subnet": "10.89.0.0/16"}]],

@@ -18,6 +18,7 @@ pub mod default_network;
 pub mod error;
 pub mod exec;
 pub mod identity;
+pub mod masquerade;
 pub mod netns;
 pub mod plugin_config;
 pub mod pod;

@@ -11,10 +11,11 @@ use std::time::Duration;
 use super::attach::{
     Attached, Attachment, Cni, CniOptions, DEFAULT_BIN_DIRS, DEFAULT_PLUGIN_TIMEOUT,
 };
-use super::config::parse_config;
+use super::config::{parse_config, NetworkConfig};
 use super::default_network::{choose_network, default_conflist, PodCidr};
 use super::error::NetworkError;
 use super::identity::{AttachmentId, PodRef};
+use super::masquerade::Masquerade;
 use super::runtime_config::{
     bandwidth, dns, port_mappings, HostPortInput, RuntimeConfig, EGRESS_BANDWIDTH_ANNOTATION,
     INGRESS_BANDWIDTH_ANNOTATION,
@@ -35,6 +36,8 @@ pub struct CniSetup {
     pub pod_cidrs: Vec<PodCidr>,
     /// In kube mode, the Node's `spec.podCIDRs`, which replace `pod_cidrs` as kubelet's do.
     pub node_subnets: NodeSubnets,
+    /// The default network's node-wide masquerade rules.
+    pub masquerade: Masquerade,
     pub timeout: Duration,
     pub attachments_dir: PathBuf,
     pub ipam_dir: PathBuf,
@@ -49,6 +52,7 @@ impl CniSetup {
             bin_dirs: DEFAULT_BIN_DIRS.iter().map(PathBuf::from).collect(),
             pod_cidrs,
             node_subnets: NodeSubnets::default(),
+            masquerade: Masquerade::default(),
             timeout: DEFAULT_PLUGIN_TIMEOUT,
             attachments_dir: layout.cni_attachments_dir(),
             ipam_dir: layout.cni_ipam_dir(),
@@ -71,12 +75,24 @@ impl CniSetup {
 
     /// The network new pods join now.
     fn cni(&self) -> Result<Cni, NetworkError> {
-        let network = choose_network(
-            &self.conf_dir,
-            &self.default_file,
-            &self.subnets(),
-            &self.ipam_dir,
-        )?;
+        Ok(Cni::new(self.network()?.0, self.options()))
+    }
+
+    /// The network new pods join now, with the default network's subnets when it is that.
+    fn network(&self) -> Result<(NetworkConfig, Option<Vec<PodCidr>>), NetworkError> {
+        let subnets = self.subnets();
+        let network = choose_network(&self.conf_dir, &self.default_file, &subnets, &self.ipam_dir)?;
+        let default = network.file == self.default_file;
+        Ok((network, default.then_some(subnets)))
+    }
+
+    /// The network a pod is attached to now: on the default network, the node's masquerade
+    /// rules are made sure of first.
+    fn for_attach(&self) -> Result<Cni, NetworkError> {
+        let (network, default_subnets) = self.network()?;
+        if let Some(subnets) = default_subnets {
+            self.masquerade.ensure(&subnets)?;
+        }
         Ok(Cni::new(network, self.options()))
     }
 
@@ -162,7 +178,7 @@ impl PodNetworking {
             ]
         };
         let attachment = attachment_for(pod, netns, &self.dns.servers, &searches)?;
-        setup.cni()?.add(&attachment).map(Some)
+        setup.for_attach()?.add(&attachment).map(Some)
     }
 
     /// The Node's `spec.podCIDRs` (kube mode); true when they changed. Without CNI, or
