@@ -499,31 +499,6 @@ fn eth0_counter(text: &str, family: &str, pod: &str) -> Option<u64> {
         .map(|v| v as u64)
 }
 
-/// `promtool check metrics` of a scrape: no error and no lint finding.
-fn promtool_check(what: &str, text: &str) {
-    use std::io::Write;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool: scripts/install-test-deps.sh installs Debian's prometheus");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics of {what}: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn a_pods_network_counters_grow_by_what_it_serves_in_metrics_cadvisor_and_the_summary() {
     const SIZE: u64 = 2 << 20;
@@ -586,7 +561,7 @@ fn a_pods_network_counters_grow_by_what_it_serves_in_metrics_cadvisor_and_the_su
             .any(|l| l.starts_with("container_network_") && l.contains("interface=\"lo\"")),
         "loopback is not counted, as with cAdvisor:\n{text}"
     );
-    promtool_check("/metrics", &text);
+    common::promtool_check("/metrics", &text);
 
     // The kubelet API shows the same figures: /metrics/cadvisor and the Summary's pod block.
     let kubelet = |path: &str| -> String {
@@ -604,7 +579,7 @@ fn a_pods_network_counters_grow_by_what_it_serves_in_metrics_cadvisor_and_the_su
     let cadvisor = kubelet("/metrics/cadvisor");
     let sent = eth0_counter(&cadvisor, tx, "web").unwrap_or(0);
     assert!(sent >= before + SIZE, "{sent}:\n{cadvisor}");
-    promtool_check("/metrics/cadvisor", &cadvisor);
+    common::promtool_check("/metrics/cadvisor", &cadvisor);
     let summary: Value = serde_json::from_str(&kubelet("/stats/summary")).unwrap();
     let web = summary["pods"]
         .as_array()
