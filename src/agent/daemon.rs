@@ -4,6 +4,7 @@
 //! round; at the end the agent's pods are left running (or stopped, if asked).
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,16 +44,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let lock_path = rt.layout.agent_lock();
-    let _lock = match FileLock::try_acquire(&lock_path, LockMode::Exclusive) {
-        Ok(l) => l,
-        Err(LockError::WouldBlock { .. }) => {
-            return Err(AgentError::AlreadyRunning {
-                root: rt.layout.root().to_path_buf(),
-                lock: lock_path,
-            })
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let _lock = take_agent_lock(&lock_path, rt.layout.root()).await?;
     // A bad kubeconfig is refused before anything on the node is touched.
     let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
     let address = crate::runtime::node::address::node_address(cfg.node_ip)?;
@@ -293,4 +285,32 @@ fn stop_all(exec: &Executor) -> Result<(), PodError> {
         stop_pod(&exec.rt, &exec.store, record, grace)?;
     }
     Ok(())
+}
+
+/// How long a starting agent waits for the data root's lock. A killed agent's lock can outlive
+/// it by a moment: a child it was forking when it died shares the lock until its `exec`.
+const AGENT_LOCK_WAIT: Duration = Duration::from_secs(5);
+
+async fn take_agent_lock(lock_path: &Path, root: &Path) -> Result<FileLock, AgentError> {
+    let deadline = tokio::time::Instant::now() + AGENT_LOCK_WAIT;
+    let mut said = false;
+    loop {
+        match FileLock::try_acquire(lock_path, LockMode::Exclusive) {
+            Ok(lock) => return Ok(lock),
+            Err(LockError::WouldBlock { .. }) if tokio::time::Instant::now() < deadline => {
+                if !said {
+                    tracing::info!(lock = %lock_path.display(), "the data root's agent lock is held; waiting for it to be released");
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(LockError::WouldBlock { .. }) => {
+                return Err(AgentError::AlreadyRunning {
+                    root: root.to_path_buf(),
+                    lock: lock_path.to_path_buf(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
