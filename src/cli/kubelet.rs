@@ -6,9 +6,13 @@ use clap::{Args, ValueEnum};
 use layerlet::kubelet::auth::AuthorizationMode;
 use layerlet::kubelet::KubeletOptions;
 
+/// Spelled as kubelet spells them (`--authorization-mode Webhook`); the kebab-case forms
+/// are kept as aliases.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum AuthzMode {
+    #[value(name = "AlwaysAllow", alias = "always-allow")]
     AlwaysAllow,
+    #[value(name = "Webhook", alias = "webhook")]
     Webhook,
 }
 
