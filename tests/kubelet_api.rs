@@ -252,6 +252,13 @@ fn exec_suite(spdy: bool) {
         None,
     );
     assert_eq!(text(&out), "$HOME; x\n");
+    // kubectl falls back to SPDY when a WebSocket upgrade is refused: check what it used.
+    let want_upgrade = if spdy { "spdy/3.1" } else { "websocket" };
+    let used = proxy.upgrades_to("/exec/");
+    assert!(
+        used.len() >= 6 && used.iter().all(|u| u == want_upgrade),
+        "{used:?}"
+    );
 }
 
 #[test]

@@ -85,6 +85,9 @@ pub fn client_config(server_ca: &Path, client: Option<&Pki>) -> Arc<rustls::Clie
 
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// `(kubelet path, Upgrade header)` of every upgrade forwarded, in order: which
+    /// protocol kubectl really used (it falls back from WebSockets to SPDY on a refusal).
+    pub upgrades: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -101,6 +104,7 @@ struct Upstream {
     lookup: Arc<rustls::ClientConfig>,
     forward: Arc<rustls::ClientConfig>,
     bearer: Option<String>,
+    upgrades: Arc<std::sync::Mutex<Vec<(String, String)>>>,
 }
 
 impl Proxy {
@@ -110,6 +114,7 @@ impl Proxy {
             lookup: tls.clone(),
             forward: tls,
             bearer: None,
+            upgrades: Default::default(),
         })
     }
 
@@ -127,10 +132,24 @@ impl Proxy {
             lookup,
             forward,
             bearer: Some(token.to_string()),
+            upgrades: Default::default(),
         })
     }
 
+    /// The Upgrade headers of the forwarded requests whose kubelet path starts with
+    /// `prefix` (`/portForward/`, `/exec/`, `/attach/`), lower case.
+    pub fn upgrades_to(&self, prefix: &str) -> Vec<String> {
+        self.upgrades
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p.starts_with(prefix))
+            .map(|(_, u)| u.to_ascii_lowercase())
+            .collect()
+    }
+
     fn spawn(upstream: Upstream) -> Proxy {
+        let upgrades = upstream.upgrades.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -151,6 +170,7 @@ impl Proxy {
         });
         Proxy {
             addr,
+            upgrades,
             _runtime: runtime,
         }
     }
@@ -272,9 +292,14 @@ async fn serve(mut conn: TcpStream, upstream: Upstream) -> std::io::Result<()> {
         }
         _ => return reply(&mut conn, 404, "{}").await,
     };
-    let upgrade = head
+    let upgrade_header = head
         .iter()
-        .any(|h| h.to_ascii_lowercase().starts_with("upgrade:"));
+        .find(|h| h.to_ascii_lowercase().starts_with("upgrade:"))
+        .map(|h| h["upgrade:".len()..].trim().to_string());
+    let upgrade = upgrade_header.is_some();
+    if let Some(u) = upgrade_header {
+        upstream.upgrades.lock().unwrap().push((forward.clone(), u));
+    }
     let tcp = TcpStream::connect(kubelet).await?;
     let name = ServerName::try_from("127.0.0.1").unwrap().to_owned();
     let mut up = tokio_rustls::TlsConnector::from(upstream.forward.clone())
