@@ -206,11 +206,11 @@ fn read_until(rx: &mpsc::Receiver<Vec<u8>>, got: &mut Vec<u8>, want: &str, withi
     }
 }
 
-/// The container answers each line of its stdin with `TTY:LINE` or `NOTTY:LINE`, upper
+/// The container answers each line of its stdin with `TERMINAL:LINE` or `PIPE:LINE`, upper
 /// case: the answer cannot be a terminal's echo of the input, and says whether stdin is a
 /// terminal.
 const ANSWER: &str =
-    "while read l; do if [ -t 0 ]; then t=tty; else t=notty; fi; echo \"$t:$l\" | tr a-z A-Z; done";
+    "while read l; do if [ -t 0 ]; then t=terminal; else t=pipe; fi; echo \"$t:$l\" | tr a-z A-Z; done";
 
 fn attach_pod(agent: &Agent, name: &str, tty: bool) {
     write_pod_spec(
@@ -258,7 +258,7 @@ fn kubectl_attach_reaches_the_stdin_of_a_container_started_with_stdin_with_and_w
             read_until(
                 &rx,
                 &mut got,
-                &format!("NOTTY:HELLO-{}-{n}", word.to_uppercase()),
+                &format!("PIPE:HELLO-{}-{n}", word.to_uppercase()),
                 within,
             );
         }
@@ -290,7 +290,7 @@ fn kubectl_attach_reaches_the_stdin_of_a_container_started_with_stdin_with_and_w
         read_until(
             &rx,
             &mut got,
-            &format!("TTY:OVER-{}", word.to_uppercase()),
+            &format!("TERMINAL:OVER-{}", word.to_uppercase()),
             within,
         );
         let _ = script.kill();
@@ -309,7 +309,7 @@ fn kubectl_attach_reaches_the_stdin_of_a_container_started_with_stdin_with_and_w
         .unwrap();
     assert_eq!(
         text(&log),
-        "NOTTY:HELLO-SPDY-0\nNOTTY:HELLO-SPDY-1\nNOTTY:HELLO-WEBSOCKET-0\nNOTTY:HELLO-WEBSOCKET-1\n"
+        "PIPE:HELLO-SPDY-0\nPIPE:HELLO-SPDY-1\nPIPE:HELLO-WEBSOCKET-0\nPIPE:HELLO-WEBSOCKET-1\n"
     );
     // Attaching to stdin of a container without `stdin: true` is refused, as by kubelet.
     let closed = unique("attach-closed");
