@@ -478,3 +478,53 @@ fn fifty_execs_and_fifty_followed_logs_at_once_do_not_starve_reconciliation() {
         assert_eq!(String::from_utf8_lossy(&got), want, "follower {i}");
     }
 }
+
+/// A followed log of a container whose pipeline ends by SIGPIPE (`yes | head`): the
+/// container must start with default signal dispositions and nothing blocked (its
+/// monitor blocks SIGCHLD and Rust ignores SIGPIPE), or `yes` never ends and neither does
+/// the follow.
+#[test]
+fn a_followed_log_of_yes_piped_to_head_ends_with_the_container() {
+    let node = busybox_node();
+    let s = setup(&node);
+    let pod = unique("yes");
+    let script =
+        "grep -E '^Sig(Blk|Ign)' /proc/self/status; busybox yes y | head -n 1000; echo END";
+    write_pod_spec(
+        &s.agent,
+        &pod,
+        &format!(
+            "  terminationGracePeriodSeconds: 1\n  restartPolicy: Never\n  containers:\n{}",
+            container("app", script)
+        ),
+    );
+    let proxy = s.proxy();
+    let kc = proxy.kubeconfig(node.dir.path());
+    s.agent
+        .wait_for("the container to start", Duration::from_secs(60), || {
+            s.agent.pod(&pod).filter(|p| {
+                p["status"]["containerStatuses"][0]["state"]["waiting"].is_null()
+                    && p["status"]["containerStatuses"].is_array()
+            })
+        });
+    let mut follow = kubectl_cmd(&kc, true)
+        .args(["logs", "-f", &pod, "-c", "app"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = pump_stdout(&mut follow);
+    let mut got = Vec::new();
+    read_until(&rx, &mut got, "END\n", Duration::from_secs(30));
+    let want = format!(
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n{}END\n",
+        "y\n".repeat(1000)
+    );
+    assert_eq!(String::from_utf8_lossy(&got), want);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while follow.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "kubectl logs -f did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -542,6 +542,35 @@ pub fn run(
 
 enum Never {}
 
+/// The command starts with every signal at its default and none blocked, as under any
+/// runtime: the monitor blocks SIGCHLD and Rust ignores SIGPIPE, and both would otherwise
+/// survive exec (`yes | head` would never end).
+fn default_signals() -> Result<(), InitFailure> {
+    for signo in 1..=libc::SIGRTMAX() {
+        if signo == libc::SIGKILL || signo == libc::SIGSTOP {
+            continue;
+        }
+        // The raw call: glibc refuses its own reserved signals (32, 33), which an
+        // ignoring parent passes on too. An all-zero kernel sigaction is SIG_DFL, no flags,
+        // an empty mask, whatever the architecture's layout.
+        let dfl = [0u64; 4];
+        // SAFETY: rt_sigaction with a valid, zeroed struct and no old action; fails
+        // harmlessly for signals that cannot change.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signo,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
+    }
+    nix::sys::signal::SigSet::empty()
+        .thread_set_mask()
+        .map_err(|e| fail("unblock every signal", e))
+}
+
 /// init's descriptors from the monitor: fd 0 (None: /dev/null), 1 and 2; with `tty` all
 /// three are the terminal, which becomes init's controlling terminal in a new session.
 #[derive(Debug, Clone, Copy)]
@@ -558,6 +587,7 @@ fn prepare_and_exec(
     born_in_cgroup: bool,
     stdio: Stdio,
 ) -> Result<Never, InitFailure> {
+    default_signals()?;
     if let Some(cg) = &plan.cgroup {
         cg.join_self(born_in_cgroup)
             .map_err(|e| fail("join the container's cgroup", e))?;
