@@ -3,7 +3,9 @@
 //! A threaded HTTP/1.1 server on `127.0.0.1:0` (std only, plus serde_json) that serves the
 //! core/v1 endpoints a node agent uses: pods (list, get, watch, status patch, delete),
 //! configmaps and secrets (get), events (create, patch; core/v1 and events.k8s.io/v1) and
-//! serviceaccount tokens (TokenRequest). Everything else answers a 404 Status.
+//! serviceaccount tokens (TokenRequest), TokenReviews and SubjectAccessReviews (validated
+//! as the real server validates them, answered from [`MockKube::add_token`] and
+//! [`MockKube::allow`]). Everything else answers a 404 Status.
 //!
 //! The state (pods, configmaps, secrets, a global resourceVersion counter and the history
 //! of pod changes) sits behind one mutex; the test scripts it with [`MockKube::add_pod`],
