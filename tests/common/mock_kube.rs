@@ -3,7 +3,9 @@
 //! A threaded HTTP/1.1 server on `127.0.0.1:0` (std only, plus serde_json) that serves the
 //! core/v1 endpoints a node agent uses: pods (list, get, watch, status patch, delete),
 //! configmaps and secrets (get), events (create, patch; core/v1 and events.k8s.io/v1) and
-//! serviceaccount tokens (TokenRequest). Everything else answers a 404 Status.
+//! serviceaccount tokens (TokenRequest), TokenReviews and SubjectAccessReviews (validated
+//! as the real server validates them, answered from [`MockKube::add_token`] and
+//! [`MockKube::allow`]). Everything else answers a 404 Status.
 //!
 //! The state (pods, configmaps, secrets, a global resourceVersion counter and the history
 //! of pod changes) sits behind one mutex; the test scripts it with [`MockKube::add_pod`],
@@ -183,6 +185,8 @@ struct State {
     hooks: Vec<Hook>,
     /// Nodes and Leases, by their object path (`api/v1/nodes/NAME`, ...).
     objects: BTreeMap<String, Value>,
+    /// What TokenReviews and SubjectAccessReviews answer.
+    reviews: Reviews,
 }
 
 struct Shared {
@@ -444,6 +448,47 @@ impl MockKube {
     /// state lock), e.g. to check what the node looks like when the client sends it.
     pub fn on_request(&self, hook: impl Fn(&Request) + Send + Sync + 'static) {
         self.shared.lock().hooks.push(Arc::new(hook));
+    }
+
+    /// Makes `token` valid for TokenReviews: it names `user` with `groups` (uid `uid-USER`).
+    /// Every other token is not authenticated.
+    pub fn add_token(&self, token: &str, user: &str, groups: &[&str]) {
+        self.shared.lock().reviews.tokens.insert(
+            token.to_string(),
+            (
+                user.to_string(),
+                groups.iter().map(|g| g.to_string()).collect(),
+            ),
+        );
+    }
+
+    /// Lets SubjectAccessReviews allow `verb` on `resource`/`subresource` to `user` (`*`
+    /// matches anything). Nothing is allowed that no rule allows, as with RBAC.
+    pub fn allow(&self, user: &str, verb: &str, resource: &str, subresource: &str) {
+        self.shared.lock().reviews.rules.push(AccessRule {
+            user: user.to_string(),
+            verb: verb.to_string(),
+            resource: resource.to_string(),
+            subresource: subresource.to_string(),
+        });
+    }
+
+    /// The bodies of the TokenReviews posted so far, as sent.
+    pub fn token_reviews(&self) -> Vec<Value> {
+        self.posted("/apis/authentication.k8s.io/v1/tokenreviews")
+    }
+
+    /// The bodies of the SubjectAccessReviews posted so far, as sent.
+    pub fn access_reviews(&self) -> Vec<Value> {
+        self.posted("/apis/authorization.k8s.io/v1/subjectaccessreviews")
+    }
+
+    fn posted(&self, path: &str) -> Vec<Value> {
+        self.requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == path)
+            .map(Request::json)
+            .collect()
     }
 
     /// The last `n` requests, one per line, for failure messages.
@@ -1195,6 +1240,10 @@ fn route(st: &mut State, req: &Request) -> Reply {
         ("POST", ["api", "v1", "namespaces", ns, "serviceaccounts", sa, "token"]) => {
             token_request(st, req, ns, sa)
         }
+        ("POST", ["apis", "authentication.k8s.io", "v1", "tokenreviews"]) => token_review(st, req),
+        ("POST", ["apis", "authorization.k8s.io", "v1", "subjectaccessreviews"]) => {
+            access_review(st, req)
+        }
         (_, ["api", "v1", "nodes", ..])
         | (_, ["apis", "coordination.k8s.io", "v1", "namespaces", _, "leases", ..]) => {
             plain_object(st, req, &segs)
@@ -1617,6 +1666,175 @@ fn token_request(st: &mut State, req: &Request, ns: &str, sa: &str) -> Reply {
         "token": format!("mock-token-{}", st.tokens),
         "expirationTimestamp": rfc3339(SystemTime::now() + Duration::from_secs(seconds)),
     });
+    Reply::Json(201, body)
+}
+
+// ---------------------------------------------------------------------------------------
+// TokenReview and SubjectAccessReview, as the API server answers them
+// ---------------------------------------------------------------------------------------
+
+/// One SubjectAccessReview rule of [`MockKube::allow`].
+#[derive(Clone, Debug)]
+struct AccessRule {
+    user: String,
+    verb: String,
+    resource: String,
+    subresource: String,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Reviews {
+    /// token -> (user, groups).
+    tokens: BTreeMap<String, (String, Vec<String>)>,
+    rules: Vec<AccessRule>,
+}
+
+/// The body of a review POST: an object of `group/v1` `kind`, as the server decodes it
+/// (a body naming another kind or version is refused with 400, as by the real decoder).
+fn review_body(req: &Request, api_version: &str, kind: &str) -> Result<Value, Reply> {
+    let body = match parse_body(req)? {
+        Value::Object(o) => Value::Object(o),
+        _ => {
+            return Err(Reply::Json(
+                400,
+                status_json(
+                    400,
+                    "BadRequest",
+                    &format!("a {kind} body is a JSON object"),
+                ),
+            ))
+        }
+    };
+    for (field, want) in [("apiVersion", api_version), ("kind", kind)] {
+        if let Some(have) = body[field].as_str() {
+            if have != want {
+                return Err(Reply::Json(
+                    400,
+                    status_json(
+                        400,
+                        "BadRequest",
+                        &format!("the {field} in the data ({have}) does not match the expected {field} ({want})"),
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(body)
+}
+
+/// A `422 Invalid` Status for one field of a review.
+fn invalid_review(kind: &str, field: &str, message: &str) -> Reply {
+    Reply::Json(
+        422,
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{kind}.{} \"\" is invalid: {field}: {message}",
+                if kind == "TokenReview" { "authentication.k8s.io" } else { "authorization.k8s.io" }),
+            "reason": "Invalid", "code": 422,
+            "details": {"kind": kind, "causes": [{"reason": "FieldValueInvalid", "message": message, "field": field}]},
+        }),
+    )
+}
+
+/// `POST /apis/authentication.k8s.io/v1/tokenreviews`: the object back with `status`
+/// filled (201), `authenticated` only for a token of [`MockKube::add_token`].
+fn token_review(st: &mut State, req: &Request) -> Reply {
+    let mut body = match review_body(req, "authentication.k8s.io/v1", "TokenReview") {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let token = body["spec"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if token.is_empty() {
+        // The real server's check, before any authenticator runs.
+        return Reply::Json(
+            400,
+            status_json(
+                400,
+                "BadRequest",
+                "token is required for TokenReview in authentication",
+            ),
+        );
+    }
+    let audiences = body["spec"]["audiences"].clone();
+    body["apiVersion"] = json!("authentication.k8s.io/v1");
+    body["kind"] = json!("TokenReview");
+    body["metadata"] = json!({"creationTimestamp": null});
+    body["status"] = match st.reviews.tokens.get(&token) {
+        Some((user, groups)) => {
+            let mut status = json!({
+                "authenticated": true,
+                "user": {"username": user, "uid": format!("uid-{user}"), "groups": groups},
+            });
+            if audiences.is_array() {
+                status["audiences"] = audiences;
+            }
+            status
+        }
+        None => json!({"user": {}}),
+    };
+    Reply::Json(201, body)
+}
+
+/// `POST /apis/authorization.k8s.io/v1/subjectaccessreviews`: validated as the real server
+/// validates it (a user or a group; exactly one of resourceAttributes and
+/// nonResourceAttributes), answered with `status.allowed` by the rules of
+/// [`MockKube::allow`] (201).
+fn access_review(st: &mut State, req: &Request) -> Reply {
+    const KIND: &str = "SubjectAccessReview";
+    let mut body = match review_body(req, "authorization.k8s.io/v1", KIND) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let spec = body["spec"].clone();
+    let user = spec["user"].as_str().unwrap_or_default().to_string();
+    let groups = spec["groups"].as_array().map_or(0, Vec::len);
+    if user.is_empty() && groups == 0 {
+        return invalid_review(
+            KIND,
+            "spec.user",
+            "Invalid value: \"\": at least one of user or group must be specified",
+        );
+    }
+    let ra = &spec["resourceAttributes"];
+    if ra.is_object() == spec["nonResourceAttributes"].is_object() {
+        return invalid_review(
+            KIND,
+            "spec.resourceAttributes",
+            "Invalid value: exactly one of nonResourceAttributes or resourceAttributes must be specified",
+        );
+    }
+    let field = |v: &Value, name: &str| v[name].as_str().unwrap_or_default().to_string();
+    let (verb, resource, subresource) = if ra.is_object() {
+        (
+            field(ra, "verb"),
+            field(ra, "resource"),
+            field(ra, "subresource"),
+        )
+    } else {
+        (
+            field(&spec["nonResourceAttributes"], "verb"),
+            String::new(),
+            String::new(),
+        )
+    };
+    let fits = |rule: &str, have: &str| rule == "*" || rule == have;
+    let allowed = st.reviews.rules.iter().any(|r| {
+        fits(&r.user, &user)
+            && fits(&r.verb, &verb)
+            && fits(&r.resource, &resource)
+            && fits(&r.subresource, &subresource)
+    });
+    body["apiVersion"] = json!("authorization.k8s.io/v1");
+    body["kind"] = json!(KIND);
+    body["metadata"] = json!({"creationTimestamp": null});
+    body["status"] = if allowed {
+        json!({"allowed": true, "reason": "allowed by a mock rule"})
+    } else {
+        json!({"allowed": false})
+    };
     Reply::Json(201, body)
 }
 

@@ -6,6 +6,8 @@
 //! connections through byte for byte.
 #![allow(dead_code)]
 
+pub mod harness;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -83,6 +85,9 @@ pub fn client_config(server_ca: &Path, client: Option<&Pki>) -> Arc<rustls::Clie
 
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// `(kubelet path, Upgrade header)` of every upgrade forwarded, in order: which
+    /// protocol kubectl really used (it falls back from WebSockets to SPDY on a refusal).
+    pub upgrades: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -90,8 +95,61 @@ const API_VERSIONS: &str = r#"{"kind":"APIVersions","versions":["v1"],"serverAdd
 const API_GROUPS: &str = r#"{"kind":"APIGroupList","apiVersion":"v1","groups":[]}"#;
 const API_V1: &str = r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["get","list"],"shortNames":["po"]},{"name":"pods/log","singularName":"","namespaced":true,"kind":"Pod","verbs":["get"]},{"name":"pods/exec","singularName":"","namespaced":true,"kind":"PodExecOptions","verbs":["create","get"]},{"name":"pods/attach","singularName":"","namespaced":true,"kind":"PodAttachOptions","verbs":["create","get"]},{"name":"pods/portforward","singularName":"","namespaced":true,"kind":"PodPortForwardOptions","verbs":["create","get"]}]}"#;
 
+/// How the proxy reaches the kubelet: pods are looked up with `lookup` (the API server's
+/// own client certificate, as the API server reads pods from its own store), the
+/// forwarded requests go with `forward` and, if set, a bearer token (a direct client's).
+#[derive(Clone)]
+struct Upstream {
+    kubelet: SocketAddr,
+    lookup: Arc<rustls::ClientConfig>,
+    forward: Arc<rustls::ClientConfig>,
+    bearer: Option<String>,
+    upgrades: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
 impl Proxy {
     pub fn start(kubelet: SocketAddr, tls: Arc<rustls::ClientConfig>) -> Proxy {
+        Proxy::spawn(Upstream {
+            kubelet,
+            lookup: tls.clone(),
+            forward: tls,
+            bearer: None,
+            upgrades: Default::default(),
+        })
+    }
+
+    /// A proxy that forwards exec, attach, logs and port-forward with `Authorization:
+    /// Bearer TOKEN` and no client certificate (`forward`), so the kubelet reviews the
+    /// token; pods are still looked up with `lookup`.
+    pub fn start_with_token(
+        kubelet: SocketAddr,
+        lookup: Arc<rustls::ClientConfig>,
+        forward: Arc<rustls::ClientConfig>,
+        token: &str,
+    ) -> Proxy {
+        Proxy::spawn(Upstream {
+            kubelet,
+            lookup,
+            forward,
+            bearer: Some(token.to_string()),
+            upgrades: Default::default(),
+        })
+    }
+
+    /// The Upgrade headers of the forwarded requests whose kubelet path starts with
+    /// `prefix` (`/portForward/`, `/exec/`, `/attach/`), lower case.
+    pub fn upgrades_to(&self, prefix: &str) -> Vec<String> {
+        self.upgrades
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p.starts_with(prefix))
+            .map(|(_, u)| u.to_ascii_lowercase())
+            .collect()
+    }
+
+    fn spawn(upstream: Upstream) -> Proxy {
+        let upgrades = upstream.upgrades.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -104,14 +162,15 @@ impl Proxy {
                 let Ok((conn, _)) = listener.accept().await else {
                     return;
                 };
-                let tls = tls.clone();
+                let upstream = upstream.clone();
                 tokio::spawn(async move {
-                    let _ = serve(conn, kubelet, tls).await;
+                    let _ = serve(conn, upstream).await;
                 });
             }
         });
         Proxy {
             addr,
+            upgrades,
             _runtime: runtime,
         }
     }
@@ -179,11 +238,8 @@ async fn kubelet_get(
         .unwrap_or_default())
 }
 
-async fn serve(
-    mut conn: TcpStream,
-    kubelet: SocketAddr,
-    tls: Arc<rustls::ClientConfig>,
-) -> std::io::Result<()> {
+async fn serve(mut conn: TcpStream, upstream: Upstream) -> std::io::Result<()> {
+    let kubelet = upstream.kubelet;
     let mut reader = BufReader::new(&mut conn);
     let mut head = Vec::new();
     loop {
@@ -208,7 +264,7 @@ async fn serve(
         ["apis"] => return reply(&mut conn, 200, API_GROUPS).await,
         ["api", "v1"] => return reply(&mut conn, 200, API_V1).await,
         ["api", "v1", "namespaces", ns, "pods", pod] => {
-            let list = kubelet_get(kubelet, tls.clone(), "/pods").await?;
+            let list = kubelet_get(kubelet, upstream.lookup.clone(), "/pods").await?;
             let list: serde_json::Value = serde_json::from_str(&list).unwrap_or_default();
             let found = list["items"]
                 .as_array()
@@ -236,15 +292,23 @@ async fn serve(
         }
         _ => return reply(&mut conn, 404, "{}").await,
     };
-    let upgrade = head
+    let upgrade_header = head
         .iter()
-        .any(|h| h.to_ascii_lowercase().starts_with("upgrade:"));
+        .find(|h| h.to_ascii_lowercase().starts_with("upgrade:"))
+        .map(|h| h["upgrade:".len()..].trim().to_string());
+    let upgrade = upgrade_header.is_some();
+    if let Some(u) = upgrade_header {
+        upstream.upgrades.lock().unwrap().push((forward.clone(), u));
+    }
     let tcp = TcpStream::connect(kubelet).await?;
     let name = ServerName::try_from("127.0.0.1").unwrap().to_owned();
-    let mut up = tokio_rustls::TlsConnector::from(tls)
+    let mut up = tokio_rustls::TlsConnector::from(upstream.forward.clone())
         .connect(name, tcp)
         .await?;
     let mut out = format!("{method} {forward} HTTP/1.1\r\n");
+    if let Some(token) = &upstream.bearer {
+        out.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
     for h in head.iter().skip(1) {
         let lower = h.to_ascii_lowercase();
         if lower.starts_with("host:") || lower.starts_with("authorization:") {

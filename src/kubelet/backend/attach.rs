@@ -1,24 +1,27 @@
 //! attach: the container's own output from now on, read from its CRI log as it is written
 //! (both streams arrive on stdout); the session ends with the container, with its exit
-//! code. The container's stdin is not reachable: the monitor gives init /dev/null and
-//! keeps no socket for it, so an attach asking for stdin is refused.
+//! code. A container started with `stdin: true` reads a FIFO in its run directory (with
+//! `tty: true` its monitor copies that FIFO into the terminal), and the session's stdin is
+//! written there; the FIFO stays open after a session, as kubelet keeps stdin open.
+//! Attaching to the stdin of any other container is refused.
 
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use crate::kubelet::logs::{follow, LogOptions};
-use crate::kubelet::node::{ByteReader, ContainerRef, NodeError, Session, StreamOptions};
+use crate::kubelet::node::{
+    ByteReader, ByteWriter, ContainerRef, NodeError, Session, StreamOptions,
+};
 use crate::runtime::container::Runtime;
 use crate::runtime::state::Status;
 
 pub fn attach(rt: &Runtime, c: &ContainerRef, opts: &StreamOptions) -> Result<Session, NodeError> {
-    if opts.stdin {
-        return Err(NodeError::Unsupported(format!(
-            "attaching to the stdin of container {} in pod {}/{} is not supported by layerlet: its monitor does not keep a container's stdin",
-            c.container, c.namespace, c.pod
-        )));
-    }
+    let stdin = if opts.stdin {
+        Some(open_stdin(rt, c)?)
+    } else {
+        None
+    };
     let (tx, rx) = mpsc::channel(8);
     let running = {
         let rt = rt.clone();
@@ -50,13 +53,37 @@ pub fn attach(rt: &Runtime, c: &ContainerRef, opts: &StreamOptions) -> Result<Se
         }
     });
     Ok(Session {
-        stdin: None,
+        stdin,
         stdout: opts.stdout.then_some(stdout),
         stderr: None,
         resize: None,
         exit,
         kill: Box::new(|| {}),
     })
+}
+
+/// The writing end of the container's stdin FIFO. Opening it never blocks: it fails
+/// (ENXIO) when no one reads it, and does not exist for a container without `stdin: true`.
+fn open_stdin(rt: &Runtime, c: &ContainerRef) -> Result<ByteWriter, NodeError> {
+    let refused = |why: String| {
+        NodeError::Unsupported(format!(
+            "cannot attach to the stdin of container {} in pod {}/{}: {why}",
+            c.container, c.namespace, c.pod
+        ))
+    };
+    let dirs = rt
+        .dirs(&c.id)
+        .map_err(|e| NodeError::Failed(e.to_string()))?;
+    let path = crate::runtime::process::monitor::stdin_path(&dirs.run);
+    if !path.exists() {
+        return Err(refused(
+            "it was not started with stdin: true (set it in the pod spec)".into(),
+        ));
+    }
+    let sender = tokio::net::unix::pipe::OpenOptions::new()
+        .open_sender(&path)
+        .map_err(|e| refused(format!("open {}: {e}", path.display())))?;
+    Ok(Box::new(sender))
 }
 
 /// Bytes from a queue, read as a stream.

@@ -137,6 +137,27 @@ fn inode(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.ino())
 }
 
+/// The file written after the one with inode `ino`: the log's files oldest first are the
+/// rotated ones by falling number, then the current one. When `ino` is no longer among
+/// them (rotated away), the oldest left comes next. None when the listing raced with a
+/// rotation (the caller falls back to the current file).
+fn next_file(current: &Path, ino: u64) -> Option<(BufReader<File>, u64)> {
+    let mut files = list_rotated(current).unwrap_or_default();
+    files.sort_by_key(|r| std::cmp::Reverse(r.0));
+    let mut chain: Vec<PathBuf> = files.into_iter().map(|(_, p)| p).collect();
+    chain.push(current.to_path_buf());
+    let inodes: Vec<Option<u64>> = chain.iter().map(|p| inode(p)).collect();
+    let next = match inodes.iter().position(|i| *i == Some(ino)) {
+        Some(at) => at + 1,
+        None => 0,
+    };
+    let path = chain.get(next)?;
+    let file = File::open(path).ok()?;
+    let opened = file.metadata().ok()?.ino();
+    // Renamed between the listing and the open: not the file we meant.
+    (Some(opened) == inodes[next]).then(|| (BufReader::new(file), opened))
+}
+
 /// Streams the log whose current file is `current` into `tx`. `running` tells whether the
 /// container still runs (follow ends once it does not and everything is read).
 pub fn stream(
@@ -202,12 +223,16 @@ fn run(current: &Path, emit: &mut Emitter, running: impl Fn() -> bool) {
         if !emit.flush() || last_look {
             return;
         }
-        // Rotated: the old file is read to its end above; go on with the new one.
+        // Rotated: the old file is read to its end above; go on with the file that came
+        // after it, which is a rotated one when the log rotated more than once since.
         let now = inode(current);
-        if now.is_some() && now != open.as_ref().map(|(_, ino)| *ino) {
-            open = File::open(current)
-                .ok()
-                .map(|f| (BufReader::new(f), now.unwrap_or(0)));
+        let reading = open.as_ref().map(|(_, ino)| *ino);
+        if now.is_some() && now != reading {
+            open = reading.and_then(|ino| next_file(current, ino)).or_else(|| {
+                File::open(current)
+                    .ok()
+                    .map(|f| (BufReader::new(f), now.unwrap_or(0)))
+            });
             partial.clear();
             continue;
         }
@@ -237,6 +262,32 @@ mod tests {
         });
         stream(current, opts, || false, tx);
         String::from_utf8(handle.join().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn after_several_rotations_the_file_after_the_one_read_comes_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let current = dir.path().join("c.log");
+        for (name, text) in [
+            ("c.log.3", "a"),
+            ("c.log.2", "b"),
+            ("c.log.1", "c"),
+            ("c.log", "d"),
+        ] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let read_next = |ino: u64| {
+            let (mut r, _) = next_file(&current, ino).unwrap();
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut r, &mut s).unwrap();
+            s
+        };
+        let ino3 = inode(&dir.path().join("c.log.3")).unwrap();
+        let ino1 = inode(&dir.path().join("c.log.1")).unwrap();
+        assert_eq!(read_next(ino3), "b");
+        assert_eq!(read_next(ino1), "d");
+        // A file no longer there was older than every file left.
+        assert_eq!(read_next(u64::MAX), "a");
     }
 
     fn write_logs(dir: &Path) {

@@ -532,10 +532,9 @@ pub fn run(
     plan: &ContainerPlan,
     seccomp: Option<&seccompiler::BpfProgram>,
     born_in_cgroup: bool,
-    stdout: RawFd,
-    stderr: RawFd,
+    stdio: Stdio,
 ) -> InitFailure {
-    match prepare_and_exec(plan, seccomp, born_in_cgroup, stdout, stderr) {
+    match prepare_and_exec(plan, seccomp, born_in_cgroup, stdio) {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -543,13 +542,52 @@ pub fn run(
 
 enum Never {}
 
+/// The command starts with every signal at its default and none blocked, as under any
+/// runtime: the monitor blocks SIGCHLD and Rust ignores SIGPIPE, and both would otherwise
+/// survive exec (`yes | head` would never end).
+fn default_signals() -> Result<(), InitFailure> {
+    for signo in 1..=libc::SIGRTMAX() {
+        if signo == libc::SIGKILL || signo == libc::SIGSTOP {
+            continue;
+        }
+        // The raw call: glibc refuses its own reserved signals (32, 33), which an
+        // ignoring parent passes on too. An all-zero kernel sigaction is SIG_DFL, no flags,
+        // an empty mask, whatever the architecture's layout.
+        let dfl = [0u64; 4];
+        // SAFETY: rt_sigaction with a valid, zeroed struct and no old action; fails
+        // harmlessly for signals that cannot change.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signo,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
+    }
+    nix::sys::signal::SigSet::empty()
+        .thread_set_mask()
+        .map_err(|e| fail("unblock every signal", e))
+}
+
+/// init's descriptors from the monitor: fd 0 (None: /dev/null), 1 and 2; with `tty` all
+/// three are the terminal, which becomes init's controlling terminal in a new session.
+#[derive(Debug, Clone, Copy)]
+pub struct Stdio {
+    pub stdin: Option<RawFd>,
+    pub stdout: RawFd,
+    pub stderr: RawFd,
+    pub tty: bool,
+}
+
 fn prepare_and_exec(
     plan: &ContainerPlan,
     seccomp: Option<&seccompiler::BpfProgram>,
     born_in_cgroup: bool,
-    stdout: RawFd,
-    stderr: RawFd,
+    stdio: Stdio,
 ) -> Result<Never, InitFailure> {
+    default_signals()?;
     if let Some(cg) = &plan.cgroup {
         cg.join_self(born_in_cgroup)
             .map_err(|e| fail("join the container's cgroup", e))?;
@@ -586,11 +624,24 @@ fn prepare_and_exec(
             )))
         }
     }
-    let devnull =
-        open("/dev/null", OFlag::O_RDONLY, Mode::empty()).map_err(|e| fail("open /dev/null", e))?;
-    dup2(devnull, 0).map_err(|e| fail("stdin", e))?;
-    dup2(stdout, 1).map_err(|e| fail("stdout", e))?;
-    dup2(stderr, 2).map_err(|e| fail("stderr", e))?;
+    let stdin = match stdio.stdin {
+        Some(fd) => fd,
+        None => open("/dev/null", OFlag::O_RDONLY, Mode::empty())
+            .map_err(|e| fail("open /dev/null", e))?,
+    };
+    dup2(stdin, 0).map_err(|e| fail("stdin", e))?;
+    dup2(stdio.stdout, 1).map_err(|e| fail("stdout", e))?;
+    dup2(stdio.stderr, 2).map_err(|e| fail("stderr", e))?;
+    if stdio.tty {
+        nix::unistd::setsid().map_err(|e| fail("new session for the terminal", e))?;
+        // SAFETY: TIOCSCTTY on fd 0, the terminal just installed; no memory is passed.
+        if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
+            return Err(fail(
+                "make the terminal the controlling one",
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
     // No descriptor of layerlet survives exec (the error pipe is close-on-exec already and
     // must stay open until exec succeeds).
     // SAFETY: close_range with CLOEXEC flag only marks descriptors.

@@ -23,9 +23,108 @@ use crate::sys::process::start_ticks;
 use crate::time::format_rfc3339_nano;
 
 const PLAN_FILE: &str = "plan.json";
+const STDIN_FIFO: &str = "stdin";
 
 pub fn plan_path(run_dir: &Path) -> std::path::PathBuf {
     run_dir.join(PLAN_FILE)
+}
+
+/// The FIFO a container started with `stdin: true` reads its stdin from (the kubelet API's
+/// attach writes to it).
+pub fn stdin_path(run_dir: &Path) -> std::path::PathBuf {
+    run_dir.join(STDIN_FIFO)
+}
+
+/// A fresh FIFO for the container's stdin, opened read-write: a FIFO with a writer never
+/// reads as ended, so stdin stays open between attaches, as kubelet keeps it.
+fn stdin_fifo(run_dir: &Path, flags: OFlag) -> Result<OwnedFd, String> {
+    let path = stdin_path(run_dir);
+    let _ = std::fs::remove_file(&path);
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| format!("make the stdin FIFO {}: {e}", path.display()))?;
+    nix::fcntl::open(
+        &path,
+        OFlag::O_RDWR | OFlag::O_CLOEXEC | flags,
+        nix::sys::stat::Mode::empty(),
+    )
+    // SAFETY: open returned a new descriptor that nothing else owns.
+    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+    .map_err(|e| format!("open the stdin FIFO {}: {e}", path.display()))
+}
+
+/// What the monitor gives init and keeps for itself: with a terminal, init gets its
+/// secondary end as 0, 1 and 2 and the monitor reads the primary end into the log and
+/// feeds it the stdin FIFO; without, output pipes and the FIFO (or /dev/null) as stdin.
+struct Stdio {
+    /// (read end, Stream) of what goes into the log.
+    outputs: Vec<(OwnedFd, Stream)>,
+    /// The stdin FIFO the monitor copies into the terminal.
+    input: Option<OwnedFd>,
+    /// The terminal's primary end (also in `outputs`), input is written to it.
+    terminal: Option<std::os::fd::RawFd>,
+    /// init's ends, closed in the monitor once init has them.
+    child_ends: Vec<OwnedFd>,
+    init: crate::runtime::process::init::Stdio,
+}
+
+fn stdio(plan: &ContainerPlan, run_dir: &Path) -> Result<Stdio, String> {
+    if plan.tty {
+        let pty = nix::pty::openpty(None, None).map_err(|e| format!("openpty: {e}"))?;
+        for fd in [&pty.master, &pty.slave] {
+            nix::fcntl::fcntl(
+                fd.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .map_err(|e| format!("terminal: {e}"))?;
+        }
+        nix::fcntl::fcntl(
+            pty.master.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
+        )
+        .map_err(|e| format!("terminal: {e}"))?;
+        let input = if plan.stdin {
+            Some(stdin_fifo(run_dir, OFlag::O_NONBLOCK)?)
+        } else {
+            None
+        };
+        let slave = pty.slave.as_raw_fd();
+        let master = pty.master.as_raw_fd();
+        Ok(Stdio {
+            outputs: vec![(pty.master, Stream::Stdout)],
+            input,
+            terminal: Some(master),
+            init: crate::runtime::process::init::Stdio {
+                stdin: Some(slave),
+                stdout: slave,
+                stderr: slave,
+                tty: true,
+            },
+            child_ends: vec![pty.slave],
+        })
+    } else {
+        let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+        let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+        let fifo = if plan.stdin {
+            Some(stdin_fifo(run_dir, OFlag::empty())?)
+        } else {
+            None
+        };
+        let init = crate::runtime::process::init::Stdio {
+            stdin: fifo.as_ref().map(|f| f.as_raw_fd()),
+            stdout: out_w.as_raw_fd(),
+            stderr: err_w.as_raw_fd(),
+            tty: false,
+        };
+        let mut child_ends = vec![out_w, err_w];
+        child_ends.extend(fifo);
+        Ok(Stdio {
+            outputs: vec![(out_r, Stream::Stdout), (err_r, Stream::Stderr)],
+            input: None,
+            terminal: None,
+            child_ends,
+            init,
+        })
+    }
 }
 
 fn now() -> String {
@@ -73,8 +172,7 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
     let mut sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| format!("signalfd: {e}"))?;
 
-    let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let io = stdio(&plan, run_dir)?;
     let (fail_r, fail_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let mut log = CriLogWriter::open(
         &plan.log_path,
@@ -95,7 +193,7 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
         &plan.security.capabilities,
     )
     .map_err(|e| format!("seccomp: {e}"))?;
-    let (out_fd, err_fd, fail_fd) = (out_w.as_raw_fd(), err_w.as_raw_fd(), fail_w.as_raw_fd());
+    let (init_stdio, fail_fd) = (io.init, fail_w.as_raw_fd());
     // Init is born in its cgroup2 directory where there is one, so its attach there takes
     // no global lock (see sys::clone).
     let cgroup_dir = plan
@@ -111,13 +209,8 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
             // SAFETY: the child's copy of the fd; the parent's File is not dropped here.
             unsafe { libc::close(fd) };
         }
-        let failure = crate::runtime::process::init::run(
-            &plan,
-            filter.as_ref(),
-            born_in_cgroup,
-            out_fd,
-            err_fd,
-        );
+        let failure =
+            crate::runtime::process::init::run(&plan, filter.as_ref(), born_in_cgroup, init_stdio);
         // SAFETY: fail_fd is the write end of the failure pipe, open in this child.
         let mut pipe = unsafe { std::fs::File::from_raw_fd(fail_fd) };
         let _ = pipe.write_all(failure.0.as_bytes());
@@ -131,7 +224,14 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
     .map(Pid::from_raw)
     .map_err(|e| format!("clone the container's init: {e}"))?;
     drop(cgroup_dir);
-    drop((out_w, err_w, fail_w));
+    let Stdio {
+        outputs,
+        input,
+        terminal,
+        child_ends,
+        ..
+    } = io;
+    drop((child_ends, fail_w));
 
     let mut failure = String::new();
     let _ = std::fs::File::from(fail_r).read_to_string(&mut failure);
@@ -162,7 +262,7 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
     let _ = writeln!(ready, "started {}", pid.as_raw());
     detach_stdout();
 
-    let status = pump(pid, &mut sigfd, out_r, err_r, &mut log);
+    let status = pump(pid, &mut sigfd, outputs, input.zip(terminal), &mut log);
     let _ = log.close();
     let (exit_code, signal) = match status {
         WaitStatus::Exited(_, code) => (code, None),
@@ -200,33 +300,74 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
     state.write_exited(&exited).map_err(|e| e.to_string())
 }
 
-/// Copies output into the log until init exits and its pipes close; returns init's status.
+/// Which descriptor a pollfd is.
+#[derive(Clone, Copy)]
+enum Slot {
+    Output(usize),
+    Input,
+    Signal,
+}
+
+fn read_into(fd: std::os::fd::RawFd, buf: &mut [u8]) -> isize {
+    // SAFETY: reading into our own buffer from a descriptor we own.
+    unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) }
+}
+
+fn last_errno() -> Option<i32> {
+    std::io::Error::last_os_error().raw_os_error()
+}
+
+/// Copies output into the log until init exits and its outputs close, and bytes of the
+/// stdin FIFO into the terminal (`input`: the FIFO and the terminal's primary end, which
+/// is one of `outputs`); returns init's status.
 fn pump(
     pid: Pid,
     sigfd: &mut SignalFd,
-    out: OwnedFd,
-    err: OwnedFd,
+    outputs: Vec<(OwnedFd, Stream)>,
+    mut input: Option<(OwnedFd, std::os::fd::RawFd)>,
     log: &mut CriLogWriter,
 ) -> WaitStatus {
-    let mut open = [Some(out), Some(err)];
+    let mut open: Vec<Option<(OwnedFd, Stream)>> = outputs.into_iter().map(Some).collect();
     let mut status: Option<WaitStatus> = None;
     let mut buf = vec![0u8; 64 * 1024];
+    // Input read from the FIFO that the terminal has not taken yet.
+    let mut pending: Vec<u8> = Vec::new();
     loop {
         if let Some(s) = status {
             if open.iter().all(Option::is_none) {
                 return s;
             }
         }
-        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(3);
-        let mut which = Vec::with_capacity(3);
-        for (i, fd) in open.iter().enumerate() {
-            if let Some(fd) = fd {
+        let terminal = input.as_ref().map(|(_, t)| *t);
+        if terminal.is_some_and(|t| !open.iter().flatten().any(|(fd, _)| fd.as_raw_fd() == t)) {
+            // The terminal is gone: nobody reads input any more.
+            input = None;
+            pending.clear();
+        }
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(4);
+        let mut which = Vec::with_capacity(4);
+        for (i, slot) in open.iter().enumerate() {
+            if let Some((fd, _)) = slot {
+                let mut events = libc::POLLIN;
+                if Some(fd.as_raw_fd()) == terminal && !pending.is_empty() {
+                    events |= libc::POLLOUT;
+                }
                 fds.push(libc::pollfd {
                     fd: fd.as_raw_fd(),
+                    events,
+                    revents: 0,
+                });
+                which.push(Slot::Output(i));
+            }
+        }
+        if let Some((fifo, _)) = &input {
+            if pending.is_empty() && status.is_none() {
+                fds.push(libc::pollfd {
+                    fd: fifo.as_raw_fd(),
                     events: libc::POLLIN,
                     revents: 0,
                 });
-                which.push(Some(i));
+                which.push(Slot::Input);
             }
         }
         if status.is_none() {
@@ -235,7 +376,7 @@ fn pump(
                 events: libc::POLLIN,
                 revents: 0,
             });
-            which.push(None);
+            which.push(Slot::Signal);
         }
         // Once init is gone, processes it left (host PID namespace only) may hold the pipes:
         // give them a moment, not forever.
@@ -252,28 +393,44 @@ fn pump(
             if pfd.revents == 0 {
                 continue;
             }
-            match slot {
-                Some(i) => {
-                    let Some(fd) = &open[*i] else { continue };
-                    let stream = if *i == 0 {
-                        Stream::Stdout
-                    } else {
-                        Stream::Stderr
+            match *slot {
+                Slot::Output(i) => {
+                    let Some((fd, stream)) = &open[i] else {
+                        continue;
                     };
-                    // SAFETY: reading into our buffer from a pipe we own.
-                    let got =
-                        unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                    let fd = fd.as_raw_fd();
+                    if pfd.revents & libc::POLLOUT != 0 && !pending.is_empty() {
+                        // SAFETY: writing our own buffer to the terminal we own.
+                        let put =
+                            unsafe { libc::write(fd, pending.as_ptr().cast(), pending.len()) };
+                        if put > 0 {
+                            pending.drain(..put as usize);
+                        } else if !matches!(last_errno(), Some(libc::EAGAIN | libc::EINTR)) {
+                            pending.clear();
+                        }
+                    }
+                    if pfd.revents & !libc::POLLOUT == 0 {
+                        continue;
+                    }
+                    let got = read_into(fd, &mut buf);
                     if got > 0 {
-                        if let Err(e) = log.write(stream, &buf[..got as usize]) {
+                        if let Err(e) = log.write(*stream, &buf[..got as usize]) {
                             eprintln!("log write: {e}");
                         }
-                    } else if got == 0
-                        || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR)
+                    } else if got == 0 || !matches!(last_errno(), Some(libc::EINTR | libc::EAGAIN))
                     {
-                        open[*i] = None;
+                        // EOF, or EIO from a terminal whose other end every process closed.
+                        open[i] = None;
                     }
                 }
-                None => {
+                Slot::Input => {
+                    let Some((fifo, _)) = &input else { continue };
+                    let got = read_into(fifo.as_raw_fd(), &mut buf);
+                    if got > 0 {
+                        pending.extend_from_slice(&buf[..got as usize]);
+                    }
+                }
+                Slot::Signal => {
                     while let Ok(Some(_)) = sigfd.read_signal() {}
                     loop {
                         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {

@@ -109,6 +109,14 @@ pub struct ContainerPlan {
     /// Where the monitor finds the termination message when the container exits.
     #[serde(default)]
     pub termination_message: Option<crate::runtime::storage::termination::TerminationMessage>,
+    /// `stdin: true`: stdin is a FIFO in the run directory that stays open (attach writes
+    /// to it), not /dev/null.
+    #[serde(default)]
+    pub stdin: bool,
+    /// `tty: true`: stdin, stdout and stderr are a terminal whose other end the monitor
+    /// holds (output to the log as stdout, the stdin FIFO's bytes as input).
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// What the plan needs from outside the pod spec.
@@ -280,6 +288,8 @@ pub fn plan_container(
         security,
         cgroup: None,
         termination_message: None,
+        stdin: container.stdin,
+        tty: container.tty,
     })
 }
 
