@@ -20,7 +20,7 @@ use crate::runtime::network::{NetworkError, PodNetworking};
 use crate::runtime::spec::mounts::BindMount;
 use crate::runtime::spec::NamespacePlan;
 use crate::sys::fs::{create_private_dir, remove_tree, replace_file, FsError};
-use crate::sys::mount::{unmount, MountError};
+use crate::sys::mount::{mounts_under, unmount, MountError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -48,8 +48,6 @@ pub enum SandboxError {
         source: Box<NetworkError>,
     },
 }
-
-const NAMESPACES: [&str; 3] = ["net", "ipc", "uts"];
 
 #[derive(Debug, Clone)]
 pub struct Sandbox {
@@ -85,6 +83,9 @@ pub fn sandbox_dir(layout: &NodeLayout, pod: &PodSpec) -> Result<PathBuf, Sandbo
     Ok(layout.sandbox_dir(&pod.uid)?)
 }
 
+/// More mounts stacked on one path than creation retries could ever leave.
+const MAX_STACKED_MOUNTS: usize = 8;
+
 impl Sandbox {
     /// Creates the pod's namespaces, shm and files; `exe` is the layerlet binary, re-executed
     /// as `__sandbox` to unshare (never a fork of a possibly multi-threaded caller).
@@ -95,6 +96,12 @@ impl Sandbox {
         networking: &PodNetworking,
     ) -> Result<Sandbox, SandboxError> {
         let dir = sandbox_dir(layout, pod)?;
+        // Only a creation interrupted before the pod was recorded (the agent killed) leaves
+        // a directory here: its pinned namespaces and shm would refuse a second pinning.
+        if dir.exists() {
+            let _ = networking.detach(&pod.uid);
+            Sandbox::destroy_dir(&dir)?;
+        }
         create_private_dir(&dir.join("ns"))?;
         // Containers' users must read these files: they are bind-mounted into the rootfs.
         set_mode(&dir, 0o711)?;
@@ -243,15 +250,16 @@ impl Sandbox {
 
     /// Unmounts and removes everything of the sandbox; a sandbox already gone is fine.
     pub fn destroy_dir(dir: &Path) -> Result<(), SandboxError> {
-        for kind in NAMESPACES {
-            let path = dir.join("ns").join(kind);
-            if path.exists() {
-                unmount(&path)?;
+        // An interrupted create that was retried can leave mounts stacked on one path:
+        // unmount until nothing is left below the directory.
+        for _ in 0..MAX_STACKED_MOUNTS {
+            let mounted = mounts_under(dir);
+            if mounted.is_empty() {
+                break;
             }
-        }
-        let shm = dir.join("shm");
-        if shm.exists() {
-            unmount(&shm)?;
+            for target in mounted {
+                unmount(&target)?;
+            }
         }
         remove_tree(dir)?;
         Ok(())
@@ -323,4 +331,31 @@ pub fn sandbox_main(dir: &Path, hostname: &str, kinds: &str) -> Result<(), Strin
         .map_err(|e| format!("pin {kind} namespace on {}: {e}", target.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destroy_removes_a_directory_with_mounts_stacked_on_its_shm() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("pod");
+        let shm = dir.join("shm");
+        std::fs::create_dir_all(&shm).unwrap();
+        for _ in 0..3 {
+            mount(
+                Some("shm"),
+                &shm,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .unwrap();
+        }
+        std::fs::write(shm.join("left"), b"x").unwrap();
+        Sandbox::destroy_dir(&dir).unwrap();
+        assert!(!dir.exists());
+        assert!(mounts_under(tmp.path()).is_empty());
+    }
 }
