@@ -3,10 +3,12 @@
 //! discovery documents and GET of a pod (from the kubelet's /pods), and forwards
 //! `pods/POD/{log,exec,attach,portforward}` to the kubelet's paths over TLS with a client
 //! certificate, translating parameters as the API server does and passing upgraded
-//! connections through byte for byte.
+//! connections through byte for byte. It also serves what metrics-server aggregates into the
+//! API server for `kubectl top` (metrics_server), and the Node that command reads.
 #![allow(dead_code)]
 
 pub mod harness;
+pub mod metrics_server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -92,8 +94,7 @@ pub struct Proxy {
 }
 
 const API_VERSIONS: &str = r#"{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":"127.0.0.1"}]}"#;
-const API_GROUPS: &str = r#"{"kind":"APIGroupList","apiVersion":"v1","groups":[]}"#;
-const API_V1: &str = r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["get","list"],"shortNames":["po"]},{"name":"pods/log","singularName":"","namespaced":true,"kind":"Pod","verbs":["get"]},{"name":"pods/exec","singularName":"","namespaced":true,"kind":"PodExecOptions","verbs":["create","get"]},{"name":"pods/attach","singularName":"","namespaced":true,"kind":"PodAttachOptions","verbs":["create","get"]},{"name":"pods/portforward","singularName":"","namespaced":true,"kind":"PodPortForwardOptions","verbs":["create","get"]}]}"#;
+const API_V1: &str = r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["get","list"],"shortNames":["po"]},{"name":"pods/log","singularName":"","namespaced":true,"kind":"Pod","verbs":["get"]},{"name":"pods/exec","singularName":"","namespaced":true,"kind":"PodExecOptions","verbs":["create","get"]},{"name":"pods/attach","singularName":"","namespaced":true,"kind":"PodAttachOptions","verbs":["create","get"]},{"name":"pods/portforward","singularName":"","namespaced":true,"kind":"PodPortForwardOptions","verbs":["create","get"]},{"name":"nodes","singularName":"node","namespaced":false,"kind":"Node","verbs":["get","list"],"shortNames":["no"]}]}"#;
 
 /// How the proxy reaches the kubelet: pods are looked up with `lookup` (the API server's
 /// own client certificate, as the API server reads pods from its own store), the
@@ -222,6 +223,15 @@ async fn kubelet_get(
     tls: Arc<rustls::ClientConfig>,
     path: &str,
 ) -> std::io::Result<String> {
+    Ok(kubelet_fetch(kubelet, tls, path).await?.1)
+}
+
+/// A GET of the kubelet: status and body.
+async fn kubelet_fetch(
+    kubelet: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    path: &str,
+) -> std::io::Result<(u16, String)> {
     let tcp = TcpStream::connect(kubelet).await?;
     let name = ServerName::try_from("127.0.0.1").unwrap().to_owned();
     let mut s = tokio_rustls::TlsConnector::from(tls)
@@ -232,10 +242,14 @@ async fn kubelet_get(
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw).await;
     let text = String::from_utf8_lossy(&raw).into_owned();
-    Ok(text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default())
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    // The kubelet answers with a Content-Length, never chunked: the body is all the rest.
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((code, body.to_string()))
 }
 
 async fn serve(mut conn: TcpStream, upstream: Upstream) -> std::io::Result<()> {
@@ -261,8 +275,28 @@ async fn serve(mut conn: TcpStream, upstream: Upstream) -> std::io::Result<()> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let forward = match segs.as_slice() {
         ["api"] => return reply(&mut conn, 200, API_VERSIONS).await,
-        ["apis"] => return reply(&mut conn, 200, API_GROUPS).await,
+        ["apis"] => {
+            let groups = serde_json::json!({"kind": "APIGroupList", "apiVersion": "v1",
+                "groups": [metrics_server::group()]});
+            return reply(&mut conn, 200, &groups.to_string()).await;
+        }
+        ["apis", "metrics.k8s.io"] => {
+            return reply(&mut conn, 200, &metrics_server::api_group().to_string()).await
+        }
+        ["apis", "metrics.k8s.io", "v1beta1"] => {
+            return reply(&mut conn, 200, metrics_server::RESOURCES).await
+        }
+        ["apis", "metrics.k8s.io", "v1beta1", rest @ ..] => {
+            let (code, body) =
+                metrics_server::serve(kubelet, upstream.lookup.clone(), rest, query).await;
+            return reply(&mut conn, code, &body).await;
+        }
         ["api", "v1"] => return reply(&mut conn, 200, API_V1).await,
+        ["api", "v1", "nodes", name @ ..] => {
+            let (code, body) =
+                metrics_server::core_nodes(kubelet, upstream.lookup.clone(), name).await;
+            return reply(&mut conn, code, &body).await;
+        }
         ["api", "v1", "namespaces", ns, "pods", pod] => {
             let list = kubelet_get(kubelet, upstream.lookup.clone(), "/pods").await?;
             let list: serde_json::Value = serde_json::from_str(&list).unwrap_or_default();
