@@ -1,6 +1,7 @@
 //! The API server's decoding rules that the mock applies to what the agent writes, so a body
 //! the real server would refuse is refused here too: `MicroTime` with exactly six fractional
-//! digits, `Time` per RFC 3339, and the strategic merge of status lists by their merge keys.
+//! digits, `Time` per RFC 3339, the strategic merge of status lists by their merge keys,
+//! and a Node's pod CIDRs (kept in step, set once).
 //! A refusal is the real server's `422 Invalid` Status naming the field.
 
 use serde_json::{json, Value};
@@ -176,6 +177,12 @@ pub fn refuse_bad_times(kind: &str, name: &str, object: &Value) -> Option<Value>
             }
         }
     }
+    invalid(kind, name, causes)
+}
+
+/// The `422 Invalid` Status for `causes` (each with `reason`, `field`, `message`), or None
+/// when there are none.
+fn invalid(kind: &str, name: &str, causes: Vec<Value>) -> Option<Value> {
     if causes.is_empty() {
         return None;
     }
@@ -196,6 +203,74 @@ pub fn refuse_bad_times(kind: &str, name: &str, object: &Value) -> Option<Value>
         "message": message, "reason": "Invalid", "code": 422,
         "details": {"name": name, "kind": kind, "causes": causes},
     }))
+}
+
+/// Whether `s` is a CIDR as the API's validation parses it (host bits allowed); Some(true)
+/// for IPv4.
+fn cidr_family(s: &str) -> Option<bool> {
+    let (addr, prefix) = s.split_once('/')?;
+    let addr: std::net::IpAddr = addr.parse().ok()?;
+    let prefix: u8 = prefix.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (prefix <= max).then_some(addr.is_ipv4())
+}
+
+/// A Node's pod CIDRs as the API server keeps them, applied to `node` (stored over `old`,
+/// if any): v1's `spec.podCIDR` and `spec.podCIDRs` are one field inside the server, so
+/// `podCIDRs` is filled from `podCIDR` when only that is given and `podCIDR` is always
+/// `podCIDRs[0]`. Refused (`422 Invalid`): a value that is not a CIDR, more than one CIDR
+/// of an IP family, and any change of pod CIDRs once set (only the node IPAM controller's
+/// first assignment is allowed).
+pub fn settle_pod_cidrs(name: &str, old: Option<&Value>, node: &mut Value) -> Option<Value> {
+    let listed = |n: &Value| -> Vec<String> {
+        let list: Vec<String> = n["spec"]["podCIDRs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_string))
+            .collect();
+        match n["spec"]["podCIDR"].as_str() {
+            Some(one) if list.is_empty() && !one.is_empty() => vec![one.to_string()],
+            _ => list,
+        }
+    };
+    let cidrs = listed(node);
+    let mut causes = Vec::new();
+    let families: Vec<Option<bool>> = cidrs.iter().map(|c| cidr_family(c)).collect();
+    for (i, (cidr, family)) in cidrs.iter().zip(&families).enumerate() {
+        if family.is_none() {
+            causes.push(json!({
+                "reason": "FieldValueInvalid",
+                "field": format!("spec.podCIDRs[{i}]"),
+                "message": format!("Invalid value: {cidr:?}: must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"),
+            }));
+        }
+    }
+    if cidrs.len() > 2 || (cidrs.len() == 2 && families[0] == families[1]) {
+        causes.push(json!({
+            "reason": "FieldValueInvalid",
+            "field": "spec.podCIDRs",
+            "message": format!("Invalid value: {cidrs:?}: may specify no more than one CIDR for each IP family"),
+        }));
+    }
+    if let Some(old) = old {
+        let before = listed(old);
+        if !before.is_empty() && before != cidrs {
+            causes.push(json!({
+                "reason": "FieldValueForbidden",
+                "field": "spec.podCIDRs",
+                "message": "Forbidden: node updates may not change podCIDR except from \"\" to valid",
+            }));
+        }
+    }
+    if let Some(refusal) = invalid("nodes", name, causes) {
+        return Some(refusal);
+    }
+    if let (Some(first), Some(spec)) = (cidrs.first(), node["spec"].as_object_mut()) {
+        spec.insert("podCIDR".into(), json!(first));
+        spec.insert("podCIDRs".into(), json!(cidrs));
+    }
+    None
 }
 
 /// The merge key of a list of a pod's or node's status, as the API's strategic merge
@@ -303,6 +378,40 @@ mod tests {
         assert_eq!(refusal["details"]["causes"][0]["field"], "spec.renewTime");
         let good = json!({"spec": {"renewTime": "2026-12-04T17:17:22.668661Z"}});
         assert!(refuse_bad_times("leases", "n1", &good).is_none());
+    }
+
+    #[test]
+    fn pod_cidrs_are_kept_in_step_checked_and_set_once() {
+        let mut node = json!({"spec": {"podCIDR": "10.244.7.0/24"}});
+        assert!(settle_pod_cidrs("n1", None, &mut node).is_none());
+        assert_eq!(node["spec"]["podCIDRs"], json!(["10.244.7.0/24"]));
+        let mut both = json!({"spec": {"podCIDR": "10.9.0.0/24", "podCIDRs": ["10.244.7.0/24", "fd00:7::/64"]}});
+        assert!(settle_pod_cidrs("n1", None, &mut both).is_none());
+        assert_eq!(both["spec"]["podCIDR"], "10.244.7.0/24", "podCIDRs wins");
+        let mut none = json!({"spec": {"taints": []}});
+        assert!(settle_pod_cidrs("n1", None, &mut none).is_none());
+        assert!(none["spec"].get("podCIDRs").is_none(), "{none}");
+
+        let mut bad = json!({"spec": {"podCIDRs": ["10.244.7.0"]}});
+        let refusal = settle_pod_cidrs("n1", None, &mut bad).unwrap();
+        assert_eq!(refusal["code"], 422);
+        assert_eq!(refusal["details"]["causes"][0]["field"], "spec.podCIDRs[0]");
+        let mut two_v4 = json!({"spec": {"podCIDRs": ["10.244.7.0/24", "10.244.8.0/24"]}});
+        let refusal = settle_pod_cidrs("n1", None, &mut two_v4).unwrap();
+        assert_eq!(refusal["details"]["causes"][0]["field"], "spec.podCIDRs");
+
+        // The first assignment is allowed; a change or a removal afterwards is not.
+        let unset = json!({"spec": {}});
+        let mut first = json!({"spec": {"podCIDRs": ["10.244.7.0/24"]}});
+        assert!(settle_pod_cidrs("n1", Some(&unset), &mut first).is_none());
+        let mut same = first.clone();
+        assert!(settle_pod_cidrs("n1", Some(&first), &mut same).is_none());
+        for change in [json!(["10.244.9.0/24"]), json!([])] {
+            let mut changed = json!({"spec": {"podCIDRs": change}});
+            let refusal = settle_pod_cidrs("n1", Some(&first), &mut changed).unwrap();
+            let message = refusal["message"].as_str().unwrap();
+            assert!(message.contains("may not change podCIDR"), "{message}");
+        }
     }
 
     #[test]

@@ -21,6 +21,10 @@
 //! watch from an older resourceVersion gets `410 Gone` at once, as from an API server whose
 //! history was compacted, so the client has to list again.
 //!
+//! Nodes and Leases are what the agent writes; a test plays the control plane's part with
+//! [`MockKube::put_node`] and [`MockKube::allocate_pod_cidrs`] (the node IPAM controller).
+//! [`MockKube::start_in_netns`] listens inside a network namespace, for an agent run there.
+//!
 //! `MOCK_KUBE_DUMP=1` prints every request the mock saw when it is dropped (bodies cut at
 //! 300 bytes; `MOCK_KUBE_DUMP=full` prints them whole).
 #![allow(dead_code)]
@@ -207,6 +211,24 @@ pub struct MockKube {
     shared: Arc<Shared>,
     addr: std::net::SocketAddr,
     accept: Option<std::thread::JoinHandle<()>>,
+    /// The network namespace it listens in ([`MockKube::start_in_netns`]); None: the
+    /// caller's.
+    netns: Option<std::fs::File>,
+}
+
+/// Runs `f` on a thread of its own inside the network namespace `netns` (an open
+/// `/run/netns/NAME`), so the sockets it makes belong to that namespace; the caller's
+/// thread stays where it is.
+pub fn in_netns<T: Send>(netns: &std::fs::File, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("setns into the network namespace");
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
 }
 
 impl MockKube {
@@ -242,7 +264,20 @@ impl MockKube {
             shared,
             addr,
             accept: Some(accept),
+            netns: None,
         }
+    }
+
+    /// Binds 127.0.0.1:0 inside the network namespace at `netns` (`/run/netns/NAME`): an
+    /// agent run in that namespace sees only its loopback, so its API server must listen
+    /// there. A listening socket stays in the namespace it was made in, so the threads that
+    /// serve it need not enter it.
+    pub fn start_in_netns(netns: &Path) -> MockKube {
+        let file =
+            std::fs::File::open(netns).unwrap_or_else(|e| panic!("open {}: {e}", netns.display()));
+        let mut mock = in_netns(&file, MockKube::start);
+        mock.netns = Some(file);
+        mock
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -334,6 +369,56 @@ impl MockKube {
     pub fn remove_pod(&self, ns: &str, name: &str) -> Option<Value> {
         let mut st = self.shared.lock();
         st.remove_pod(ns, name)
+    }
+
+    // -- nodes --------------------------------------------------------------------------------
+
+    /// Creates a Node as the API server does (uid, resourceVersion, creationTimestamp, pod
+    /// CIDRs kept in step), e.g. one registered before the agent starts. Returns it
+    /// stored; panics if it exists or the API server would refuse it.
+    pub fn put_node(&self, node: Value) -> Value {
+        let mut st = self.shared.lock();
+        let mut node = node;
+        node["apiVersion"] = json!("v1");
+        node["kind"] = json!("Node");
+        let name = node["metadata"]["name"]
+            .as_str()
+            .expect("the node has metadata.name")
+            .to_string();
+        let path = format!("api/v1/nodes/{name}");
+        assert!(!st.objects.contains_key(&path), "node {name} exists");
+        if let Some(refusal) = api_rules::settle_pod_cidrs(&name, None, &mut node) {
+            panic!("the API server refuses node {name}: {refusal}");
+        }
+        let rv = st.bump();
+        node["metadata"]["uid"] = json!(new_uid());
+        node["metadata"]["resourceVersion"] = json!(rv.to_string());
+        node["metadata"]["creationTimestamp"] = json!(rfc3339(SystemTime::now()));
+        st.objects.insert(path, node.clone());
+        node
+    }
+
+    /// What the node IPAM controller does once a node registers: sets its
+    /// `spec.podCIDRs` (and `spec.podCIDR`, their first). Returns the stored Node; panics if
+    /// it is absent or the API server would refuse the change (pod CIDRs are set once).
+    pub fn allocate_pod_cidrs(&self, node: &str, cidrs: &[&str]) -> Value {
+        let mut st = self.shared.lock();
+        let path = format!("api/v1/nodes/{node}");
+        let old = st
+            .objects
+            .get(&path)
+            .cloned()
+            .unwrap_or_else(|| panic!("no node {node} to allocate pod CIDRs to"));
+        let mut new = old.clone();
+        new["spec"]["podCIDR"] = json!(cidrs.first());
+        new["spec"]["podCIDRs"] = json!(cidrs);
+        if let Some(refusal) = api_rules::settle_pod_cidrs(node, Some(&old), &mut new) {
+            panic!("the API server refuses pod CIDRs {cidrs:?} for {node}: {refusal}");
+        }
+        let rv = st.bump();
+        new["metadata"]["resourceVersion"] = json!(rv.to_string());
+        st.objects.insert(path, new.clone());
+        new
     }
 
     /// The stored pod.
@@ -613,8 +698,16 @@ impl Drop for MockKube {
             }
             st.hooks.clear();
         }
-        // Wake the accept loop.
-        let _ = TcpStream::connect(self.addr);
+        // Wake the accept loop, from the namespace it listens in.
+        let addr = self.addr;
+        match &self.netns {
+            Some(netns) => in_netns(netns, || {
+                let _ = TcpStream::connect(addr);
+            }),
+            None => {
+                let _ = TcpStream::connect(addr);
+            }
+        }
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
@@ -1566,6 +1659,11 @@ fn plain_object(st: &mut State, req: &Request, segs: &[&str]) -> Reply {
                 );
             }
             let mut body = parse_body(req).unwrap_or(Value::Null);
+            if kind == "nodes" {
+                if let Some(refusal) = api_rules::settle_pod_cidrs(&name, None, &mut body) {
+                    return Reply::Json(422, refusal);
+                }
+            }
             let rv = st.bump();
             body["metadata"]["uid"] = json!(new_uid());
             body["metadata"]["resourceVersion"] = json!(rv.to_string());
@@ -1599,6 +1697,12 @@ fn plain_object(st: &mut State, req: &Request, segs: &[&str]) -> Reply {
                 new["status"] = status;
                 if new["status"].is_null() {
                     new.as_object_mut().map(|o| o.remove("status"));
+                }
+            }
+            if kind == "nodes" {
+                let old = st.objects.get(&path);
+                if let Some(refusal) = api_rules::settle_pod_cidrs(&name, old, &mut new) {
+                    return Reply::Json(422, refusal);
                 }
             }
             let rv = st.bump();
