@@ -451,3 +451,39 @@ fn a_pod_cidr_allocated_after_registration_is_taken_up_once_no_pod_is_attached()
 
     agent.delete_pods(&[&third]);
 }
+
+#[test]
+fn pods_bound_while_the_api_server_is_away_at_start_wait_for_the_nodes_pod_cidr() {
+    let netns = Netns::new();
+    let mock = MockKube::start_in_netns(&netns.path());
+    let node = busybox_node();
+    let node_name = unique("cidr-node");
+    mock.put_node(json!({"metadata": {"name": node_name}, "spec": {"podCIDRs": [NODE_CIDR]}}));
+    let name = unique("early");
+    mock.add_pod(json!({
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "nodeName": node_name,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main", "image": BUSYBOX_IMAGE, "imagePullPolicy": "Never",
+                "command": ["sleep", "3600"],
+            }],
+        },
+    }));
+    // A fresh data root (nothing attached before) and an API server away at start: the
+    // agent's first read of the Node fails. Its pod list can then succeed before the next
+    // read, one lease period later; a pod attached in between would hold --pod-cidr's
+    // subnet for as long as it lives.
+    mock.set_down(true);
+    let agent = KubeAgent::start(&node, &netns, &mock, &node_name, &[]);
+    let path = format!("/api/v1/nodes/{node_name}");
+    agent.wait("the agent's first (failed) read of its Node", || {
+        mock.requests().iter().any(|r| r.path == path).then_some(())
+    });
+    mock.set_down(false);
+    let status = agent.api_running(&name);
+    assert_pod_ip_in(&status, NODE_CIDR);
+    assert_eq!(netns.bridge_addresses(), [gateway(NODE_CIDR)]);
+    agent.delete_pods(&[&name]);
+}

@@ -52,6 +52,9 @@ pub async fn run(
     let node = crate::runtime::node::node_info(&rt.node_name, address.ip, rt.layout.root());
     let api = match &cfg.kube {
         Some(access) => {
+            if cfg.register_node {
+                rt.networking.await_node_pod_cidrs();
+            }
             let register = cfg.register_node.then(|| NodeSettings {
                 max_pods: cfg.max_pods,
                 kubelet_port: cfg.kubelet.as_ref().and_then(|k| k.port()),

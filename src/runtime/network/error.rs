@@ -28,6 +28,8 @@ impl std::fmt::Display for PluginSite {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
+    #[error("the pod network is not ready: the node waits to read its spec.podCIDRs from the API server (it registered moments ago, or the API server has not answered since the agent started); the pod is attached once the Node is read")]
+    AwaitingNodePodCidrs,
     #[error("read CNI config dir {}: {source}", dir.display())]
     ConfigDir {
         dir: PathBuf,

@@ -91,6 +91,7 @@ impl CniSetup {
     fn for_attach(&self) -> Result<Cni, NetworkError> {
         let (network, default_subnets) = self.network()?;
         if let Some(subnets) = default_subnets {
+            self.node_subnets.ready_for_attach()?;
             self.masquerade.ensure(&subnets)?;
         }
         Ok(Cni::new(network, self.options()))
@@ -187,6 +188,21 @@ impl PodNetworking {
         match &self.cni {
             Some(setup) => setup.node_subnets.assign(cidrs),
             None => Ok(false),
+        }
+    }
+
+    /// A registering node: pods wait for the Node to be read before they join the default
+    /// network (see [`NodeSubnets::ready_for_attach`]).
+    pub fn await_node_pod_cidrs(&self) {
+        if let Some(setup) = &self.cni {
+            setup.node_subnets.await_node(&setup.default_file);
+        }
+    }
+
+    /// The Node was read: pods join the default network again.
+    pub fn node_read(&self) {
+        if let Some(setup) = &self.cni {
+            setup.node_subnets.node_read();
         }
     }
 

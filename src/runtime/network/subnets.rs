@@ -5,6 +5,7 @@
 //! the addresses they have and never share the bridge with a second gateway.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::default_network::PodCidr;
@@ -16,6 +17,10 @@ pub struct NodeSubnets {
     assigned: Arc<Mutex<Option<Vec<PodCidr>>>>,
     /// The last deferral told, so it is logged once.
     told: Arc<Mutex<Option<String>>>,
+    /// Set while a registering node has not yet read its Node (kube mode): the control
+    /// plane's CIDR may be on its way, and a pod attached meanwhile would keep the flag's
+    /// subnet in use for as long as it lives.
+    awaiting_node: Arc<AtomicBool>,
 }
 
 impl NodeSubnets {
@@ -33,6 +38,29 @@ impl NodeSubnets {
         let changed = assigned.as_ref() != Some(&parsed);
         *assigned = Some(parsed);
         Ok(changed)
+    }
+
+    /// A registering node: new pods wait for the Node to be read, unless the default
+    /// network already has subnets in `default_file` (a restart: they are the ones last
+    /// used, so static pods start while the API server is away).
+    pub fn await_node(&self, default_file: &Path) {
+        let in_use = std::fs::read(default_file)
+            .ok()
+            .and_then(|bytes| subnets_of_default_conflist(&bytes));
+        self.awaiting_node.store(in_use.is_none(), Ordering::SeqCst);
+    }
+
+    /// The Node was read (with or without pod CIDRs): new pods are attached again.
+    pub fn node_read(&self) {
+        self.awaiting_node.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether a pod may join the default network now.
+    pub fn ready_for_attach(&self) -> Result<(), NetworkError> {
+        if self.awaiting_node.load(Ordering::SeqCst) {
+            return Err(NetworkError::AwaitingNodePodCidrs);
+        }
+        Ok(())
     }
 
     fn assigned(&self) -> Option<Vec<PodCidr>> {
@@ -155,5 +183,22 @@ mod tests {
         );
         let bad = subnets.assign(&["10.244.3.7/24".into()]).unwrap_err();
         assert!(bad.to_string().contains("host bits"), "{bad}");
+    }
+
+    #[test]
+    fn a_registering_node_attaches_nothing_until_its_node_was_read_unless_a_subnet_is_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("default.conflist");
+        let subnets = NodeSubnets::default();
+        subnets.ready_for_attach().unwrap();
+        subnets.await_node(&file);
+        let waiting = subnets.ready_for_attach().unwrap_err();
+        assert!(waiting.to_string().contains("spec.podCIDRs"), "{waiting}");
+        subnets.node_read();
+        subnets.ready_for_attach().unwrap();
+        // A restart: the subnets last used are there, so nothing waits.
+        std::fs::write(&file, default_conflist(&[cidr("10.89.0.0/16")], dir.path())).unwrap();
+        subnets.await_node(&file);
+        subnets.ready_for_attach().unwrap();
     }
 }

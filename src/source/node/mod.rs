@@ -136,15 +136,20 @@ pub async fn keep_registered(
         );
         let result: Result<(), kube::Error> = async {
             if !registered {
-                let object = match nodes.get_opt(&node.node_name).await? {
-                    Some(existing) => existing,
+                let (object, created) = match nodes.get_opt(&node.node_name).await? {
+                    Some(existing) => (existing, false),
                     None => {
                         let made = nodes.create(&PostParams::default(), &node_object(&node)).await?;
                         tracing::info!(node = %node.node_name, "registered the node with the API server");
-                        made
+                        (made, true)
                     }
                 };
                 cidrs_seen = take_pod_cidrs(&settings, &object);
+                // A Node made just now gets its CIDRs from the control plane moments later:
+                // pods wait for the next read rather than take the flag's subnet for life.
+                if cidrs_seen || !created {
+                    settings.pod_network.node_read();
+                }
                 registered = true;
                 let _ = events.try_send(node_event(
                     &node,
@@ -158,6 +163,7 @@ pub async fn keep_registered(
                 if let Some(object) = nodes.get_opt(&node.node_name).await? {
                     cidrs_seen = take_pod_cidrs(&settings, &object);
                 }
+                settings.pod_network.node_read();
             }
             if status_due(changed, last_post.map(|t| t.elapsed())) {
                 let status = node_status(&StatusInput {
