@@ -108,6 +108,18 @@ pub fn resource(n: &NodeFigures) -> Vec<u8> {
         }
     }
     scrape.add(&mut f[7], &[], 0.0);
+    // kubelet stamps its usage samples with when they were read: metrics-server takes the
+    // CPU rate over those times, not over when its scrapes happened to arrive.
+    let read_at_ms = n
+        .time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    for family in [0, 1, 2, 3, 5, 6] {
+        for metric in f[family].mut_metric().iter_mut() {
+            metric.set_timestamp_ms(read_at_ms);
+        }
+    }
     render(f.into())
 }
 
@@ -270,9 +282,17 @@ mod tests {
     #[test]
     fn resource_metrics_carry_the_containers_cpu_and_working_set() {
         let text = String::from_utf8(resource(&figures())).unwrap();
-        assert!(text.contains("container_cpu_usage_seconds_total{container=\"app\",namespace=\"default\",pod=\"web\"} 1.5"), "{text}");
+        let ms = figures()
+            .time
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        assert!(text.contains(&format!("container_cpu_usage_seconds_total{{container=\"app\",namespace=\"default\",pod=\"web\"}} 1.5 {ms}")), "{text}");
+        assert!(
+            text.contains(&format!("node_cpu_usage_seconds_total 5 {ms}")),
+            "{text}"
+        );
         assert!(text.contains("container_memory_working_set_bytes{container=\"app\",namespace=\"default\",pod=\"web\"} 2048"), "{text}");
-        assert!(text.contains("node_cpu_usage_seconds_total 5"), "{text}");
         assert!(text.contains("resource_scrape_error 0"), "{text}");
     }
 
