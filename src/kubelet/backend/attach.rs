@@ -28,9 +28,13 @@ pub fn attach(rt: &Runtime, c: &ContainerRef, opts: &StreamOptions) -> Result<Se
         let id = c.id.clone();
         move || rt.status(&id).is_ok_and(|s| s == Status::Running)
     };
+    // From this moment, fixed before the session's stdin can flow: the follower's thread
+    // may reach the log after the container has answered the first line.
     let log_opts = LogOptions {
         follow: true,
-        tail_lines: Some(0),
+        since: Some(crate::time::format_rfc3339_nano(
+            std::time::SystemTime::now(),
+        )),
         ..Default::default()
     };
     follow::stream(c.log.clone(), log_opts, running, tx);
