@@ -205,6 +205,11 @@ impl NodeLayout {
         self.root.join("cni").join("layerlet.conflist")
     }
 
+    /// The Node's `spec.podCIDRs` as last read (kube mode), so a restart uses them at once.
+    pub fn cni_node_pod_cidrs(&self) -> PathBuf {
+        self.root.join("cni").join("node-pod-cidrs")
+    }
+
     /// The kubelet API's self-signed serving certificate and key, made once.
     pub fn pki_dir(&self) -> PathBuf {
         self.root.join("pki")

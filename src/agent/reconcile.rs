@@ -113,7 +113,11 @@ impl Reconciler {
                     failures: 0,
                     last_ms: 0,
                 });
-                entry.failures += 1;
+                entry.failures = if error.network_not_ready() {
+                    1
+                } else {
+                    entry.failures + 1
+                };
                 entry.last_ms = now;
             }
             None => {

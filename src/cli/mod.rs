@@ -98,8 +98,11 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Absolute: paths under the roots reach CNI plugins and monitors that run elsewhere (a
     // relative netns path or IPAM dir would be read from `/`).
+    // Resolved where they exist: mountinfo names mounts by the real path, and unmounting
+    // what is under a root compares with it.
     let absolute = |flag: &str, path: &Path| {
         std::path::absolute(path)
+            .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
             .with_context(|| format!("{flag} {}: cannot make the path absolute", path.display()))
     };
     let layout = NodeLayout::new(

@@ -54,6 +54,12 @@ pub fn create_pod(
     if store.db().pod_by_name(&pod.namespace, &pod.name)?.is_some() {
         return Err(PodError::Exists(pod.key()));
     }
+    rt.networking
+        .ready_for(pod)
+        .map_err(|source| SandboxError::Network {
+            pod: pod.key(),
+            source: Box::new(source),
+        })?;
     let sandbox = Sandbox::create(&rt.exe, &rt.layout, pod, &rt.networking)?;
     let undo = |sandbox: &Sandbox| {
         let _ = rt.networking.detach(&pod.uid);

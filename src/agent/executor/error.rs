@@ -4,6 +4,7 @@
 use super::image::ImageError;
 use crate::pod::objects::ConfigError;
 use crate::runtime::container::ContainerError;
+use crate::runtime::network::NetworkError;
 use crate::runtime::pods::PodError;
 use crate::runtime::sandbox::SandboxError;
 use crate::runtime::storage::projected::ProjectedError;
@@ -45,5 +46,15 @@ impl StepError {
             }
             _ => "FailedSync",
         }
+    }
+
+    /// A pod waiting for the node's network to be ready: retried every second, not backed
+    /// off, since the wait ends with a read of the Node rather than with a retry.
+    pub fn network_not_ready(&self) -> bool {
+        matches!(
+            self,
+            StepError::Pod(PodError::Sandbox(SandboxError::Network { source, .. }))
+                if matches!(**source, NetworkError::AwaitingNodePodCidrs)
+        )
     }
 }

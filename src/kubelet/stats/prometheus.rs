@@ -110,14 +110,15 @@ pub fn resource(n: &NodeFigures) -> Vec<u8> {
     scrape.add(&mut f[7], &[], 0.0);
     // kubelet stamps its usage samples with when they were read: metrics-server takes the
     // CPU rate over those times, not over when its scrapes happened to arrive.
-    let read_at_ms = n
-        .time
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    for family in [0, 1, 2, 3, 5, 6] {
-        for metric in f[family].mut_metric().iter_mut() {
-            metric.set_timestamp_ms(read_at_ms);
+    if let Ok(read_at) = n.time.duration_since(UNIX_EPOCH) {
+        // The usage families: CPU and working set of node, containers and pods.
+        let usage = [&node_cpu, &node_mem, &c_cpu, &c_mem, &p_cpu, &p_mem];
+        for family in f.iter_mut() {
+            if usage.iter().any(|u| u.desc.fq_name == family.name()) {
+                for metric in family.mut_metric().iter_mut() {
+                    metric.set_timestamp_ms(read_at.as_millis() as i64);
+                }
+            }
         }
     }
     render(f.into())

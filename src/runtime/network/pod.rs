@@ -51,7 +51,7 @@ impl CniSetup {
             conf_dir,
             bin_dirs: DEFAULT_BIN_DIRS.iter().map(PathBuf::from).collect(),
             pod_cidrs,
-            node_subnets: NodeSubnets::default(),
+            node_subnets: NodeSubnets::saved_at(layout.cni_node_pod_cidrs()),
             masquerade: Masquerade::default(),
             timeout: DEFAULT_PLUGIN_TIMEOUT,
             attachments_dir: layout.cni_attachments_dir(),
@@ -195,7 +195,23 @@ impl PodNetworking {
     /// network (see [`NodeSubnets::ready_for_attach`]).
     pub fn await_node_pod_cidrs(&self) {
         if let Some(setup) = &self.cni {
-            setup.node_subnets.await_node(&setup.default_file);
+            setup.node_subnets.await_node(&setup.attachments_dir);
+        }
+    }
+
+    /// Whether `pod` may be attached now: refused while a registering node waits for its
+    /// Node and the pod would join the default network. Asked before a sandbox is made, so
+    /// a waiting pod costs no sandbox each time it is retried.
+    pub fn ready_for(&self, pod: &PodSpec) -> Result<(), NetworkError> {
+        let Some(setup) = &self.cni else {
+            return Ok(());
+        };
+        if pod.host_network || setup.node_subnets.ready_for_attach().is_ok() {
+            return Ok(());
+        }
+        match setup.network()?.1 {
+            Some(_) => setup.node_subnets.ready_for_attach(),
+            None => Ok(()),
         }
     }
 

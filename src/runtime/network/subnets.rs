@@ -4,7 +4,7 @@
 //! per IPv4 subnet, so a new subnet is taken up only while no pod is attached: pods keep
 //! the addresses they have and never share the bridge with a second gateway.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -21,11 +21,21 @@ pub struct NodeSubnets {
     /// plane's CIDR may be on its way, and a pod attached meanwhile would keep the flag's
     /// subnet in use for as long as it lives.
     awaiting_node: Arc<AtomicBool>,
+    /// Where the assigned CIDRs are kept across restarts; none in unit tests.
+    saved: Option<PathBuf>,
 }
 
 impl NodeSubnets {
     /// Takes the Node's `spec.podCIDRs`; true when they differ from the ones known. Empty:
     /// not allocated (yet), the flag's subnets stay.
+    /// Subnets whose assignments are kept in `saved` across restarts.
+    pub fn saved_at(saved: PathBuf) -> NodeSubnets {
+        NodeSubnets {
+            saved: Some(saved),
+            ..Default::default()
+        }
+    }
+
     pub fn assign(&self, cidrs: &[String]) -> Result<bool, NetworkError> {
         if cidrs.is_empty() {
             return Ok(false);
@@ -37,17 +47,36 @@ impl NodeSubnets {
         let mut assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
         let changed = assigned.as_ref() != Some(&parsed);
         *assigned = Some(parsed);
+        if changed {
+            if let Some(path) = &self.saved {
+                // Losing this costs a restart its early start only: the Node is read again.
+                let text: String = cidrs.iter().map(|c| format!("{c}\n")).collect();
+                if let Err(e) = crate::sys::fs::replace_file(path, text.as_bytes()) {
+                    tracing::warn!(error = %e, "the node's pod CIDRs could not be kept for the next start");
+                }
+            }
+        }
         Ok(changed)
     }
 
-    /// A registering node: new pods wait for the Node to be read, unless the default
-    /// network already has subnets in `default_file` (a restart: they are the ones last
-    /// used, so static pods start while the API server is away).
-    pub fn await_node(&self, default_file: &Path) {
-        let in_use = std::fs::read(default_file)
-            .ok()
-            .and_then(|bytes| subnets_of_default_conflist(&bytes));
-        self.awaiting_node.store(in_use.is_none(), Ordering::SeqCst);
+    /// A registering node: new pods wait for the Node to be read, unless the CIDRs read at
+    /// an earlier start were kept, or pods are attached (new ones share their subnet
+    /// anyway). So a restart while the API server is away starts static pods at once.
+    pub fn await_node(&self, attachments_dir: &Path) {
+        let saved: Vec<String> = self
+            .saved
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map(|t| t.lines().map(str::to_string).collect())
+            .unwrap_or_default();
+        if matches!(self.assign(&saved), Ok(true)) {
+            self.awaiting_node.store(false, Ordering::SeqCst);
+            return;
+        }
+        let attached = std::fs::read_dir(attachments_dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
+        self.awaiting_node.store(!attached, Ordering::SeqCst);
     }
 
     /// The Node was read (with or without pod CIDRs): new pods are attached again.
@@ -186,19 +215,32 @@ mod tests {
     }
 
     #[test]
-    fn a_registering_node_attaches_nothing_until_its_node_was_read_unless_a_subnet_is_in_use() {
+    fn a_registering_node_attaches_nothing_until_its_node_was_read_unless_it_knows_its_subnet() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("default.conflist");
-        let subnets = NodeSubnets::default();
+        let (saved, attachments) = (dir.path().join("saved"), dir.path().join("att"));
+        std::fs::create_dir_all(&attachments).unwrap();
+        let subnets = NodeSubnets::saved_at(saved.clone());
         subnets.ready_for_attach().unwrap();
-        subnets.await_node(&file);
+        subnets.await_node(&attachments);
         let waiting = subnets.ready_for_attach().unwrap_err();
         assert!(waiting.to_string().contains("spec.podCIDRs"), "{waiting}");
         subnets.node_read();
         subnets.ready_for_attach().unwrap();
-        // A restart: the subnets last used are there, so nothing waits.
-        std::fs::write(&file, default_conflist(&[cidr("10.89.0.0/16")], dir.path())).unwrap();
-        subnets.await_node(&file);
+        // A pod attached: new ones join its subnet whatever the Node says, so nothing waits.
+        std::fs::write(attachments.join("pod-1"), "{}").unwrap();
+        subnets.await_node(&attachments);
         subnets.ready_for_attach().unwrap();
+        std::fs::remove_file(attachments.join("pod-1")).unwrap();
+        // The Node's CIDRs read before are kept: a restart uses them without waiting.
+        assert!(subnets.assign(&["10.244.3.0/24".into()]).unwrap());
+        let restarted = NodeSubnets::saved_at(saved);
+        restarted.await_node(&attachments);
+        restarted.ready_for_attach().unwrap();
+        let flag = [cidr("10.89.0.0/16")];
+        let file = dir.path().join("default.conflist");
+        assert_eq!(
+            restarted.for_new_pods(&flag, &file, &attachments),
+            [cidr("10.244.3.0/24")]
+        );
     }
 }

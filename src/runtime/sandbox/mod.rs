@@ -99,7 +99,9 @@ impl Sandbox {
         // Only a creation interrupted before the pod was recorded (the agent killed) leaves
         // a directory here: its pinned namespaces and shm would refuse a second pinning.
         if dir.exists() {
-            let _ = networking.detach(&pod.uid);
+            if let Err(e) = networking.detach(&pod.uid) {
+                tracing::warn!(pod = %pod.key(), error = %e, "the network of an interrupted sandbox could not be detached");
+            }
             Sandbox::destroy_dir(&dir)?;
         }
         create_private_dir(&dir.join("ns"))?;
@@ -250,6 +252,13 @@ impl Sandbox {
 
     /// Unmounts and removes everything of the sandbox; a sandbox already gone is fine.
     pub fn destroy_dir(dir: &Path) -> Result<(), SandboxError> {
+        // By name first: mountinfo names a root reached through a symlink by its target.
+        for path in ["ns/net", "ns/ipc", "ns/uts", "shm"] {
+            let path = dir.join(path);
+            if path.exists() {
+                unmount(&path)?;
+            }
+        }
         // An interrupted create that was retried can leave mounts stacked on one path:
         // unmount until nothing is left below the directory.
         for _ in 0..MAX_STACKED_MOUNTS {

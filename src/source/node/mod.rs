@@ -136,18 +136,19 @@ pub async fn keep_registered(
         );
         let result: Result<(), kube::Error> = async {
             if !registered {
-                let (object, created) = match nodes.get_opt(&node.node_name).await? {
-                    Some(existing) => (existing, false),
+                let object = match nodes.get_opt(&node.node_name).await? {
+                    Some(existing) => existing,
                     None => {
                         let made = nodes.create(&PostParams::default(), &node_object(&node)).await?;
                         tracing::info!(node = %node.node_name, "registered the node with the API server");
-                        (made, true)
+                        made
                     }
                 };
                 cidrs_seen = take_pod_cidrs(&settings, &object);
-                // A Node made just now gets its CIDRs from the control plane moments later:
-                // pods wait for the next read rather than take the flag's subnet for life.
-                if cidrs_seen || !created {
+                // A Node made moments ago (by this start, or by one whose answer was lost)
+                // gets its CIDRs from the control plane just after: without them, pods wait
+                // for the next read rather than take the flag's subnet for life.
+                if cidrs_seen {
                     settings.pod_network.node_read();
                 }
                 registered = true;
