@@ -11,20 +11,21 @@
 mod common;
 #[path = "common/mock_kube.rs"]
 mod mock_kube;
+#[path = "common/netns.rs"]
+mod netns;
 mod support;
 
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{busybox_node, ps_all, unique, Node, BUSYBOX_IMAGE};
 use mock_kube::{in_netns, MockKube};
+use netns::{Netns, NODE_ADDRESS};
 use serde_json::{json, Value};
 
-/// The node's address inside its namespace (`--node-ip`): the pods' hostIP.
-const NODE_ADDRESS: &str = "10.255.255.1";
 /// The agent's own HTTP API, inside the namespace.
 const AGENT: &str = "127.0.0.1:10265";
 /// What the control plane allocates to the node.
@@ -33,99 +34,6 @@ const NS: &str = "default";
 const DEADLINE: Duration = Duration::from_secs(60);
 /// What the agent logs once the default network takes the Node's subnet.
 const TAKEN: &str = "the default pod network uses the node's spec.podCIDRs";
-
-/// A network namespace the test owns, deleted on drop.
-struct Netns {
-    name: String,
-    /// Kept open for [`in_netns`].
-    file: File,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        let name = unique("llt-cidr");
-        run(Command::new("ip").args(["netns", "add", &name]));
-        let file = File::open(format!("/run/netns/{name}")).expect("open the new netns");
-        let ns = Netns { name, file };
-        run(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
-        run(Command::new("ip").args([
-            "-n",
-            &ns.name,
-            "addr",
-            "add",
-            &format!("{NODE_ADDRESS}/32"),
-            "dev",
-            "lo",
-        ]));
-        ns
-    }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/run/netns/{}", self.name))
-    }
-
-    /// `program ARGS` inside this namespace.
-    fn cmd(&self, program: &str) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.path().display()))
-            .arg("--")
-            .arg(program);
-        cmd
-    }
-
-    fn veths(&self) -> Vec<String> {
-        let out =
-            run(Command::new("ip").args(["-n", &self.name, "-o", "link", "show", "type", "veth"]));
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split(':').nth(1).map(|s| s.trim().to_string()))
-            .collect()
-    }
-
-    /// The IPv4 addresses (`A.B.C.D/N`) of the default network's bridge, none before it
-    /// exists.
-    fn bridge_addresses(&self) -> Vec<String> {
-        let out = Command::new("ip")
-            .args([
-                "-n",
-                &self.name,
-                "-o",
-                "-4",
-                "addr",
-                "show",
-                "dev",
-                "layerlet0",
-            ])
-            .output()
-            .expect("run ip");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| {
-                let mut words = l.split_whitespace();
-                words.find(|w| *w == "inet")?;
-                words.next().map(str::to_string)
-            })
-            .collect()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// `layerlet agent` in kube mode with `--register-node` and the default pod network, inside
 /// `netns`, against `mock`; killed (and its pods removed) on drop.
@@ -350,7 +258,7 @@ fn in_cidr_and_gateway_read_subnets_right() {
 
 #[test]
 fn a_pod_gets_its_address_from_the_pod_cidr_the_control_plane_allocated_to_the_node() {
-    let netns = Netns::new();
+    let netns = Netns::new("llt-cidr");
     let mock = MockKube::start_in_netns(&netns.path());
     let node = busybox_node();
     let node_name = unique("cidr-node");
@@ -403,7 +311,7 @@ fn a_pod_gets_its_address_from_the_pod_cidr_the_control_plane_allocated_to_the_n
 
 #[test]
 fn a_pod_cidr_allocated_after_registration_is_taken_up_once_no_pod_is_attached() {
-    let netns = Netns::new();
+    let netns = Netns::new("llt-cidr");
     let mock = MockKube::start_in_netns(&netns.path());
     let node = busybox_node();
     let node_name = unique("cidr-node");
@@ -454,7 +362,7 @@ fn a_pod_cidr_allocated_after_registration_is_taken_up_once_no_pod_is_attached()
 
 #[test]
 fn pods_bound_while_the_api_server_is_away_at_start_wait_for_the_nodes_pod_cidr() {
-    let netns = Netns::new();
+    let netns = Netns::new("llt-cidr");
     let mock = MockKube::start_in_netns(&netns.path());
     let node = busybox_node();
     let node_name = unique("cidr-node");

@@ -7,80 +7,22 @@
 
 mod common;
 mod kubelet_support;
+#[path = "common/netns.rs"]
+mod netns;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{busybox_node, ps_all, unique, Node, BUSYBOX_IMAGE};
+use common::{busybox_node, ps_all, Node, BUSYBOX_IMAGE};
 use kubelet_support::Pki;
+use netns::{run, Netns, NODE_ADDRESS};
 use serde_json::Value;
 
-/// The node's own address inside its namespace, for host ports.
-const NODE_ADDRESS: &str = "10.255.255.1";
 const DEADLINE: Duration = Duration::from_secs(60);
 /// The kubelet API's address, inside the test's namespace.
 const KUBELET: &str = "127.0.0.1:10266";
-
-/// A network namespace the test owns, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Netns {
-        let ns = Netns(unique("llt-podnet"));
-        run(Command::new("ip").args(["netns", "add", &ns.0]));
-        run(Command::new("ip").args(["-n", &ns.0, "link", "set", "lo", "up"]));
-        run(Command::new("ip").args([
-            "-n",
-            &ns.0,
-            "addr",
-            "add",
-            &format!("{NODE_ADDRESS}/32"),
-            "dev",
-            "lo",
-        ]));
-        ns
-    }
-
-    fn path(&self) -> String {
-        format!("/run/netns/{}", self.0)
-    }
-
-    /// `program ARGS` inside this namespace.
-    fn cmd(&self, program: &str) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.path()))
-            .arg("--")
-            .arg(program);
-        cmd
-    }
-
-    fn veths(&self) -> Vec<String> {
-        let out =
-            run(Command::new("ip").args(["-n", &self.0, "-o", "link", "show", "type", "veth"]));
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split(':').nth(1).map(|s| s.trim().to_string()))
-            .collect()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// `layerlet agent` with pod networking on, inside `netns`; killed (and its pods removed)
 /// on drop.
@@ -288,7 +230,7 @@ fn exec(node: &Node, target: &str, command: &[&str]) -> String {
 #[test]
 fn two_pods_talk_by_pod_ip_a_host_port_answers_and_removal_frees_everything() {
     let node = busybox_node();
-    let netns = Netns::new();
+    let netns = Netns::new("llt-podnet");
     let agent = NetAgent::start(&node, &netns, &["--cluster-dns", "10.96.0.10"]);
     let web = "web";
     agent.write_pod(
@@ -383,7 +325,7 @@ fn two_pods_talk_by_pod_ip_a_host_port_answers_and_removal_frees_everything() {
 #[test]
 fn a_broken_conflist_is_a_sandbox_event_on_the_pod_until_it_is_fixed() {
     let node = busybox_node();
-    let netns = Netns::new();
+    let netns = Netns::new("llt-podnet");
     let agent = NetAgent::start(&node, &netns, &[]);
     let broken = agent.conf_dir.join("10-broken.conflist");
     std::fs::write(
@@ -431,7 +373,7 @@ fn a_broken_conflist_is_a_sandbox_event_on_the_pod_until_it_is_fixed() {
 #[test]
 fn kill_9_of_the_agent_during_creation_and_removal_leaks_no_ip_or_interface() {
     let node = busybox_node();
-    let netns = Netns::new();
+    let netns = Netns::new("llt-podnet");
     let mut agent = NetAgent::start(&node, &netns, &[]);
     for round in 0..20u64 {
         let name = format!("round{round}");
@@ -503,7 +445,7 @@ fn eth0_counter(text: &str, family: &str, pod: &str) -> Option<u64> {
 fn a_pods_network_counters_grow_by_what_it_serves_in_metrics_cadvisor_and_the_summary() {
     const SIZE: u64 = 2 << 20;
     let node = busybox_node();
-    let netns = Netns::new();
+    let netns = Netns::new("llt-podnet");
     let pki = Pki::new(node.dir.path(), "net", "kube-apiserver-kubelet-client");
     let agent = NetAgent::start(
         &node,
