@@ -126,17 +126,7 @@ impl<'a> KubeAgent<'a> {
 
     /// Binds a pod that sleeps (or runs `script`) to `node_name`.
     fn add_pod(&self, name: &str, node_name: &str, script: &str) {
-        self.mock.add_pod(json!({
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {
-                "nodeName": node_name,
-                "terminationGracePeriodSeconds": 1,
-                "containers": [{
-                    "name": "main", "image": BUSYBOX_IMAGE, "imagePullPolicy": "Never",
-                    "command": ["sh", "-c", script],
-                }],
-            },
-        }));
+        self.mock.add_pod(bound_pod(name, node_name, script));
     }
 
     /// The pod's status as the API server has it, once Running with a podIP.
@@ -218,6 +208,21 @@ fn allocated(node: &Node) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A busybox pod running `script`, bound to `node_name` as the scheduler binds it.
+fn bound_pod(name: &str, node_name: &str, script: &str) -> Value {
+    json!({
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "nodeName": node_name,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main", "image": BUSYBOX_IMAGE, "imagePullPolicy": "Never",
+                "command": ["sh", "-c", script],
+            }],
+        },
+    })
 }
 
 /// Whether IPv4 `ip` lies in `cidr` (`A.B.C.D/N`).
@@ -368,17 +373,7 @@ fn pods_bound_while_the_api_server_is_away_at_start_wait_for_the_nodes_pod_cidr(
     let node_name = unique("cidr-node");
     mock.put_node(json!({"metadata": {"name": node_name}, "spec": {"podCIDRs": [NODE_CIDR]}}));
     let name = unique("early");
-    mock.add_pod(json!({
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "nodeName": node_name,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{
-                "name": "main", "image": BUSYBOX_IMAGE, "imagePullPolicy": "Never",
-                "command": ["sleep", "3600"],
-            }],
-        },
-    }));
+    mock.add_pod(bound_pod(&name, &node_name, "exec sleep 3600"));
     // A fresh data root (nothing attached before) and an API server away at start: the
     // agent's first read of the Node fails. Its pod list can then succeed before the next
     // read, one lease period later; a pod attached in between would hold --pod-cidr's
