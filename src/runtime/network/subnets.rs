@@ -243,4 +243,20 @@ mod tests {
             [cidr("10.244.3.0/24")]
         );
     }
+
+    #[test]
+    fn a_damaged_saved_cidr_file_is_ignored_and_the_node_waits_for_its_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let saved = dir.path().join("saved");
+        std::fs::write(&saved, "10.244.3.7/24\nnot a cidr\n").unwrap();
+        let subnets = NodeSubnets::saved_at(saved.clone());
+        subnets.await_node(&dir.path().join("att"));
+        assert!(subnets.ready_for_attach().is_err());
+        assert_eq!(
+            subnets.assigned(),
+            None,
+            "nothing taken from the damaged file"
+        );
+        assert!(saved.exists(), "left for the next read to replace");
+    }
 }
