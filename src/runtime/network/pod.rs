@@ -91,7 +91,6 @@ impl CniSetup {
     fn for_attach(&self) -> Result<Cni, NetworkError> {
         let (network, default_subnets) = self.network()?;
         if let Some(subnets) = default_subnets {
-            self.node_subnets.ready_for_attach()?;
             self.masquerade.ensure(&subnets)?;
         }
         Ok(Cni::new(network, self.options()))

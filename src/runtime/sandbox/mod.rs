@@ -20,7 +20,7 @@ use crate::runtime::network::{NetworkError, PodNetworking};
 use crate::runtime::spec::mounts::BindMount;
 use crate::runtime::spec::NamespacePlan;
 use crate::sys::fs::{create_private_dir, remove_tree, replace_file, FsError};
-use crate::sys::mount::{mounts_under, unmount, MountError};
+use crate::sys::mount::{mounts_under, unmount, unmount_under, MountError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -262,13 +262,10 @@ impl Sandbox {
         // An interrupted create that was retried can leave mounts stacked on one path:
         // unmount until nothing is left below the directory.
         for _ in 0..MAX_STACKED_MOUNTS {
-            let mounted = mounts_under(dir);
-            if mounted.is_empty() {
+            if mounts_under(dir).is_empty() {
                 break;
             }
-            for target in mounted {
-                unmount(&target)?;
-            }
+            unmount_under(dir)?;
         }
         remove_tree(dir)?;
         Ok(())
