@@ -12,7 +12,7 @@ mod netns;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{busybox_node, ps_all, Node, BUSYBOX_IMAGE};
@@ -209,6 +209,26 @@ fn records(node: &Node) -> usize {
         .unwrap_or(0)
 }
 
+/// A temp file as the agent's atomic writes name them, of a writer that no longer runs.
+fn plant_dead_writers_temp_file(dir: &Path) {
+    let mut writer = Command::new("true").spawn().unwrap();
+    let pid = writer.id();
+    writer.wait().unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(format!(".tmp-{pid}-0-1f")), "{").unwrap();
+}
+
+/// The file names in the agent's CNI cache, for a failure's message.
+fn record_names(node: &Node) -> Vec<String> {
+    std::fs::read_dir(node.root().join("cni/attachments"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Addresses host-local holds for the default network.
 fn allocated(node: &Node) -> Vec<String> {
     std::fs::read_dir(node.root().join("cni/ipam/layerlet"))
@@ -384,6 +404,10 @@ fn kill_9_of_the_agent_during_creation_and_removal_leaks_no_ip_or_interface() {
         // Somewhere between the write and a running pod (each round a bit later).
         std::thread::sleep(Duration::from_millis(20 * (round % 10)));
         agent.kill();
+        if round == 0 {
+            // What a kill between a record's temp file and its rename leaves, made sure of.
+            plant_dead_writers_temp_file(&node.root().join("cni/attachments"));
+        }
         agent.spawn(&[]);
         running_ip(&agent, &name);
         agent.remove_pod(&name);
@@ -403,7 +427,8 @@ fn kill_9_of_the_agent_during_creation_and_removal_leaks_no_ip_or_interface() {
             }
             assert!(
                 Instant::now() < deadline,
-                "round {round}: IPs left: {held:?}, veths left: {veths:?}\n{}",
+                "round {round}: IPs left: {held:?}, veths left: {veths:?}, records left: {:?}\n{}",
+                record_names(&node),
                 agent.log()
             );
             std::thread::sleep(Duration::from_millis(50));

@@ -31,6 +31,9 @@ impl FsError {
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The prefix of [`atomic_write`]'s temp files; the writer's pid follows it.
+const WRITE_TEMP_PREFIX: &str = ".tmp-";
+
 /// A name for a temporary sibling that no other process or thread will pick.
 pub fn unique_temp_name(prefix: &str) -> String {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -55,7 +58,7 @@ pub fn atomic_write_private(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
 
 fn write_via_rename(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> Result<(), FsError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(unique_temp_name(".tmp-"));
+    let tmp = dir.join(unique_temp_name(WRITE_TEMP_PREFIX));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -78,6 +81,45 @@ fn write_via_rename(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> Resu
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Removes the temp files [`atomic_write`] left in `dir` when its process died before the
+/// rename (kill -9, a crash), which nothing else would ever remove. A temp file whose writer
+/// still lives is a write in flight and stays; so does one whose pid was reused since (left
+/// for a later pass). Returns what was removed.
+pub fn remove_dead_writers_temp_files(dir: &Path) -> Result<Vec<PathBuf>, FsError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(FsError::io("read dir", dir, e)),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| FsError::io("read dir", dir, e))?;
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(WRITE_TEMP_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // kill(0) would ask about our own process group, not a writer.
+        let gone = pid > 0
+            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::ESRCH);
+        if !gone {
+            continue;
+        }
+        let path = entry.path();
+        match fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FsError::io("remove", &path, e)),
+        }
+    }
+    Ok(removed)
 }
 
 /// Replaces `path` with `bytes` atomically (temp file + rename) but without fsyncs: for
@@ -221,4 +263,29 @@ pub fn random_id() -> Result<String, FsError> {
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(|e| FsError::io("read", "/dev/urandom", e))?;
     Ok(hex::encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_temp_files_of_dead_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let orphan = dir.path().join(format!("{WRITE_TEMP_PREFIX}{dead}-0-1f"));
+        let in_flight = dir.path().join(unique_temp_name(WRITE_TEMP_PREFIX));
+        let record = dir.path().join("pod.json");
+        for f in [&orphan, &in_flight, &record] {
+            std::fs::write(f, "{}").unwrap();
+        }
+        let removed = remove_dead_writers_temp_files(dir.path()).unwrap();
+        assert_eq!(removed, vec![orphan.clone()]);
+        assert!(!orphan.exists() && in_flight.exists() && record.exists());
+        assert!(remove_dead_writers_temp_files(&dir.path().join("absent"))
+            .unwrap()
+            .is_empty());
+    }
 }

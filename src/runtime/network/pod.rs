@@ -244,6 +244,17 @@ impl PodNetworking {
         let Some(setup) = &self.cni else {
             return Ok(SweepReport::default());
         };
+        // A writer killed between its temp file and the rename leaves the temp file behind.
+        let dirs = [
+            Some(setup.attachments_dir.as_path()),
+            setup.attachments_dir.parent(),
+        ];
+        for dir in dirs.into_iter().flatten() {
+            let removed = crate::sys::fs::remove_dead_writers_temp_files(dir)?;
+            if !removed.is_empty() {
+                tracing::warn!(files = ?removed, "removed the temp files of writes a crash cut short");
+            }
+        }
         let live: HashSet<AttachmentId> = live_uids
             .into_iter()
             .filter_map(|uid| AttachmentId::pod(uid).ok())
