@@ -2205,6 +2205,16 @@ fn mock_refuses_times_the_api_server_cannot_decode_and_merges_status_lists_by_ke
         &lease("2026-12-04T17:17:22.668661Z").to_string(),
     );
     assert_eq!(status, 201, "{made}");
+    // A field the Lease does not have is refused as strict decoding refuses it, not dropped.
+    let (status, refusal) = conn.call(
+        "PATCH",
+        &format!("{leases}/n1"),
+        "application/merge-patch+json",
+        &json!({"spec": {"renewTimes": "2026-12-04T17:17:32.000000Z"}}).to_string(),
+    );
+    assert_eq!(status, 400, "{refusal}");
+    assert_eq!(refusal["reason"], "BadRequest");
+    assert_eq!(refusal["details"]["causes"][0]["field"], "spec.renewTimes");
     let (status, _) = conn.call(
         "PATCH",
         &format!("{leases}/n1"),

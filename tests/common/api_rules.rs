@@ -2,7 +2,10 @@
 //! the real server would refuse is refused here too: `MicroTime` with exactly six fractional
 //! digits, `Time` per RFC 3339, the strategic merge of status lists by their merge keys,
 //! and a Node's pod CIDRs (kept in step, set once).
-//! A refusal is the real server's `422 Invalid` Status naming the field.
+//! A refusal is the real server's `422 Invalid` Status naming the field. Fields the typed
+//! object does not have are refused as under `fieldValidation=Strict` (`400 BadRequest`,
+//! "strict decoding error: unknown field"): the real server's default only warns and drops
+//! them, which would hide a field the agent means to set.
 
 use serde_json::{json, Value};
 
@@ -178,6 +181,115 @@ pub fn refuse_bad_times(kind: &str, name: &str, object: &Value) -> Option<Value>
         }
     }
     invalid(kind, name, causes)
+}
+
+/// `value` decoded as `T` and encoded again: what the server keeps of it. None when it does
+/// not decode at all (other rules answer for that).
+fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(value: &Value) -> Option<Value> {
+    let typed: T = serde_json::from_value(value.clone()).ok()?;
+    serde_json::to_value(typed).ok()
+}
+
+/// The fields of `input` that `kept` lacks, as strict decoding names them
+/// (`spec.renewTimes`, `status.conditions[0].reasons`). Nulls are absent fields.
+fn dropped(input: &Value, kept: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, kept) {
+        (Value::Object(fields), Value::Object(kept_fields)) => {
+            for (key, value) in fields.iter().filter(|(_, v)| !v.is_null()) {
+                let at = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match kept_fields.get(key) {
+                    Some(kept_value) => dropped(value, kept_value, &at, out),
+                    None => out.push(at),
+                }
+            }
+        }
+        (Value::Array(items), Value::Array(kept_items)) => {
+            for (n, (item, kept_item)) in items.iter().zip(kept_items).enumerate() {
+                dropped(item, kept_item, &format!("{path}[{n}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every field path of `v`, list indices left out (a strategic merge moves list entries).
+fn field_paths(v: &Value, path: &str, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        Value::Object(fields) => {
+            for (key, value) in fields {
+                let at = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                out.insert(at.clone());
+                field_paths(value, &at, out);
+            }
+        }
+        Value::Array(items) => items
+            .iter()
+            .for_each(|i| field_paths(i, &format!("{path}[]"), out)),
+        _ => {}
+    }
+}
+
+fn without_indices(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => {
+                in_index = false;
+                out.push_str("[]");
+            }
+            _ if in_index => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The `400 BadRequest` body for `object` (the object as the write would leave it; `kind` a
+/// resource name, plural, or `events.k8s.io`) when a field the request `body` sent is not a
+/// field of the typed object; None when every field is known.
+pub fn refuse_unknown_fields(
+    kind: &str,
+    name: &str,
+    object: &Value,
+    body: &Value,
+) -> Option<Value> {
+    use k8s_openapi::api::{coordination::v1::Lease, core::v1, events::v1 as events};
+    let kept = match kind {
+        "pods" => round_trip::<v1::Pod>(object),
+        "nodes" => round_trip::<v1::Node>(object),
+        "leases" => round_trip::<Lease>(object),
+        "events" => round_trip::<v1::Event>(object),
+        "events.k8s.io" => round_trip::<events::Event>(object),
+        _ => None,
+    }?;
+    let mut unknown = Vec::new();
+    dropped(object, &kept, "", &mut unknown);
+    // Only what this request sent: a field an earlier writer left is not this write's fault.
+    let mut sent = std::collections::BTreeSet::new();
+    field_paths(body, "", &mut sent);
+    unknown.retain(|path| sent.contains(&without_indices(path)));
+    if unknown.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("{kind} \"{name}\" could not be decoded: strict decoding error: {}",
+            unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect::<Vec<_>>().join(", ")),
+        "reason": "BadRequest", "code": 400,
+        "details": {"name": name, "kind": kind, "causes": unknown.iter().map(|f| json!({
+            "reason": "FieldValueInvalid", "field": f, "message": "unknown field",
+        })).collect::<Vec<_>>()},
+    }))
 }
 
 /// The `422 Invalid` Status for `causes` (each with `reason`, `field`, `message`), or None
@@ -357,6 +469,50 @@ fn merge_at(target: &mut Value, patch: &Value, path: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_the_typed_object_lacks_are_refused_when_this_write_sent_them() {
+        let lease = json!({"metadata": {"name": "n1"},
+            "spec": {"holderIdentity": "n1", "renewTimes": "2026-12-04T17:17:22.668661Z"}});
+        let refusal = refuse_unknown_fields("leases", "n1", &lease, &lease).unwrap();
+        assert_eq!(
+            (refusal["code"].as_u64(), refusal["reason"].as_str()),
+            (Some(400), Some("BadRequest"))
+        );
+        assert_eq!(refusal["details"]["causes"][0]["field"], "spec.renewTimes");
+        assert!(refusal["message"]
+            .as_str()
+            .unwrap()
+            .contains("strict decoding error: unknown field \"spec.renewTimes\""));
+        let good = json!({"metadata": {"name": "n1"}, "spec": {"holderIdentity": "n1"}});
+        assert_eq!(refuse_unknown_fields("leases", "n1", &good, &good), None);
+
+        let status = |extra: Value| {
+            let mut c = json!({"name": "c", "image": "x", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"running": {}}});
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]},
+                "status": {"phase": "Running", "containerStatuses": [{"name": "other", "image": "y",
+                    "imageID": "", "ready": true, "restartCount": 0}, c]}})
+        };
+        // The patch names the entry by its merge key; the merged list has it second.
+        let pod = status(json!({"stat": {}}));
+        let patch = json!({"status": {"containerStatuses": [{"name": "c", "stat": {}}]}});
+        let refusal = refuse_unknown_fields("pods", "p", &pod, &patch).unwrap();
+        assert_eq!(
+            refusal["details"]["causes"][0]["field"],
+            "status.containerStatuses[1].stat"
+        );
+        // A field an earlier writer left is not this write's to answer for.
+        let unrelated = json!({"status": {"phase": "Running"}});
+        assert_eq!(refuse_unknown_fields("pods", "p", &pod, &unrelated), None);
+        assert_eq!(
+            refuse_unknown_fields("pods", "p", &status(json!({})), &patch),
+            None
+        );
+    }
 
     #[test]
     fn micro_time_needs_exactly_six_digits_and_time_takes_rfc3339() {

@@ -1510,7 +1510,10 @@ fn patch_status(st: &mut State, req: &Request, ns: &str, name: &str) -> Reply {
             } else {
                 merge_patch(&mut patched, &patch);
             }
-            if let Some(refusal) = api_rules::refuse_bad_times("pods", name, &patched) {
+            if let Some(refusal) = api_rules::refuse_unknown_fields("pods", name, &patched, &patch)
+            {
+                Reply::Json(400, refusal)
+            } else if let Some(refusal) = api_rules::refuse_bad_times("pods", name, &patched) {
                 Reply::Json(422, refusal)
             } else {
                 let mut new = pod;
@@ -1602,6 +1605,14 @@ fn create_event(st: &mut State, req: &Request, group: &str, ns: &str) -> Reply {
             }),
         );
     }
+    let typed_as = if group == "v1" {
+        "events"
+    } else {
+        "events.k8s.io"
+    };
+    if let Some(refusal) = api_rules::refuse_unknown_fields(typed_as, &name, &event, &event) {
+        return Reply::Json(400, refusal);
+    }
     if let Some(refusal) = api_rules::refuse_bad_times("events", &name, &event) {
         return Reply::Json(422, refusal);
     }
@@ -1648,6 +1659,12 @@ fn plain_object(st: &mut State, req: &Request, segs: &[&str]) -> Reply {
         ("POST", true) => {
             if let Some(refusal) = parse_body(req)
                 .ok()
+                .and_then(|b| api_rules::refuse_unknown_fields(kind, &name, &b, &b))
+            {
+                return Reply::Json(400, refusal);
+            }
+            if let Some(refusal) = parse_body(req)
+                .ok()
                 .and_then(|b| api_rules::refuse_bad_times(kind, &name, &b))
             {
                 return Reply::Json(422, refusal);
@@ -1684,6 +1701,9 @@ fn plain_object(st: &mut State, req: &Request, segs: &[&str]) -> Reply {
             };
             let mut patched = have.clone();
             merge_patch(&mut patched, &patch);
+            if let Some(refusal) = api_rules::refuse_unknown_fields(kind, &name, &patched, &patch) {
+                return Reply::Json(400, refusal);
+            }
             if let Some(refusal) = api_rules::refuse_bad_times(kind, &name, &patched) {
                 return Reply::Json(422, refusal);
             }
@@ -1730,6 +1750,16 @@ fn patch_event(st: &mut State, req: &Request, group: &str, ns: &str, name: &str)
         Some(event) => {
             let mut patched = event.clone();
             merge_patch(&mut patched, &patch);
+            let typed_as = if group == "v1" {
+                "events"
+            } else {
+                "events.k8s.io"
+            };
+            if let Some(refusal) =
+                api_rules::refuse_unknown_fields(typed_as, name, &patched, &patch)
+            {
+                return Reply::Json(400, refusal);
+            }
             if let Some(refusal) = api_rules::refuse_bad_times("events", name, &patched) {
                 return Reply::Json(422, refusal);
             }
