@@ -6,12 +6,12 @@
 # aws-lc), the same as scripts/install-build-deps.sh installs on a bare Debian.
 FROM rust:bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin layerlet \
-    && cp target/release/layerlet /usr/local/bin/layerlet
+    cargo build --release --locked --bin layerlet --bin layerlet-monitor \
+    && cp target/release/layerlet target/release/layerlet-monitor /usr/local/bin/
 
 # Run: the binary and what the agent runs at run time. Everything else it does (overlay
 # mounts, namespaces, cgroups, seccomp, SQLite) is system calls and code of its own.
@@ -27,6 +27,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends \
        containernetworking-plugins iptables iproute2 ca-certificates \
     && rm -rf /var/lib/apt/lists/*
-COPY --from=build /usr/local/bin/layerlet /usr/local/bin/layerlet
+# The monitor binary beside layerlet: each container's monitor runs from it (lighter than
+# layerlet itself; without it monitors run as `layerlet __monitor`).
+COPY --from=build /usr/local/bin/layerlet /usr/local/bin/layerlet-monitor /usr/local/bin/
 ENTRYPOINT ["/usr/local/bin/layerlet"]
 CMD ["agent", "--help"]

@@ -74,7 +74,7 @@ log "layerlet: $N pods at once"
 BURST=$(python3 "$DRIVER" burst "$ADDR" "$MANIFESTS" "$REF" "$ID_PREFIX" "$N") \
     || die "burst failed (log: $BASE/layerlet/agent.log)"
 AGENT_RSS_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$AGENT_PID/status")
-read -r MON_N MON_PSS _ _ < <(helper pss exe "$SEALED")
+read -r MON_N MON_PSS _ _ < <(helper pss exe "$SEALED" ${SEALED_MONITOR:+"$SEALED_MONITOR"})
 TOTAL[layerlet]=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["total"])' "$BURST")
 PER_POD=$(python3 -c 'import json,sys; print(" ".join(map(str, json.loads(sys.argv[1])["per_pod"])))' "$BURST")
 
@@ -87,7 +87,7 @@ pods_left() {
     {
         dirs_in "$LL_ROOT/containers" "$LL_RUN/pods" "$LL_RUN/containers"
         mounts_under "$LL_ROOT/containers" "$LL_RUN/pods" "$LL_RUN/containers"
-        procs_of container "$LL_ROOT/containers" "$LL_RUN/pods" "$LL_RUN/containers" "$SEALED"
+        procs_of container "$LL_ROOT/containers" "$LL_RUN/pods" "$LL_RUN/containers" "$SEALED" ${SEALED_MONITOR:+"$SEALED_MONITOR"}
         cgroups_of "/layerlet/$LL_CGROUP/"
     } | join_lines
 }

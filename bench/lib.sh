@@ -18,6 +18,7 @@ CTR_SOCK=$CTR_DIR/containerd.sock
 PM_DIR=$BASE/podman
 LL=""                        # the copied layerlet binary, set below
 SEALED=""                    # layerlet's read-only copy of it under /run/layerlet-exe
+SEALED_MONITOR=""            # and of the monitor binary beside it (where there is one)
 
 # --- helper: process, memory, cgroup and statistics chores, in Python -------------------
 cat >"$HELPER" <<'EOF'
@@ -208,7 +209,7 @@ kill_ours() {
     local i pid
     for i in 1 2 3 4 5; do
         local left=()
-        while read -r pid _; do left+=("$pid"); done < <(helper procs "$BASE" ${SEALED:+"$SEALED"})
+        while read -r pid _; do left+=("$pid"); done < <(helper procs "$BASE" ${SEALED:+"$SEALED"} ${SEALED_MONITOR:+"$SEALED_MONITOR"})
         ((${#left[@]})) || return 0
         kill -KILL "${left[@]}" 2>/dev/null
         sleep 0.2
@@ -242,12 +243,15 @@ remove_our_cgroups() {
 # layerlet keeps one read-only bind-mounted copy per binary under /run/layerlet-exe; the
 # one of our private copy of the binary goes with the temp dir.
 remove_sealed_copy() {
-    [[ $SEALED == /run/layerlet-exe/*/layerlet ]] || return 0
-    local dir=${SEALED%/layerlet}
-    while awk -v m="$SEALED" '$5 == m { found = 1 } END { exit !found }' /proc/self/mountinfo; do
-        umount "$SEALED" 2>/dev/null || umount -l "$SEALED" 2>/dev/null || break
+    local copy dir
+    for copy in "$SEALED" "$SEALED_MONITOR"; do
+        [[ $copy == /run/layerlet-exe/*/layerlet* ]] || continue
+        dir=${copy%/*}
+        while awk -v m="$copy" '$5 == m { found = 1 } END { exit !found }' /proc/self/mountinfo; do
+            umount "$copy" 2>/dev/null || umount -l "$copy" 2>/dev/null || break
+        done
+        rm -rf "$dir" "$dir.lock"
     done
-    rm -rf "$dir" "$dir.lock"
 }
 
 cleanup() {
@@ -283,9 +287,17 @@ find_layerlet
 mkdir -p "$BASE/bin"
 cp "$LAYERLET" "$BASE/bin/layerlet"
 LL=$BASE/bin/layerlet
-# Helpers (monitors) run from a read-only copy keyed by the binary's dev-ino-size-mtime
+# Helpers run from a read-only copy keyed by the binary's dev-ino-size-mtime
 # (src/sys/exe.rs); where it will be, so that its processes can be found and it removed.
-SEALED=/run/layerlet-exe/$(stat -c '%d %i %s %Y' "$LL" | awk '{ printf "%x-%x-%x-%x", $1, $2, $3, $4 }')/layerlet
+sealed_copy_of() {
+    echo "/run/layerlet-exe/$(stat -c '%d %i %s %Y' "$1" | awk '{ printf "%x-%x-%x-%x", $1, $2, $3, $4 }')/${1##*/}"
+}
+SEALED=$(sealed_copy_of "$LL")
+# Monitors run from the monitor binary installed beside layerlet, where there is one.
+if [[ -x ${LAYERLET%/*}/layerlet-monitor ]]; then
+    cp "${LAYERLET%/*}/layerlet-monitor" "$BASE/bin/layerlet-monitor"
+    SEALED_MONITOR=$(sealed_copy_of "$BASE/bin/layerlet-monitor")
+fi
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -379,7 +391,7 @@ leftovers_layerlet() {
     {
         dirs_in "$LL_ROOT/containers" "$LL_RUN/pods" "$LL_RUN/containers"
         mounts_under "$LL_ROOT" "$LL_RUN"
-        procs_of layerlet "$LL_ROOT" "$LL_RUN" "$LL" "$SEALED"
+        procs_of layerlet "$LL_ROOT" "$LL_RUN" "$LL" "$SEALED" ${SEALED_MONITOR:+"$SEALED_MONITOR"}
         cgroups_of "$CG_LAYERLET"
         local n
         n=$(ll ps -a --output json 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' || echo "?")

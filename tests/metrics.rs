@@ -673,6 +673,7 @@ fn a_layer_over_the_walk_budget_is_counted_by_the_worker_and_the_others_stay_fre
     let rt = Runtime {
         layout,
         exe: PathBuf::from(env!("CARGO_BIN_EXE_layerlet")),
+        monitor: None,
         node_name: "test".into(),
         cgroup_root: PathBuf::from("/sys/fs/cgroup"),
         pids_limit: None,

@@ -14,7 +14,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -1233,6 +1233,91 @@ fn a_container_whose_monitor_was_killed_can_still_be_stopped_and_removed() {
     );
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mountinfo.contains(node.dir.path().to_str().unwrap()));
+}
+
+/// The executable of the monitor of container `id` on `node`.
+fn monitor_exe(node: &Node, id: &str) -> PathBuf {
+    let monitors = processes_mentioning(&format!("__monitor {}", node.run_root().display()));
+    let (monitor, _) = monitors
+        .iter()
+        .find(|(_, cmdline)| cmdline.contains(id))
+        .unwrap_or_else(|| panic!("no monitor for {id}: {monitors:?}"));
+    std::fs::read_link(format!("/proc/{monitor}/exe")).unwrap()
+}
+
+#[test]
+fn monitors_run_from_a_sealed_fixed_address_monitor_binary_of_the_same_build_or_fall_back() {
+    let monitor_binary = Path::new(env!("CARGO_BIN_EXE_layerlet-monitor"));
+    let node = busybox_node();
+    let pod = Pod::new(
+        &node,
+        &manifest("weight", vec![exec_container("c", &["sleep", "1000"])]),
+    );
+    pod.start();
+    wait_running(&node, "weight", "c");
+    let id = inspect(&node, "weight")["Id"].as_str().unwrap().to_string();
+    let exe = monitor_exe(&node, &id);
+    assert_eq!(
+        exe.file_name().unwrap(),
+        "layerlet-monitor",
+        "{}",
+        exe.display()
+    );
+    assert!(exe.starts_with("/run/layerlet-exe"), "{}", exe.display());
+    let bytes = std::fs::read(&exe).unwrap();
+    assert!(
+        bytes == std::fs::read(monitor_binary).unwrap(),
+        "the copy differs from the binary"
+    );
+    // ELF e_type 2 (ET_EXEC): linked at a fixed address, so its relocated data stays shared
+    // with the file instead of being copied into every monitor.
+    assert_eq!(
+        u16::from_le_bytes([bytes[16], bytes[17]]),
+        2,
+        "the monitor is a PIE"
+    );
+    // Sealed: a read-only mount (the file is busy anyway while a monitor runs it).
+    let mount = nix::sys::statvfs::statvfs(&exe).unwrap();
+    assert!(mount
+        .flags()
+        .contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    node.ok(&["rm", "-t", "0", "weight"]);
+
+    // A layerlet installed alone, and one beside a monitor of another build: both run their
+    // monitors as `layerlet __monitor`.
+    let installs = tempfile::tempdir().unwrap();
+    for (name, other_monitor) in [("alone", None), ("mixed", Some("/bin/true"))] {
+        let dir = installs.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        let binary = dir.join("layerlet");
+        std::fs::copy(env!("CARGO_BIN_EXE_layerlet"), &binary).unwrap();
+        if let Some(other) = other_monitor {
+            std::fs::copy(other, dir.join("layerlet-monitor")).unwrap();
+        }
+        let out = node
+            .cmd_of(&binary)
+            .args(["run", "-d", "-f", pod.file()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", describe(&out));
+        wait_running(&node, "weight", "c");
+        let id = inspect(&node, "weight")["Id"].as_str().unwrap().to_string();
+        let exe = monitor_exe(&node, &id);
+        assert_eq!(
+            exe.file_name().unwrap(),
+            "layerlet",
+            "{name}: {}",
+            exe.display()
+        );
+        if other_monitor.is_some() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains("built from other sources"),
+                "{name}: {stderr}"
+            );
+        }
+        node.ok(&["rm", "-t", "0", "weight"]);
+    }
 }
 
 // ---------------------------------------------------------------------------------------

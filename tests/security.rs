@@ -1728,6 +1728,9 @@ fn exe_attack(pod_name: &str, security: Value) {
     let node = busybox_node();
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_layerlet"));
     let before = sha256_of(&binary);
+    // Monitors run from the monitor binary installed beside layerlet.
+    let monitor_binary = PathBuf::from(env!("CARGO_BIN_EXE_layerlet-monitor"));
+    let monitor_before = sha256_of(&monitor_binary);
     let pod = Pod::new(
         &node,
         &manifest(
@@ -1772,16 +1775,21 @@ fn exe_attack(pod_name: &str, security: Value) {
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
         assert_eq!(
             sha256_of(&exe),
-            before,
+            monitor_before,
             "monitor {pid} ({cmdline}) runs {} whose content changed",
             exe.display()
         );
         assert_ne!(
-            exe, binary,
+            exe, monitor_binary,
             "the monitor should run from a sealed copy, not the binary"
         );
     }
     assert_eq!(sha256_of(&binary), before, "the layerlet binary changed");
+    assert_eq!(
+        sha256_of(&monitor_binary),
+        monitor_before,
+        "the monitor binary changed"
+    );
 }
 
 #[test]

@@ -28,6 +28,7 @@ pub fn node_runtime(ctx: &Context) -> anyhow::Result<Runtime> {
     Ok(Runtime {
         layout: ctx.layout.clone(),
         exe: layerlet::sys::exe::sealed_exe()?,
+        monitor: layerlet::sys::exe::sealed_monitor()?,
         node_name: nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "localhost".into()),

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use layerlet::runtime::{process::monitor, sandbox};
-use nix::unistd::{fork, setsid, ForkResult};
 
 pub fn dispatch(argv: &[OsString]) -> Option<ExitCode> {
     let command = argv.get(1)?.to_str()?;
@@ -35,20 +34,5 @@ pub fn dispatch(argv: &[OsString]) -> Option<ExitCode> {
 }
 
 fn monitor(run_dir: &Path) -> ExitCode {
-    // A monitor lives as long as its container: it must not keep whatever its caller left
-    // open (a pipe the caller reads would never close). 0-2 are set up by the caller.
-    // SAFETY: closes descriptors above stderr; nothing in this process uses them.
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
-    // A session of its own, then a fork whose parent exits at once: the caller reaps that
-    // parent immediately and the monitor lives on, reparented, whatever happens to the caller.
-    let _ = setsid();
-    // SAFETY: this process is single-threaded (nothing has started a thread yet).
-    match unsafe { fork() } {
-        Ok(ForkResult::Parent { .. }) => ExitCode::SUCCESS,
-        Ok(ForkResult::Child) => ExitCode::from(monitor::monitor_main(run_dir) as u8),
-        Err(e) => {
-            println!("failed fork the monitor: {e}");
-            ExitCode::from(1)
-        }
-    }
+    ExitCode::from(monitor::detached_main(run_dir))
 }

@@ -79,6 +79,8 @@ pub struct Created {
 pub struct Runtime {
     pub layout: NodeLayout,
     pub exe: PathBuf,
+    /// The sealed monitor binary; None runs monitors as `exe __monitor`.
+    pub monitor: Option<PathBuf>,
     pub node_name: String,
     /// Where cgroup hierarchies are mounted (/sys/fs/cgroup).
     pub cgroup_root: PathBuf,
@@ -326,12 +328,13 @@ impl Runtime {
         check(id, dirs.state().status()?, Action::Start)?;
         let log = std::fs::File::create(dirs.run.join("monitor.log"))
             .map_err(|e| FsError::io("create", dirs.run.join("monitor.log"), e))?;
+        let program = self.monitor.as_ref().unwrap_or(&self.exe);
         let monitor_err = |reason: String| ContainerError::Monitor {
             container: id.to_string(),
-            exe: self.exe.display().to_string(),
+            exe: program.display().to_string(),
             reason,
         };
-        let mut child = Command::new(&self.exe)
+        let mut child = Command::new(program)
             .arg("__monitor")
             .arg(&dirs.run)
             .stdin(Stdio::null())

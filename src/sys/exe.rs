@@ -42,7 +42,49 @@ pub fn sealed_exe() -> Result<PathBuf, ExeError> {
     sealed_copy_of(Path::new("/proc/self/exe"), Path::new(SEALED_DIR))
 }
 
-pub fn sealed_copy_of(exe: &Path, dir: &Path) -> Result<PathBuf, ExeError> {
+/// The name of the monitor binary, installed beside layerlet.
+pub const MONITOR_NAME: &str = "layerlet-monitor";
+
+/// Names the sources both binaries were built from (see build.rs), so the agent never runs a
+/// monitor from another build beside it (say, an upgrade that replaced layerlet alone).
+pub const SOURCE_STAMP: &str =
+    concat!("layerlet-source-stamp:", env!("LAYERLET_SOURCE_STAMP"), ";");
+
+/// The read-only copy of the monitor binary beside the running layerlet, made on first use;
+/// None where there is none, or where it was built from other sources (then monitors run as
+/// `layerlet __monitor`, which weighs more but works the same).
+pub fn sealed_monitor() -> Result<Option<PathBuf>, ExeError> {
+    let running = std::fs::read_link("/proc/self/exe").map_err(ExeError::Current)?;
+    let Some(candidate) = running.parent().map(|dir| dir.join(MONITOR_NAME)) else {
+        return Ok(None);
+    };
+    if !candidate.is_file() {
+        return Ok(None);
+    }
+    let sealed = sealed_copy_named(
+        &candidate,
+        Path::new(SEALED_DIR),
+        MONITOR_NAME,
+        Some(SOURCE_STAMP),
+    )?;
+    if sealed.is_none() {
+        tracing::warn!(
+            monitor = %candidate.display(),
+            "this monitor binary was built from other sources than layerlet; monitors run as `layerlet __monitor` (install both binaries of one build)"
+        );
+    }
+    Ok(sealed)
+}
+
+/// Whether the file at `path` holds `stamp`.
+fn contains(path: &Path, stamp: &str) -> Result<bool, ExeError> {
+    let bytes = std::fs::read(path).map_err(|e| FsError::io("read", path, e))?;
+    let stamp = stamp.as_bytes();
+    Ok(bytes.windows(stamp.len()).any(|w| w == stamp))
+}
+
+/// Where the sealed copy of `exe` (named `name`) lives under `dir`.
+fn sealed_path(exe: &Path, dir: &Path, name: &str) -> Result<PathBuf, ExeError> {
     let meta = std::fs::metadata(exe).map_err(|e| FsError::io("stat", exe, e))?;
     let key = format!(
         "{:x}-{:x}-{:x}-{:x}",
@@ -51,10 +93,36 @@ pub fn sealed_copy_of(exe: &Path, dir: &Path) -> Result<PathBuf, ExeError> {
         meta.size(),
         meta.mtime()
     );
-    let target = dir.join(&key).join("layerlet");
+    Ok(dir.join(key).join(name))
+}
+
+pub fn sealed_copy_of(exe: &Path, dir: &Path) -> Result<PathBuf, ExeError> {
+    // Without a stamp to match, every copy is taken: None does not come back.
+    sealed_copy_named(exe, dir, "layerlet", None)?.ok_or_else(|| {
+        ExeError::Current(std::io::Error::other(format!(
+            "no sealed copy of {} was made",
+            exe.display()
+        )))
+    })
+}
+
+/// The sealed copy of `exe`, named `name`; None when `stamp` is given and the copy does not
+/// carry it (checked on the copy, so a file replaced meanwhile cannot slip through).
+fn sealed_copy_named(
+    exe: &Path,
+    dir: &Path,
+    name: &str,
+    stamp: Option<&str>,
+) -> Result<Option<PathBuf>, ExeError> {
+    let target = sealed_path(exe, dir, name)?;
     if is_mount_point(&target) {
-        return Ok(target);
+        return Ok(Some(target));
     }
+    let key_dir = target.parent().unwrap_or(dir).to_path_buf();
+    let key = key_dir
+        .file_name()
+        .map(|k| k.to_string_lossy().into_owned())
+        .unwrap_or_default();
     super::fs::create_private_dir(&dir.join(&key))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
         .map_err(|e| FsError::io("chmod", dir, e))?;
@@ -62,11 +130,17 @@ pub fn sealed_copy_of(exe: &Path, dir: &Path) -> Result<PathBuf, ExeError> {
         .map_err(|e| FsError::io("chmod", dir.join(&key), e))?;
     let _lock = FileLock::acquire(&dir.join(format!("{key}.lock")), LockMode::Exclusive)?;
     if is_mount_point(&target) {
-        return Ok(target);
+        return Ok(Some(target));
     }
     if !target.exists() {
         let tmp = dir.join(&key).join(unique_temp_name(".copy-"));
         std::fs::copy(exe, &tmp).map_err(|e| FsError::io("copy", &tmp, e))?;
+        if let Some(stamp) = stamp {
+            if !contains(&tmp, stamp)? {
+                let _ = std::fs::remove_file(&tmp);
+                return Ok(None);
+            }
+        }
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o555))
             .map_err(|e| FsError::io("chmod", &tmp, e))?;
         std::fs::rename(&tmp, &target).map_err(|e| FsError::io("rename", &target, e))?;
@@ -95,7 +169,7 @@ pub fn sealed_copy_of(exe: &Path, dir: &Path) -> Result<PathBuf, ExeError> {
         None::<&str>,
     )
     .map_err(err)?;
-    Ok(target)
+    Ok(Some(target))
 }
 
 /// A copy younger than this may be in the middle of being made and used by a CLI call.
@@ -103,15 +177,16 @@ const PRUNE_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Removes the sealed copies of other layerlet versions that no process runs from: every
 /// upgrade (and every rebuild, in development) leaves one behind, tens of MB each. Returns
-/// the copies removed. The running binary's copy stays.
+/// the copies removed. The running binary's copies (layerlet and its monitor) stay.
 pub fn prune_sealed_copies() -> Result<Vec<PathBuf>, ExeError> {
-    let current = sealed_exe()?;
-    prune_sealed_copies_in(Path::new(SEALED_DIR), &current, PRUNE_MIN_AGE)
+    let mut keep = vec![sealed_exe()?];
+    keep.extend(sealed_monitor()?);
+    prune_sealed_copies_in(Path::new(SEALED_DIR), &keep, PRUNE_MIN_AGE)
 }
 
 pub fn prune_sealed_copies_in(
     dir: &Path,
-    keep: &Path,
+    keep: &[PathBuf],
     min_age: std::time::Duration,
 ) -> Result<Vec<PathBuf>, ExeError> {
     let entries = match std::fs::read_dir(dir) {
@@ -123,9 +198,13 @@ pub fn prune_sealed_copies_in(
     let mut removed = Vec::new();
     for entry in entries.flatten() {
         let key_dir = entry.path();
-        let copy = key_dir.join("layerlet");
+        let copy = [MONITOR_NAME, "layerlet"]
+            .map(|name| key_dir.join(name))
+            .into_iter()
+            .find(|c| c.exists())
+            .unwrap_or_else(|| key_dir.join("layerlet"));
         let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-        if !is_dir || copy == keep || in_use.contains(&copy) {
+        if !is_dir || keep.contains(&copy) || in_use.contains(&copy) {
             continue;
         }
         let young = entry
@@ -215,13 +294,17 @@ mod tests {
         // Too young: a CLI call may be about to run it.
         let removed = prune_sealed_copies_in(
             &sealed_dir,
-            &copies[1],
+            std::slice::from_ref(&copies[1]),
             std::time::Duration::from_secs(3600),
         )
         .unwrap();
         assert!(removed.is_empty());
-        let removed =
-            prune_sealed_copies_in(&sealed_dir, &copies[1], std::time::Duration::ZERO).unwrap();
+        let removed = prune_sealed_copies_in(
+            &sealed_dir,
+            std::slice::from_ref(&copies[1]),
+            std::time::Duration::ZERO,
+        )
+        .unwrap();
         assert_eq!(removed, vec![copies[0].clone()]);
         assert!(!copies[0].parent().unwrap().exists());
         assert!(!super::super::mount::mounts_under(&sealed_dir).contains(&copies[0]));

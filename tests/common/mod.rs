@@ -28,7 +28,12 @@ impl Node {
     }
 
     pub fn cmd(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_layerlet"));
+        self.cmd_of(Path::new(env!("CARGO_BIN_EXE_layerlet")))
+    }
+
+    /// [`Node::cmd`] of another layerlet binary (a copy installed elsewhere).
+    pub fn cmd_of(&self, binary: &Path) -> Command {
+        let mut cmd = Command::new(binary);
         cmd.arg("--root")
             .arg(self.root())
             .arg("--run-root")

@@ -131,10 +131,33 @@ fn now() -> String {
     format_rfc3339_nano(SystemTime::now())
 }
 
-/// Entry point of `layerlet __monitor RUN_DIR`, after the caller's fork: reports one line on
+/// Entry point of a monitor process (`layerlet-monitor RUN_DIR`, or `layerlet __monitor
+/// RUN_DIR`): detaches from the caller and runs the monitor in a forked child. Returns this
+/// process's exit status. Must be called before anything starts a thread.
+pub fn detached_main(run_dir: &Path) -> u8 {
+    crate::sys::exe::make_non_dumpable();
+    // A monitor lives as long as its container: it must not keep whatever its caller left
+    // open (a pipe the caller reads would never close). 0-2 are set up by the caller.
+    // SAFETY: closes descriptors above stderr; nothing in this process uses them.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    // A session of its own, then a fork whose parent exits at once: the caller reaps that
+    // parent immediately and the monitor lives on, reparented, whatever happens to the caller.
+    let _ = nix::unistd::setsid();
+    // SAFETY: this process is single-threaded (nothing has started a thread yet).
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => 0,
+        Ok(nix::unistd::ForkResult::Child) => monitor_main(run_dir) as u8,
+        Err(e) => {
+            println!("failed fork the monitor: {e}");
+            1
+        }
+    }
+}
+
+/// The monitor itself, after [`detached_main`]'s fork: reports one line on
 /// fd 1 ("started PID" or "failed REASON"), then detaches from it. Returns the exit status of
 /// the monitor process.
-pub fn monitor_main(run_dir: &Path) -> i32 {
+fn monitor_main(run_dir: &Path) -> i32 {
     let mut ready = unsafe_stdout();
     match run(run_dir, &mut ready) {
         Ok(()) => 0,
