@@ -57,8 +57,10 @@ declare -A TOTAL REMOVE
 mkdir -p "$MANIFESTS"
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 ADDR=127.0.0.1:$PORT
-"$LL" --root "$LL_ROOT" --run-root "$LL_RUN" agent --manifests "$MANIFESTS" --listen "$ADDR" \
-    >"$BASE/layerlet/agent.log" 2>&1 &
+# Phase timings (src/phases.rs): emptied before the burst, so they hold its pods only.
+PHASES=$BASE/layerlet/phases.jsonl
+LAYERLET_PHASE_TIMES=$PHASES "$LL" --root "$LL_ROOT" --run-root "$LL_RUN" agent \
+    --manifests "$MANIFESTS" --listen "$ADDR" >"$BASE/layerlet/agent.log" 2>&1 &
 AGENT_PID=$!
 for ((i = 0; i < 300; i++)); do
     python3 -c "import urllib.request as u; u.urlopen('http://$ADDR/readyz', timeout=1)" 2>/dev/null && break
@@ -70,10 +72,12 @@ log "layerlet: single pod, $TRIES tries"
 SINGLE=$(python3 "$DRIVER" single "$ADDR" "$MANIFESTS" "$REF" "$ID_PREFIX" "$TRIES" | tr '\n' ' ') \
     || die "single-pod runs failed (log: $BASE/layerlet/agent.log)"
 
+: >"$PHASES"
 log "layerlet: $N pods at once"
 BURST=$(python3 "$DRIVER" burst "$ADDR" "$MANIFESTS" "$REF" "$ID_PREFIX" "$N") \
     || die "burst failed (log: $BASE/layerlet/agent.log)"
 AGENT_RSS_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$AGENT_PID/status")
+cp "$PHASES" "$BASE/layerlet/phases-burst.jsonl"
 read -r MON_N MON_PSS _ _ < <(helper pss exe "$SEALED" ${SEALED_MONITOR:+"$SEALED_MONITOR"})
 TOTAL[layerlet]=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["total"])' "$BURST")
 PER_POD=$(python3 -c 'import json,sys; print(" ".join(map(str, json.loads(sys.argv[1])["per_pod"])))' "$BURST")
@@ -182,6 +186,16 @@ echo "  layerlet status empty after $(awk -v s="$STATUS_EMPTY" 'BEGIN { printf "
     "containers, mounts, processes and cgroups gone after $(awk -v s="${REMOVE[layerlet]}" 'BEGIN { printf "%.2f", s }') s" \
     "(left: $LL_LEFT)"
 echo "  agent RSS with $N pods: $((AGENT_RSS_KB / 1024)) MiB; $MON_N monitors, PSS $((MON_PSS / 1024)) MiB in all"
+echo "  layerlet's phases during the burst (src/phases.rs), ms; steps per pod, observe per"
+echo "  reconcile round (every pod's state read once), indented ones part of the step below:"
+printf '    %-18s%10s%10s%8s\n' phase median p90 count
+while read -r name med p90 count; do
+    case $name in
+    pod_namespaces | pod_network | create_container | start_process) indent="  " ;;
+    *) indent="" ;;
+    esac
+    printf '    %-18s%10s%10s%8s\n' "$indent$name" "$med" "$p90" "$count"
+done < <(helper phases "$BASE/layerlet/phases-burst.jsonl")
 if [[ -n ${TOTAL[containerd]:-} ]]; then
     awk -v a="${TOTAL[layerlet]}" -v b="${TOTAL[containerd]}" 'BEGIN {
         r = a / b; printf "  ratio layerlet/containerd (all Running): %.2f  (target <= 0.25)%s\n", r, (r <= 0.25 ? "  OK" : "  MISSED") }'

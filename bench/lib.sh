@@ -143,8 +143,29 @@ def cmd_pct(args):
     p, ts = float(args[0]), sorted(float(x) * 1000 for x in args[1:])
     print(f"{ts[max(0, -(-int(len(ts) * p) // 100) - 1)]:.1f}")
 
+def cmd_phases(args):
+    # phases FILE...: one JSON line {"phase","ms"} per timed phase (LAYERLET_PHASE_TIMES,
+    # src/phases.rs); per phase, in the order first seen: "name median p90 count" in ms
+    import json
+    seen = {}
+    for path in args:
+        try:
+            lines = open(path).read().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            seen.setdefault(rec["phase"], []).append(float(rec["ms"]))
+    for name, ms in seen.items():
+        ms.sort()
+        p90 = ms[max(0, -(-len(ms) * 9 // 10) - 1)]
+        print(f"{name} {statistics.median(ms):.2f} {p90:.2f} {len(ms)}")
+
 {"procs": cmd_procs, "pss": cmd_pss, "cgroups": cmd_cgroups,
- "stats": cmd_stats, "pct": cmd_pct}[sys.argv[1]](sys.argv[2:])
+ "stats": cmd_stats, "pct": cmd_pct, "phases": cmd_phases}[sys.argv[1]](sys.argv[2:])
 EOF
 
 helper() { python3 "$HELPER" "$@"; }

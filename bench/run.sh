@@ -91,9 +91,14 @@ pod_yaml() { # name command... -> path of a Pod YAML
 run_layerlet() {
     local f
     f=$(pod_yaml "true-$1" /bin/true)
+    mkdir -p "$BASE/layerlet/phases"
     T0=$(now)
-    ll run --rm -f "$f" >>"$BASE/layerlet/run.log" 2>&1 || return 1
+    LAYERLET_PHASE_TIMES=$BASE/layerlet/phases/$1.jsonl ll run --rm -f "$f" \
+        >>"$BASE/layerlet/run.log" 2>&1 || return 1
     T1=$(now)
+    # The whole command, beside its phases: what no phase covers is process start and exit.
+    printf '{"phase":"whole_command","ms":%s}\n' "$(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.3f", (b - a) * 1000 }')" \
+        >>"$BASE/layerlet/phases/$1.jsonl"
 }
 run_containerd() {
     T0=$(now)
@@ -259,6 +264,20 @@ if [[ -n ${MED[layerlet]:-} ]]; then
             echo "ratio layerlet/$peer: n/a ($peer ${STATUS[$peer]})"
         fi
     done
+fi
+if [[ -n ${TIMES[layerlet]:-} ]]; then
+    echo
+    echo "layerlet's phases (src/phases.rs), ms over the timed runs; an indented phase is part of"
+    echo "the one below it (create_pod holds pod_namespaces and pod_network, start_container"
+    echo "holds create_container and start_process, remove holds remove_pod):"
+    printf '  %-18s%10s%10s%7s\n' phase median p90 runs
+    while read -r name med p90 count; do
+        case $name in
+        pod_namespaces | pod_network | create_container | start_process | remove_pod) indent="  " ;;
+        *) indent="" ;;
+        esac
+        printf '  %-18s%10s%10s%7s\n' "$indent$name" "$med" "$p90" "$count"
+    done < <(helper phases "$BASE"/layerlet/phases/[0-9]*.jsonl)
 fi
 echo
 echo "leftovers right after the loop (dirs, mounts, processes, cgroups, tool listings):"

@@ -8,6 +8,7 @@ pub mod kubelet;
 pub mod layout;
 pub mod meta;
 pub mod metrics;
+pub mod phases;
 pub mod pod;
 pub mod reference;
 pub mod runtime;

@@ -130,7 +130,8 @@ impl Reconciler {
         let (rt, store) = (ctx.exec.rt.clone(), ctx.exec.store.clone());
         let mut specs = std::mem::take(&mut self.specs);
         let (observation, specs) = tokio::task::spawn_blocking(move || {
-            let observation = observe(&rt, &store, "agent", &mut specs);
+            let observation =
+                crate::phases::timed("observe", || observe(&rt, &store, "agent", &mut specs));
             (observation, specs)
         })
         .await?;

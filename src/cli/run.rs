@@ -19,6 +19,7 @@ use layerlet::agent::foreground::{resolve_images, ForegroundPod};
 use layerlet::agent::plan::{Backoff, Ending};
 use layerlet::image::pull::PullOptions;
 use layerlet::image::registry::RegistryOptions;
+use layerlet::phases::timed;
 use layerlet::pod::spec::PodSpec;
 use layerlet::runtime::state::Status;
 
@@ -106,12 +107,13 @@ fn image_error(pod: &PodSpec, container: &str, error: ImageError) -> anyhow::Err
 }
 
 pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("read {}", args.file.display()))?;
-    let pod = layerlet::pod::pod_from_yaml_str(&text)
-        .with_context(|| format!("{}", args.file.display()))?;
-    let store = Arc::new(open_store(ctx)?);
-    let rt = node_runtime(ctx)?;
+    let pod = timed("read_pod", || -> anyhow::Result<PodSpec> {
+        let text = std::fs::read_to_string(&args.file)
+            .with_context(|| format!("read {}", args.file.display()))?;
+        layerlet::pod::pod_from_yaml_str(&text).with_context(|| format!("{}", args.file.display()))
+    })?;
+    let store = Arc::new(timed("open_store", || open_store(ctx))?);
+    let rt = timed("node_runtime", || node_runtime(ctx))?;
     let host: Arc<dyn Host> = Arc::new(PlainHost::new(&rt, print_event()));
     let options = PullOptions {
         registry: RegistryOptions {
@@ -122,8 +124,10 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     // The tokio runtime is made only if something is pulled.
     let mut images = Images::new(options, PullRuntime::Lazy(OnceLock::new()));
-    resolve_images(&mut images, &store, &*host, &pod)
-        .map_err(|(container, e)| image_error(&pod, &container, e))?;
+    timed("resolve_images", || {
+        resolve_images(&mut images, &store, &*host, &pod)
+    })
+    .map_err(|(container, e)| image_error(&pod, &container, e))?;
     catch_interrupts();
     let exec = Executor {
         rt,
@@ -146,7 +150,7 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if args.rm {
-        runner.remove()?;
+        timed("remove", || runner.remove())?;
     }
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
@@ -173,6 +177,7 @@ fn fail(runner: &mut ForegroundPod<'_>, error: anyhow::Error, rm: bool) -> anyho
 /// container's, 130 when interrupted, or 0.
 fn drive(runner: &mut ForegroundPod<'_>, pod: &PodSpec, detach: bool) -> anyhow::Result<i32> {
     let started = Instant::now();
+    let mut running_since = None;
     let mut followers: Vec<(String, LogFollower)> = Vec::new();
     let mut last_pump = Instant::now();
     loop {
@@ -198,7 +203,13 @@ fn drive(runner: &mut ForegroundPod<'_>, pod: &PodSpec, detach: bool) -> anyhow:
                 last_pump = Instant::now();
             }
         }
+        if runner.started() && running_since.is_none() {
+            running_since = Some(Instant::now());
+        }
         if let Some(end) = runner.ending() {
+            if let Some(since) = running_since {
+                layerlet::phases::since("wait_exit", since);
+            }
             // The exits may have been seen after this round's reads: read what is left.
             for (_, follower) in followers.iter_mut().filter(|(_, f)| !f.done) {
                 follower.pump();

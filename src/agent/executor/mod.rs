@@ -58,7 +58,9 @@ impl Executor {
     pub fn apply(&self, steps: Vec<Step>, pod: PodState<'_>) -> Applied {
         let mut applied = Applied::default();
         for step in steps {
-            if let Err(e) = self.apply_step(&step, pod, &mut applied) {
+            let done =
+                crate::phases::timed(step.name(), || self.apply_step(&step, pod, &mut applied));
+            if let Err(e) = done {
                 applied.failed = Some((step, e));
                 break;
             }
@@ -226,21 +228,25 @@ impl Executor {
         if !host.write_volumes(spec, name, &volumes)? {
             return Ok(());
         }
-        let created = self.rt.create(
-            &self.store,
-            spec,
-            &sandbox,
-            &volumes,
-            container,
-            &image,
-            attempt,
-            &env,
-        )?;
+        let created = crate::phases::timed("create_container", || {
+            self.rt.create(
+                &self.store,
+                spec,
+                &sandbox,
+                &volumes,
+                container,
+                &image,
+                attempt,
+                &env,
+            )
+        })?;
         for warning in created.warnings {
             host.event(about, StepEvent::VolumeWithoutMount { warning });
         }
         host.event(about, StepEvent::Created);
-        let started = host.start(&self.rt, &self.store, spec, container, &created.record.id);
+        let started = crate::phases::timed("start_process", || {
+            host.start(&self.rt, &self.store, spec, container, &created.record.id)
+        });
         match started {
             Ok(()) => host.event(about, StepEvent::Started),
             Err(e) => host.event(

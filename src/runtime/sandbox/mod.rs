@@ -122,16 +122,17 @@ impl Sandbox {
             dir,
             missing_cluster_dns: resolv.missing_cluster_dns,
         };
-        let made = sandbox.create_shared(exe, pod).and_then(|()| {
+        let made = crate::phases::timed("pod_namespaces", || sandbox.create_shared(exe, pod));
+        let made = made.and_then(|()| {
             if pod.host_network {
                 return Ok(());
             }
-            let attached = networking
-                .attach(pod, &sandbox.dir.join("ns").join("net"))
+            let netns = sandbox.dir.join("ns").join("net");
+            let attached = crate::phases::timed("pod_network", || networking.attach(pod, &netns))
                 .map_err(|source| SandboxError::Network {
-                    pod: pod.key(),
-                    source: Box::new(source),
-                })?;
+                pod: pod.key(),
+                source: Box::new(source),
+            })?;
             if let Some(attached) = attached {
                 let ips: String = attached.ips.iter().map(|ip| format!("{ip}\n")).collect();
                 replace_file(&sandbox.dir.join(IPS_FILE), ips.as_bytes())?;
