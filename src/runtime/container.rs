@@ -11,6 +11,7 @@ use crate::image::digest::Digest;
 use crate::image::store::{Store, StoreError};
 use crate::layout::{LayoutError, NodeLayout};
 use crate::meta::MetaError;
+use crate::phases::timed;
 use crate::pod::spec::{ContainerSpec, PodSpec};
 use crate::runtime::process::monitor::plan_path;
 use crate::runtime::records::ContainerRecord;
@@ -460,13 +461,20 @@ impl Runtime {
         check(id, dirs.state().status()?, Action::Delete)?;
         if let Some(cg) = self.plan(id)?.and_then(|p| p.cgroup) {
             self.kill_leftovers(id)?;
-            remove_cgroup(&cg)?;
+            timed("remove_container_cgroup", || remove_cgroup(&cg))?;
         }
-        dirs.layer().destroy()?;
-        crate::sys::mount::unmount_under(&dirs.data).map_err(RootfsError::from)?;
-        remove_tree(&dirs.data)?;
-        remove_tree(&dirs.run)?;
-        store.db().remove_container(id)?;
+        timed(
+            "destroy_container_layer",
+            || -> Result<(), ContainerError> {
+                dirs.layer().destroy()?;
+                crate::sys::mount::unmount_under(&dirs.data).map_err(RootfsError::from)?;
+                remove_tree(&dirs.data)?;
+                Ok(remove_tree(&dirs.run)?)
+            },
+        )?;
+        timed("remove_container_record", || {
+            store.db().remove_container(id)
+        })?;
         Ok(())
     }
 }

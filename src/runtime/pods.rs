@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::image::store::Store;
 use crate::layout::LayoutError;
 use crate::meta::{Db, MetaError};
+use crate::phases::timed;
 use crate::pod::spec::PodSpec;
 use crate::runtime::container::{ContainerError, Runtime};
 use crate::runtime::records::{new_pod_record, ContainerRecord, PodRecord};
@@ -164,21 +165,30 @@ pub fn remove_pod_within(
     pod: &PodRecord,
     grace: Duration,
 ) -> Result<(), PodError> {
-    stop_pod(rt, store, pod, grace)?;
+    timed("stop_containers", || stop_pod(rt, store, pod, grace))?;
     // Bound first: the database guard must not live across `delete`, which takes it again.
     let containers = pod_containers(&store.db(), &pod.uid)?;
     for c in containers {
-        rt.delete(store, &c.id)?;
+        timed("delete_container", || rt.delete(store, &c.id))?;
     }
     // While the pod's namespace is still pinned, so plugins clean inside it too.
-    rt.networking
-        .detach(&pod.uid)
-        .map_err(|source| SandboxError::Network {
+    timed("pod_network_detach", || rt.networking.detach(&pod.uid)).map_err(|source| {
+        SandboxError::Network {
             pod: format!("{}/{}", pod.namespace, pod.name),
             source: Box::new(source),
-        })?;
-    Sandbox::destroy_dir(&rt.layout.sandbox_dir(&pod.uid)?)?;
+        }
+    })?;
+    let sandbox_dir = rt.layout.sandbox_dir(&pod.uid)?;
+    timed("destroy_sandbox", || Sandbox::destroy_dir(&sandbox_dir))?;
     volumes::teardown(&rt.layout, &pod.uid)?;
+    timed("remove_pod_cgroup", || remove_pod_cgroups(rt, pod))?;
+    timed("remove_pod_record", || store.db().remove_pod(&pod.uid))?;
+    Ok(())
+}
+
+/// The pod's cgroup, with what its containers left, and the data root's level after its last
+/// pod.
+fn remove_pod_cgroups(rt: &Runtime, pod: &PodRecord) -> Result<(), PodError> {
     if let Ok(layout) = crate::runtime::isolation::cgroup::detect(&rt.cgroup_root) {
         let leftovers = crate::runtime::isolation::cgroup::Cgroup::new(
             layout.clone(),
@@ -200,7 +210,6 @@ pub fn remove_pod_within(
                     .remove();
         }
     }
-    store.db().remove_pod(&pod.uid)?;
     Ok(())
 }
 
