@@ -7,4 +7,5 @@ pub mod exe;
 pub mod fs;
 pub mod lock;
 pub mod mount;
+mod mount_table;
 pub mod process;

@@ -261,21 +261,19 @@ pub fn unmount(target: &Path) -> Result<(), MountError> {
 /// Mount points at or below `dir`, deepest first, read from /proc/self/mountinfo (octal
 /// escapes decoded).
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    let mut found: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|escaped| PathBuf::from(unescape_mountinfo(escaped)))
-        .filter(|p| p.starts_with(dir))
-        .collect();
+    let mut found: Vec<PathBuf> = super::mount_table::with_mount_points(|points| {
+        points
+            .iter()
+            .filter(|p| p.starts_with(dir))
+            .cloned()
+            .collect()
+    });
     found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     found.dedup();
     found
 }
 
-fn unescape_mountinfo(s: &str) -> String {
+pub(super) fn unescape_mountinfo(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
