@@ -1235,8 +1235,11 @@ fn a_container_whose_monitor_was_killed_can_still_be_stopped_and_removed() {
     assert!(!mountinfo.contains(node.dir.path().to_str().unwrap()));
 }
 
-/// The executable of the monitor of container `id` on `node`.
-fn monitor_exe(node: &Node, id: &str) -> PathBuf {
+/// The executable of the monitor of pod `pod`'s container `c` on `node`, once it runs.
+fn monitor_exe(node: &Node, pod: &str) -> PathBuf {
+    wait_running(node, pod, "c");
+    let id = inspect(node, pod)["Id"].as_str().unwrap().to_string();
+    let id = id.as_str();
     let monitors = processes_mentioning(&format!("__monitor {}", node.run_root().display()));
     let (monitor, _) = monitors
         .iter()
@@ -1254,9 +1257,7 @@ fn monitors_run_from_a_sealed_fixed_address_monitor_binary_of_the_same_build_or_
         &manifest("weight", vec![exec_container("c", &["sleep", "1000"])]),
     );
     pod.start();
-    wait_running(&node, "weight", "c");
-    let id = inspect(&node, "weight")["Id"].as_str().unwrap().to_string();
-    let exe = monitor_exe(&node, &id);
+    let exe = monitor_exe(&node, "weight");
     assert_eq!(
         exe.file_name().unwrap(),
         "layerlet-monitor",
@@ -1300,9 +1301,7 @@ fn monitors_run_from_a_sealed_fixed_address_monitor_binary_of_the_same_build_or_
             .output()
             .unwrap();
         assert!(out.status.success(), "{name}: {}", describe(&out));
-        wait_running(&node, "weight", "c");
-        let id = inspect(&node, "weight")["Id"].as_str().unwrap().to_string();
-        let exe = monitor_exe(&node, &id);
+        let exe = monitor_exe(&node, "weight");
         assert_eq!(
             exe.file_name().unwrap(),
             "layerlet",
