@@ -10,7 +10,7 @@ use layerlet::image::manifest::Platform;
 use layerlet::image::pull::{pull as pull_image, PullOptions};
 use layerlet::image::registry::RegistryOptions;
 use layerlet::image::report::{disk_usage, history_rows, human_size, image_rows, StoreSnapshot};
-use layerlet::image::store::{InstalledImage, Store, StoreOptions};
+use layerlet::image::store::{file_sharing_default, InstalledImage, Store, StoreOptions};
 use layerlet::reference::ImageRef;
 
 use super::context::{runtime, Context};
@@ -42,6 +42,11 @@ pub struct StoreArgs {
     /// decompression bombs.
     #[arg(long, value_name = "BYTES", default_value_t = StoreOptions::default().max_layer_bytes)]
     pub max_layer_size: u64,
+    /// Keep each regular file once in the store's objects/ and hard-link it into layers;
+    /// `--file-sharing=false` keeps every file private to its layer (default: on unless
+    /// LAYERLET_FILE_SHARING=false).
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set, default_value_t = file_sharing_default())]
+    pub file_sharing: bool,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +87,7 @@ fn open_store(ctx: &Context, args: Option<&StoreArgs>) -> anyhow::Result<Store> 
     let mut options = StoreOptions::default();
     if let Some(args) = args {
         options.max_layer_bytes = args.max_layer_size;
+        options.file_sharing = args.file_sharing;
     }
     Ok(Store::open(&ctx.layout, options)?)
 }

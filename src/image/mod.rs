@@ -10,6 +10,7 @@ pub mod gc_policy;
 pub mod import;
 pub mod layers;
 pub mod manifest;
+pub mod objects;
 pub mod pull;
 pub mod registry;
 pub mod report;
