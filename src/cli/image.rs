@@ -92,6 +92,13 @@ fn open_store(ctx: &Context, args: Option<&StoreArgs>) -> anyhow::Result<Store> 
     Ok(Store::open(&ctx.layout, options)?)
 }
 
+/// The records plus file-level sharing measured on disk (a walk of every layer).
+fn snapshot_with_files(store: &Store) -> anyhow::Result<StoreSnapshot> {
+    let mut snapshot = StoreSnapshot::load(&store.db())?;
+    snapshot.files = store.file_sharing(&snapshot)?;
+    Ok(snapshot)
+}
+
 fn parse_platform(value: Option<&str>) -> anyhow::Result<Option<Platform>> {
     Ok(value.map(Platform::parse).transpose()?)
 }
@@ -131,7 +138,7 @@ pub fn pull(ctx: &Context, args: PullArgs) -> anyhow::Result<ExitCode> {
 
 pub fn images(ctx: &Context) -> anyhow::Result<ExitCode> {
     let store = open_store(ctx, None)?;
-    let snapshot = StoreSnapshot::load(&store.db())?;
+    let snapshot = snapshot_with_files(&store)?;
     let rows = image_rows(&snapshot);
     if ctx.output == Output::Json {
         print_json(&rows)?;
@@ -146,6 +153,7 @@ pub fn images(ctx: &Context) -> anyhow::Result<ExitCode> {
                 r.image_id.clone(),
                 human_size(r.size),
                 human_size(r.shared_size),
+                human_size(r.file_shared_size),
                 human_size(r.unique_size),
                 r.containers.to_string(),
             ]
@@ -158,6 +166,7 @@ pub fn images(ctx: &Context) -> anyhow::Result<ExitCode> {
             "IMAGE ID",
             "SIZE",
             "SHARED SIZE",
+            "FILE SHARED",
             "UNIQUE SIZE",
             "CONTAINERS",
         ],
@@ -216,7 +225,7 @@ pub fn history(ctx: &Context, args: HistoryArgs) -> anyhow::Result<ExitCode> {
 
 pub fn df(ctx: &Context) -> anyhow::Result<ExitCode> {
     let store = open_store(ctx, None)?;
-    let usage = disk_usage(&StoreSnapshot::load(&store.db())?);
+    let usage = disk_usage(&snapshot_with_files(&store)?);
     if ctx.output == Output::Json {
         print_json(&usage)?;
         return Ok(ExitCode::SUCCESS);
@@ -228,6 +237,9 @@ pub fn df(ctx: &Context) -> anyhow::Result<ExitCode> {
             "PHYSICAL",
             "LOGICAL",
             "SAVED BY SHARING",
+            "BY LAYERS",
+            "BY FILES",
+            "OBJECTS",
             "RECLAIMABLE",
         ],
         &[vec![
@@ -236,6 +248,9 @@ pub fn df(ctx: &Context) -> anyhow::Result<ExitCode> {
             human_size(usage.physical_bytes),
             human_size(usage.logical_bytes),
             human_size(usage.saved_bytes),
+            human_size(usage.layer_saved_bytes),
+            human_size(usage.file_saved_bytes),
+            format!("{} ({})", usage.objects, human_size(usage.object_bytes)),
             human_size(usage.reclaimable_bytes),
         ]],
     );

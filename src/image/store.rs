@@ -14,8 +14,10 @@ use super::db::{BlobRecord, ImageRecord, LayerRecord};
 use super::digest::Digest;
 use super::layers::{unpack_blob, LayerBlob, LayerError, LayerStore};
 use super::manifest::{parse_config, ImageConfig, ImageManifest, ManifestError};
+use super::objects::usage::FileSharing;
 use super::objects::{ObjectError, ObjectStore, SweepReport};
 use super::registry::{RegistryClient, RegistryError};
+use super::report::StoreSnapshot;
 use super::unpack::{settle_implied_dirs, UnpackReport};
 use crate::layout::NodeLayout;
 use crate::meta::{Db, MetaError};
@@ -220,7 +222,15 @@ impl Store {
     /// Where objects live whether or not this process shares files: a store written with
     /// sharing on and opened with it off still has (and must collect) them.
     pub fn objects_dir(&self) -> PathBuf {
-        self.layout.root().join("objects")
+        super::objects::objects_dir(self.layout.root())
+    }
+
+    /// Measures file-level sharing across the layers `snapshot` records (walks them all).
+    pub fn file_sharing(&self, snapshot: &StoreSnapshot) -> Result<FileSharing, StoreError> {
+        Ok(FileSharing::scan_layout(
+            &self.layout,
+            snapshot.layers.keys(),
+        )?)
     }
 
     pub fn layer_store(&self) -> &LayerStore {

@@ -11,6 +11,7 @@
 //! GC lock, which every pull holds shared.
 
 pub mod key;
+pub mod usage;
 
 use std::ffi::OsStr;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -21,6 +22,11 @@ use nix::errno::Errno;
 use nix::unistd::{linkat, LinkatFlags};
 
 pub use key::{FileMeta, ObjectKey};
+
+/// Where the objects of the data root `root` live.
+pub fn objects_dir(root: &Path) -> PathBuf {
+    root.join("objects")
+}
 
 /// Extra copies tried for one key once earlier ones are full; past this a file stays private.
 const MAX_COPIES: u32 = 64;
@@ -87,7 +93,7 @@ impl ObjectStore {
     /// The object store under `root`, or None when its filesystem cannot hard-link files
     /// (or allows too few links to share anything): layers are then stored as before.
     pub fn open(root: &Path) -> Result<Option<Self>, ObjectError> {
-        let dir = root.join("objects");
+        let dir = objects_dir(root);
         crate::sys::fs::create_private_dir(&dir).map_err(|e| ObjectError::Io {
             op: "create directory",
             path: dir.clone(),
