@@ -69,6 +69,9 @@ pub enum ImageCommand {
     Import(ImportArgs),
     /// Same as `layerlet images`.
     Ls,
+    /// Re-read every object of file-level sharing; a damaged one is removed with the layers
+    /// holding it, which the next pull of their images fetches again.
+    Verify,
 }
 
 #[derive(Debug, Args)]
@@ -371,9 +374,52 @@ pub fn gc(ctx: &Context, args: GcArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn verify(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let store = open_store(ctx, None)?;
+    let report = store.verify_objects()?;
+    let code = if report.damaged.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
+    if ctx.output == Output::Json {
+        print_json(&report)?;
+        return Ok(code);
+    }
+    for d in &report.damaged {
+        println!(
+            "damaged object {} (its content or metadata now hashes to {})",
+            d.object.path.display(),
+            d.object.actual
+        );
+        for layer in &d.layers_removed {
+            println!(
+                "  removed layer {}: fetched again by the next pull",
+                layer.short()
+            );
+        }
+        for layer in &d.layers_in_use {
+            println!(
+                "  layer {} kept: a container uses it; remove the container, then run verify again",
+                layer.short()
+            );
+        }
+        for image in &d.images {
+            println!("  pull again: layerlet pull {image}");
+        }
+    }
+    println!(
+        "{} objects checked, {} damaged",
+        report.objects_checked,
+        report.damaged.len()
+    );
+    Ok(code)
+}
+
 pub fn image_command(ctx: &Context, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ImageCommand::Ls => images(ctx),
+        ImageCommand::Verify => verify(ctx),
         ImageCommand::Import(args) => {
             let store = open_store(ctx, Some(&args.store))?;
             let platform = parse_platform(args.platform.as_deref())?;

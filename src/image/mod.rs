@@ -17,3 +17,4 @@ pub mod report;
 pub mod store;
 pub mod unpack;
 pub mod users;
+pub mod verify;

@@ -12,6 +12,7 @@
 
 pub mod key;
 pub mod usage;
+pub mod verify;
 
 use std::ffi::OsStr;
 use std::os::fd::{AsRawFd, BorrowedFd};
