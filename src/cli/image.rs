@@ -358,9 +358,10 @@ pub fn gc(ctx: &Context, args: GcArgs) -> anyhow::Result<ExitCode> {
         print_json(&report)?;
     } else {
         println!(
-            "Removed {} layers, {} blobs and {} leftovers of interrupted pulls; freed {}",
+            "Removed {} layers, {} blobs, {} shared files and {} leftovers of interrupted pulls; freed {}",
             report.layers_removed.len(),
             report.blobs_removed,
+            report.objects_removed,
             report.debris_removed,
             human_size(report.bytes_freed)
         );

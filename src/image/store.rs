@@ -14,7 +14,7 @@ use super::db::{BlobRecord, ImageRecord, LayerRecord};
 use super::digest::Digest;
 use super::layers::{unpack_blob, LayerBlob, LayerError, LayerStore};
 use super::manifest::{parse_config, ImageConfig, ImageManifest, ManifestError};
-use super::objects::usage::FileSharing;
+use super::objects::usage::{private_size, FileSharing};
 use super::objects::{ObjectError, ObjectStore, SweepReport};
 use super::registry::{RegistryClient, RegistryError};
 use super::report::StoreSnapshot;
@@ -634,7 +634,7 @@ impl Store {
         let mut report = GcReport::default();
         for layer in &layers {
             let path = self.layers.path(&layer.chain_id)?;
-            report.bytes_freed += apparent_size(&path).unwrap_or(0);
+            report.bytes_freed += private_size(&path).unwrap_or(0);
             self.layers.remove(&layer.chain_id)?;
             report.layers_removed.push(layer.chain_id.clone());
         }
@@ -658,7 +658,7 @@ impl Store {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !known.contains(&name) {
                 if let Ok(d) = Digest::parse(&format!("sha256:{name}")) {
-                    report.bytes_freed += apparent_size(&entry.path()).unwrap_or(0);
+                    report.bytes_freed += private_size(&entry.path()).unwrap_or(0);
                     self.layers.remove(&d)?;
                     report.debris_removed += 1;
                 } else {

@@ -9,6 +9,40 @@ use super::{objects_dir, read_dir, ObjectError};
 use crate::image::digest::Digest;
 use crate::layout::NodeLayout;
 
+/// Apparent bytes of a layer directory that removing it frees: every entry once, except
+/// files also linked from outside it (objects, which the object sweep counts when it
+/// removes them).
+pub fn private_size(root: &Path) -> Result<u64, ObjectError> {
+    let mut links: HashMap<(u64, u64), (u64, u64, u64)> = HashMap::new();
+    let mut total = 0u64;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(super::io_err("stat", &path, e)),
+        };
+        if meta.is_dir() {
+            total += meta.size();
+            stack.extend(read_dir(&path)?);
+        } else if meta.nlink() > 1 {
+            let seen =
+                links
+                    .entry((meta.dev(), meta.ino()))
+                    .or_insert((meta.nlink(), meta.size(), 0));
+            seen.2 += 1;
+        } else {
+            total += meta.size();
+        }
+    }
+    for (nlink, size, seen) in links.into_values() {
+        if seen >= nlink {
+            total += size;
+        }
+    }
+    Ok(total)
+}
+
 /// File sharing across the store's layers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FileSharing {
