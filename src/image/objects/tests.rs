@@ -56,6 +56,14 @@ fn published_files_are_found_linked_and_swept_when_unlinked() {
         Lookup::Linked
     );
     assert_eq!(std::fs::metadata(other.join("g")).unwrap().ino(), ino);
+    let unknown = ObjectKey::new(&[9; 32], 5, &meta());
+    assert_eq!(
+        store
+            .link_existing(&unknown, fd.as_fd(), OsStr::new("h"))
+            .unwrap(),
+        Lookup::Missing(0)
+    );
+    assert!(!other.join("h").exists());
 
     // In use by two layers: the sweep keeps it.
     assert_eq!(store.sweep().unwrap().objects_removed, 0);
