@@ -600,3 +600,100 @@ fn a_hostile_layer_is_still_refused_and_publishes_no_object() {
         "nothing of the refused layer is an object"
     );
 }
+
+/// A file capability (VFS_CAP_REVISION_2, effective) granting capability `bit`.
+fn capability(bit: u32) -> Vec<u8> {
+    let mut v = vec![0x01, 0x00, 0x00, 0x02];
+    v.extend_from_slice(&(1u32 << bit).to_le_bytes());
+    v.extend_from_slice(&[0; 12]);
+    v
+}
+
+fn xattr(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let c_name = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: NUL-terminated strings and a buffer with its length.
+    let n = unsafe {
+        libc::lgetxattr(
+            c_path.as_ptr(),
+            c_name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
+}
+
+#[test]
+fn files_differing_only_in_capability_owner_or_mtime_are_separate_objects() {
+    let registry = Registry::start();
+    let data = noise(10_000, 77);
+    let mut a = LayerBuilder::new();
+    a.file("bin/tool", &data, 0o755)
+        .xattr("bin/tool", "security.capability", capability(13));
+    let mut b = LayerBuilder::new();
+    b.file("usr/bin/same", &data, 0o755)
+        .xattr("usr/bin/same", "security.capability", capability(13))
+        .file("usr/bin/other-cap", &data, 0o755)
+        .xattr("usr/bin/other-cap", "security.capability", capability(10))
+        .file("usr/bin/no-cap", &data, 0o755)
+        .file_owned("usr/bin/other-owner", &data, 0o755, 1000, 1000)
+        .xattr("usr/bin/other-owner", "security.capability", capability(13));
+    b.mtime(1_600_000_000)
+        .file("usr/bin/other-mtime", &data, 0o755)
+        .xattr("usr/bin/other-mtime", "security.capability", capability(13));
+    for (repo, layer) in [("caps/a", a), ("caps/b", b)] {
+        block_on(push_image(
+            &registry.addr(),
+            repo,
+            "1",
+            &spec_with(vec![layer.build(Compression::Gzip)]),
+        ));
+    }
+    let (ia, ib) = (
+        registry.image_ref("caps/a", "1"),
+        registry.image_ref("caps/b", "1"),
+    );
+    let node = Node::new();
+    node.json(&["pull", &ia]);
+    node.json(&["pull", &ib]);
+    let tool = layer_file(&node, &ia, "bin/tool");
+    let ino = |p: &PathBuf| std::fs::metadata(p).unwrap().ino();
+    assert_eq!(ino(&tool), ino(&layer_file(&node, &ib, "usr/bin/same")));
+    assert_eq!(xattr(&tool, "security.capability"), Some(capability(13)));
+    for other in ["other-cap", "no-cap", "other-owner", "other-mtime"] {
+        let path = layer_file(&node, &ib, &format!("usr/bin/{other}"));
+        assert_ne!(ino(&tool), ino(&path), "{other} is its own object");
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+    }
+    assert_eq!(
+        xattr(
+            &layer_file(&node, &ib, "usr/bin/other-cap"),
+            "security.capability"
+        ),
+        Some(capability(10))
+    );
+    assert_eq!(
+        xattr(
+            &layer_file(&node, &ib, "usr/bin/no-cap"),
+            "security.capability"
+        ),
+        None
+    );
+    let owner = std::fs::metadata(layer_file(&node, &ib, "usr/bin/other-owner")).unwrap();
+    assert_eq!((owner.uid(), owner.gid()), (1000, 1000));
+    assert_eq!(
+        xattr(
+            &layer_file(&node, &ib, "usr/bin/other-owner"),
+            "security.capability"
+        ),
+        Some(capability(13)),
+        "set after the owner, which clears it"
+    );
+    assert!(node.json(&["image", "verify"])["damaged"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}

@@ -260,8 +260,14 @@ impl Unpacker {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 self.remove_existing(&entry_name, &dir, file_name, parent_parts)?;
                 let xattrs = entry_xattrs(&entry_name, &mut entry)?;
+                // A POSIX ACL changes the mode the kernel shows from what the tar says, which
+                // verification could not tell from damage: such files stay private.
+                let has_acl = xattrs
+                    .iter()
+                    .any(|(k, _)| k.starts_with("system.posix_acl_"));
                 let objects = match kind {
                     EntryType::GNUSparse => None,
+                    _ if has_acl => None,
                     _ => self.objects.clone(),
                 };
                 match objects {
