@@ -697,3 +697,54 @@ fn files_differing_only_in_capability_owner_or_mtime_are_separate_objects() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn identical_files_of_one_layer_are_one_inode_and_replaced_paths_publish_nothing_stale() {
+    let registry = Registry::start();
+    let twin = noise(3_000_000, 5);
+    let mut layer = LayerBuilder::new();
+    layer
+        .file("dup/one", &twin, 0o644)
+        .file("dup/two", &twin, 0o644)
+        .file("f", b"first version", 0o644)
+        .file("f", b"second version", 0o644)
+        .file("d/g", b"under a directory replaced later", 0o644)
+        .symlink("d", "/etc")
+        .file("small-one", b"tiny twin", 0o644)
+        .file("small-two", b"tiny twin", 0o644);
+    block_on(push_image(
+        &registry.addr(),
+        "dups/img",
+        "1",
+        &spec_with(vec![layer.build(Compression::Gzip)]),
+    ));
+    let image = registry.image_ref("dups/img", "1");
+    let node = Node::new();
+    node.json(&["pull", &image]);
+    let ino = |rel: &str| {
+        std::fs::metadata(layer_file(&node, &image, rel))
+            .unwrap()
+            .ino()
+    };
+    assert_eq!(ino("dup/one"), ino("dup/two"), "one inode for a big twin");
+    assert_eq!(
+        ino("small-one"),
+        ino("small-two"),
+        "one inode for a small twin"
+    );
+    let contents: BTreeSet<String> = objects(&node)
+        .keys()
+        .map(|p| sha(&std::fs::read(p).unwrap()))
+        .collect();
+    let expected: BTreeSet<String> = [sha(&twin), sha(b"second version"), sha(b"tiny twin")]
+        .into_iter()
+        .collect();
+    assert_eq!(
+        contents, expected,
+        "objects of the files the layer ends with"
+    );
+    assert!(node.json(&["image", "verify"])["damaged"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}

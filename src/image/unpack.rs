@@ -6,7 +6,7 @@
 //! outside all fail with an error that names the entry. OCI whiteouts become overlay
 //! whiteouts (0:0 character devices) and opaque markers become `trusted.overlay.opaque=y`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{CString, OsStr, OsString};
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -24,7 +24,7 @@ use nix::unistd::{
 };
 use tar::EntryType;
 
-use super::objects::{ObjectStore, PendingObject};
+use super::objects::{ObjectKey, ObjectStore, PendingObject};
 
 mod shared_file;
 use shared_file::create_file;
@@ -122,6 +122,8 @@ pub fn unpack_layer<R: Read>(
         dir_times: Vec::new(),
         buffer: vec![0u8; COPY_BUFFER],
         objects: objects.cloned(),
+        pending: BTreeMap::new(),
+        by_key: HashMap::new(),
     };
     unpacker.report.implied_dirs.insert(PathBuf::new());
     let mut archive = tar::Archive::new(tar_stream);
@@ -164,6 +166,13 @@ struct Unpacker {
     buffer: Vec<u8>,
     /// None: every file private to its layer (sharing off or impossible).
     objects: Option<ObjectStore>,
+    /// Files this layer wrote that are to become objects, by path; an entry that replaces
+    /// a path (or a directory above it) drops it, so every path here still names the file
+    /// that was hashed, through directories only.
+    pending: BTreeMap<PathBuf, PendingObject>,
+    /// The path of the pending file with each key: a second identical file of the layer is
+    /// linked to it.
+    by_key: HashMap<ObjectKey, PathBuf>,
 }
 
 impl Unpacker {
@@ -443,8 +452,19 @@ impl Unpacker {
         parent_parts: &[OsString],
     ) -> Result<(), UnpackError> {
         match unlinkat(Some(dir.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir) {
-            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Ok(()) => {
+                if !self.pending.is_empty() {
+                    let mut rel = rel_path(parent_parts);
+                    rel.push(name);
+                    self.pending.remove(&rel);
+                }
+                Ok(())
+            }
+            Err(Errno::ENOENT) => Ok(()),
             Err(Errno::EISDIR) => {
+                let mut rel = rel_path(parent_parts);
+                rel.push(name);
+                self.pending.retain(|p, _| !p.starts_with(&rel));
                 let mut path = self.dest.clone();
                 path.extend(parent_parts);
                 path.push(name);
@@ -536,6 +556,7 @@ impl Unpacker {
     }
 
     fn finish(mut self) -> Result<UnpackReport, UnpackError> {
+        self.report.pending_objects = std::mem::take(&mut self.pending).into_values().collect();
         // Directory mtimes last: creating children changes them. Deepest first.
         self.cached_parent = None;
         self.dir_times

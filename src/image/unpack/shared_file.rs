@@ -9,9 +9,11 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use nix::errno::Errno;
 use nix::fcntl::renameat;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::Mode;
+use nix::unistd::{linkat, LinkatFlags};
 use sha2::{Digest as _, Sha256};
 
 use super::{hostile, io_err, UnpackError, Unpacker};
@@ -48,6 +50,38 @@ pub(super) fn owner(entry: &str, header: &tar::Header) -> Result<(u32, u32), Unp
 }
 
 impl Unpacker {
+    /// Hard-links `name` to an identical file this layer wrote before, if there is one.
+    fn link_in_layer(
+        &self,
+        entry_name: &str,
+        key: &ObjectKey,
+        dir_fd: i32,
+        name: &OsStr,
+    ) -> Result<bool, UnpackError> {
+        let Some(pending) = self.by_key.get(key).and_then(|rel| self.pending.get(rel)) else {
+            return Ok(false);
+        };
+        if &pending.key != key {
+            return Ok(false);
+        }
+        let twin = self.dest.join(&pending.rel);
+        match std::fs::symlink_metadata(&twin) {
+            Ok(m) if m.is_file() && m.ino() == pending.ino => {}
+            _ => return Ok(false),
+        }
+        match linkat(
+            None,
+            twin.as_os_str(),
+            Some(dir_fd),
+            name,
+            LinkatFlags::empty(),
+        ) {
+            Ok(()) => Ok(true),
+            Err(Errno::EMLINK) | Err(Errno::EEXIST) => Ok(false),
+            Err(e) => Err(io_err(entry_name, "link identical file of this layer", e)),
+        }
+    }
+
     /// Writes the rest of `entry` into `file`, feeding `hasher` on the way.
     pub(super) fn copy_into<R: Read>(
         &mut self,
@@ -131,6 +165,9 @@ impl Unpacker {
                 Lookup::Missing(copy) => Some(copy),
                 Lookup::Full => None,
             };
+            if self.link_in_layer(entry_name, &key, dir_fd, OsStr::new(name))? {
+                return Ok(());
+            }
             let mut file = create_file(entry_name, dir_fd, name)?;
             file.write_all(&data)
                 .map_err(|e| io_err(entry_name, "write file", e))?;
@@ -166,15 +203,24 @@ impl Unpacker {
                 Slot::Free(copy) => Some(copy),
                 Slot::Full => None,
             };
+            if self.link_in_layer(entry_name, &key, dir_fd, OsStr::new(RELINK_NAME))? {
+                renameat(Some(dir_fd), RELINK_NAME, Some(dir_fd), name)
+                    .map_err(|e| io_err(entry_name, "replace file by its twin", e))?;
+                return Ok(());
+            }
             (key, copy, ino)
         };
         if let Some(copy) = copy {
-            self.report.pending_objects.push(PendingObject {
-                rel: rel.to_path_buf(),
-                key,
-                copy,
-                ino,
-            });
+            self.by_key.insert(key.clone(), rel.to_path_buf());
+            self.pending.insert(
+                rel.to_path_buf(),
+                PendingObject {
+                    rel: rel.to_path_buf(),
+                    key,
+                    copy,
+                    ino,
+                },
+            );
         }
         Ok(())
     }
