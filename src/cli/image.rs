@@ -10,7 +10,7 @@ use layerlet::image::manifest::Platform;
 use layerlet::image::pull::{pull as pull_image, PullOptions};
 use layerlet::image::registry::RegistryOptions;
 use layerlet::image::report::{disk_usage, history_rows, human_size, image_rows, StoreSnapshot};
-use layerlet::image::store::{InstalledImage, Store, StoreOptions};
+use layerlet::image::store::{file_sharing_default, InstalledImage, Store, StoreOptions};
 use layerlet::reference::ImageRef;
 
 use super::context::{runtime, Context};
@@ -42,6 +42,11 @@ pub struct StoreArgs {
     /// decompression bombs.
     #[arg(long, value_name = "BYTES", default_value_t = StoreOptions::default().max_layer_bytes)]
     pub max_layer_size: u64,
+    /// Keep each regular file once in the store's objects/ and hard-link it into layers;
+    /// `--file-sharing=false` keeps every file private to its layer (default: on unless
+    /// LAYERLET_FILE_SHARING=false).
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set, default_value_t = file_sharing_default())]
+    pub file_sharing: bool,
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +69,9 @@ pub enum ImageCommand {
     Import(ImportArgs),
     /// Same as `layerlet images`.
     Ls,
+    /// Re-read every object of file-level sharing; a damaged one is removed with the layers
+    /// holding it, which the next pull of their images fetches again.
+    Verify,
 }
 
 #[derive(Debug, Args)]
@@ -82,8 +90,16 @@ fn open_store(ctx: &Context, args: Option<&StoreArgs>) -> anyhow::Result<Store> 
     let mut options = StoreOptions::default();
     if let Some(args) = args {
         options.max_layer_bytes = args.max_layer_size;
+        options.file_sharing = args.file_sharing;
     }
     Ok(Store::open(&ctx.layout, options)?)
+}
+
+/// The records plus file-level sharing measured on disk (a walk of every layer).
+fn snapshot_with_files(store: &Store) -> anyhow::Result<StoreSnapshot> {
+    let mut snapshot = StoreSnapshot::load(&store.db())?;
+    snapshot.files = store.file_sharing(&snapshot)?;
+    Ok(snapshot)
 }
 
 fn parse_platform(value: Option<&str>) -> anyhow::Result<Option<Platform>> {
@@ -125,7 +141,7 @@ pub fn pull(ctx: &Context, args: PullArgs) -> anyhow::Result<ExitCode> {
 
 pub fn images(ctx: &Context) -> anyhow::Result<ExitCode> {
     let store = open_store(ctx, None)?;
-    let snapshot = StoreSnapshot::load(&store.db())?;
+    let snapshot = snapshot_with_files(&store)?;
     let rows = image_rows(&snapshot);
     if ctx.output == Output::Json {
         print_json(&rows)?;
@@ -140,6 +156,7 @@ pub fn images(ctx: &Context) -> anyhow::Result<ExitCode> {
                 r.image_id.clone(),
                 human_size(r.size),
                 human_size(r.shared_size),
+                human_size(r.file_shared_size),
                 human_size(r.unique_size),
                 r.containers.to_string(),
             ]
@@ -152,6 +169,7 @@ pub fn images(ctx: &Context) -> anyhow::Result<ExitCode> {
             "IMAGE ID",
             "SIZE",
             "SHARED SIZE",
+            "FILE SHARED",
             "UNIQUE SIZE",
             "CONTAINERS",
         ],
@@ -210,7 +228,7 @@ pub fn history(ctx: &Context, args: HistoryArgs) -> anyhow::Result<ExitCode> {
 
 pub fn df(ctx: &Context) -> anyhow::Result<ExitCode> {
     let store = open_store(ctx, None)?;
-    let usage = disk_usage(&StoreSnapshot::load(&store.db())?);
+    let usage = disk_usage(&snapshot_with_files(&store)?);
     if ctx.output == Output::Json {
         print_json(&usage)?;
         return Ok(ExitCode::SUCCESS);
@@ -222,6 +240,9 @@ pub fn df(ctx: &Context) -> anyhow::Result<ExitCode> {
             "PHYSICAL",
             "LOGICAL",
             "SAVED BY SHARING",
+            "BY LAYERS",
+            "BY FILES",
+            "OBJECTS",
             "RECLAIMABLE",
         ],
         &[vec![
@@ -230,6 +251,9 @@ pub fn df(ctx: &Context) -> anyhow::Result<ExitCode> {
             human_size(usage.physical_bytes),
             human_size(usage.logical_bytes),
             human_size(usage.saved_bytes),
+            human_size(usage.layer_saved_bytes),
+            human_size(usage.file_saved_bytes),
+            format!("{} ({})", usage.objects, human_size(usage.object_bytes)),
             human_size(usage.reclaimable_bytes),
         ]],
     );
@@ -334,9 +358,10 @@ pub fn gc(ctx: &Context, args: GcArgs) -> anyhow::Result<ExitCode> {
         print_json(&report)?;
     } else {
         println!(
-            "Removed {} layers, {} blobs and {} leftovers of interrupted pulls; freed {}",
+            "Removed {} layers, {} blobs, {} shared files and {} leftovers of interrupted pulls; freed {}",
             report.layers_removed.len(),
             report.blobs_removed,
+            report.objects_removed,
             report.debris_removed,
             human_size(report.bytes_freed)
         );
@@ -350,9 +375,52 @@ pub fn gc(ctx: &Context, args: GcArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn verify(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let store = open_store(ctx, None)?;
+    let report = store.verify_objects()?;
+    let code = if report.damaged.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
+    if ctx.output == Output::Json {
+        print_json(&report)?;
+        return Ok(code);
+    }
+    for d in &report.damaged {
+        println!(
+            "damaged object {} (its content or metadata now hashes to {})",
+            d.object.path.display(),
+            d.object.actual
+        );
+        for layer in &d.layers_removed {
+            println!(
+                "  removed layer {}: fetched again by the next pull",
+                layer.short()
+            );
+        }
+        for layer in &d.layers_in_use {
+            println!(
+                "  layer {} kept: a container uses it; remove the container, then run verify again",
+                layer.short()
+            );
+        }
+        for image in &d.images {
+            println!("  pull again: layerlet pull {image}");
+        }
+    }
+    println!(
+        "{} objects checked, {} damaged",
+        report.objects_checked,
+        report.damaged.len()
+    );
+    Ok(code)
+}
+
 pub fn image_command(ctx: &Context, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ImageCommand::Ls => images(ctx),
+        ImageCommand::Verify => verify(ctx),
         ImageCommand::Import(args) => {
             let store = open_store(ctx, Some(&args.store))?;
             let platform = parse_platform(args.platform.as_deref())?;

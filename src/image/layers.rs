@@ -10,6 +10,7 @@ use std::rc::Rc;
 use sha2::{Digest as _, Sha256};
 
 use super::digest::Digest;
+use super::objects::ObjectStore;
 use super::unpack::{unpack_layer, UnpackError, UnpackReport};
 use crate::layout::{LayoutError, NodeLayout};
 use crate::sys::fs::{create_private_dir, fsync_dir, remove_tree, unique_temp_name, FsError};
@@ -160,6 +161,7 @@ pub fn unpack_blob<R: Read>(
     compressed: R,
     dest: &Path,
     max_unpacked: u64,
+    objects: Option<&ObjectStore>,
     transfer_error: impl Fn() -> Option<String>,
 ) -> Result<UnpackReport, LayerError> {
     let compression = Compression::from_media_type(&blob.digest, &blob.media_type)?;
@@ -206,7 +208,7 @@ pub fn unpack_blob<R: Read>(
         let _ = err;
         fallback
     };
-    let report = match unpack_layer(&mut tar_stream, dest) {
+    let report = match unpack_layer(&mut tar_stream, dest, objects) {
         Ok(report) => report,
         Err(UnpackError::Tar(e)) => {
             let fallback = LayerError::Decompress {

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::db::{BlobRecord, ImageRecord, LayerRecord};
 use super::digest::Digest;
 use super::manifest::ImageConfig;
+use super::objects::usage::FileSharing;
 use crate::meta::{Db, MetaError};
 
 /// Everything the reports need, read in one go.
@@ -22,6 +23,10 @@ pub struct StoreSnapshot {
     /// Image digest -> containers using it.
     pub users: BTreeMap<Digest, u64>,
     pub blobs: Vec<BlobRecord>,
+    /// File-level sharing as measured on disk (empty until [`Store::file_sharing`] fills it).
+    ///
+    /// [`Store::file_sharing`]: super::store::Store::file_sharing
+    pub files: FileSharing,
 }
 
 impl StoreSnapshot {
@@ -42,6 +47,7 @@ impl StoreSnapshot {
             blobs: db.blobs()?,
             chains,
             images,
+            files: FileSharing::default(),
         })
     }
 
@@ -81,6 +87,9 @@ pub struct ImageRow {
     pub size: u64,
     /// Bytes of layers that at least one other image also uses.
     pub shared_size: u64,
+    /// Bytes of files in its other layers stored once with files of other images' layers
+    /// (file-level sharing).
+    pub file_shared_size: u64,
     pub unique_size: u64,
     pub containers: u64,
     pub created_at: i64,
@@ -105,6 +114,7 @@ pub fn image_rows(snapshot: &StoreSnapshot) -> Vec<ImageRow> {
                 shared += bytes;
             }
         }
+        let file_shared = snapshot.files.shared_outside(&chain);
         let mut names: Vec<&String> = snapshot
             .tags
             .iter()
@@ -120,7 +130,8 @@ pub fn image_rows(snapshot: &StoreSnapshot) -> Vec<ImageRow> {
             platform: image.platform.clone(),
             size,
             shared_size: shared,
-            unique_size: size - shared,
+            file_shared_size: file_shared,
+            unique_size: size.saturating_sub(shared + file_shared),
             containers: snapshot.users.get(&image.digest).copied().unwrap_or(0),
             created_at: image.created_at,
         };
@@ -228,7 +239,15 @@ pub struct DiskUsage {
     /// What every image would take with its own unshared copy of its layers, plus blobs and
     /// layers no image references.
     pub logical_bytes: u64,
+    /// What sharing saves: `logical - physical`, the sum of the two below.
     pub saved_bytes: u64,
+    /// Saved by images sharing whole layers.
+    pub layer_saved_bytes: u64,
+    /// Saved by layers sharing files (objects hard-linked into several layers).
+    pub file_saved_bytes: u64,
+    /// Objects of file-level sharing, each once.
+    pub objects: u64,
+    pub object_bytes: u64,
     /// Layers and blobs that `gc` would remove.
     pub reclaimable_bytes: u64,
     pub blob_bytes: u64,
@@ -268,7 +287,9 @@ pub fn disk_usage(snapshot: &StoreSnapshot) -> DiskUsage {
         .map(|i| snapshot.image_size(&i.digest))
         .sum::<u64>()
         + unreferenced;
-    let physical = layer_bytes + blob_bytes;
+    // Each inode once, as du counts it: files several layers link are one object.
+    let file_saved = snapshot.files.saved_bytes.min(layer_bytes);
+    let physical = layer_bytes - file_saved + blob_bytes;
     let logical = logical_layers + blob_bytes;
     DiskUsage {
         images: snapshot.images.len(),
@@ -276,6 +297,10 @@ pub fn disk_usage(snapshot: &StoreSnapshot) -> DiskUsage {
         physical_bytes: physical,
         logical_bytes: logical,
         saved_bytes: logical.saturating_sub(physical),
+        layer_saved_bytes: logical_layers.saturating_sub(layer_bytes),
+        file_saved_bytes: file_saved,
+        objects: snapshot.files.objects,
+        object_bytes: snapshot.files.object_bytes,
         reclaimable_bytes: unreferenced + unreferenced_blobs,
         blob_bytes,
     }
@@ -351,6 +376,7 @@ mod tests {
                 .collect(),
             users: BTreeMap::new(),
             blobs: vec![],
+            files: FileSharing::default(),
         }
     }
 
@@ -370,6 +396,34 @@ mod tests {
         assert_eq!(usage.logical_bytes, 1640);
         assert_eq!(usage.saved_bytes, 800);
         assert_eq!(usage.reclaimable_bytes, 0);
+    }
+
+    #[test]
+    fn a_file_both_top_layers_link_is_counted_once_and_shown_as_file_shared() {
+        let mut snapshot = two_images_sharing_a_base();
+        snapshot.files = FileSharing {
+            objects: 1,
+            object_bytes: 6,
+            saved_bytes: 6,
+            layers: vec![d(2), d(3)],
+            shared_inodes: vec![(6, vec![0, 1])],
+            ..FileSharing::default()
+        };
+        let usage = disk_usage(&snapshot);
+        assert_eq!(usage.physical_bytes, 834);
+        assert_eq!(usage.logical_bytes, 1640);
+        assert_eq!(usage.layer_saved_bytes, 800);
+        assert_eq!(usage.file_saved_bytes, 6);
+        assert_eq!(usage.saved_bytes, 806);
+        assert_eq!((usage.objects, usage.object_bytes), (1, 6));
+        let rows = image_rows(&snapshot);
+        let a = rows
+            .iter()
+            .find(|r| r.tag == "1" && r.repository == "r/a")
+            .unwrap();
+        assert_eq!(a.shared_size, 800);
+        assert_eq!(a.file_shared_size, 6);
+        assert_eq!(a.unique_size, 4);
     }
 
     #[test]

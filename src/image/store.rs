@@ -14,7 +14,10 @@ use super::db::{BlobRecord, ImageRecord, LayerRecord};
 use super::digest::Digest;
 use super::layers::{unpack_blob, LayerBlob, LayerError, LayerStore};
 use super::manifest::{parse_config, ImageConfig, ImageManifest, ManifestError};
+use super::objects::usage::{private_size, FileSharing};
+use super::objects::{ObjectError, ObjectStore, SweepReport};
 use super::registry::{RegistryClient, RegistryError};
+use super::report::StoreSnapshot;
 use super::unpack::{settle_implied_dirs, UnpackReport};
 use crate::layout::NodeLayout;
 use crate::meta::{Db, MetaError};
@@ -58,6 +61,8 @@ pub enum StoreError {
     AmbiguousImage { name: String, candidates: String },
     #[error("image {image} is used by {containers} container(s); remove them first")]
     ImageInUse { image: String, containers: u64 },
+    #[error(transparent)]
+    Objects(#[from] ObjectError),
     #[error("background task failed: {0}")]
     Task(String),
 }
@@ -71,6 +76,22 @@ pub struct StoreOptions {
     pub transfer_attempts: u32,
     /// Layers fetched at once.
     pub parallel_layers: usize,
+    /// Keep each regular file once in `objects/` and hard-link it into layers (file-level
+    /// sharing); off keeps every file private to its layer.
+    pub file_sharing: bool,
+}
+
+/// Environment variable that turns file-level sharing off (`0`, `false`, `off`, `no`).
+pub const FILE_SHARING_ENV: &str = "LAYERLET_FILE_SHARING";
+
+/// File-level sharing unless the environment turns it off.
+pub fn file_sharing_default() -> bool {
+    std::env::var(FILE_SHARING_ENV).map_or(true, |v| {
+        !matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "0" | "false" | "off" | "no"
+        )
+    })
 }
 
 impl Default for StoreOptions {
@@ -79,6 +100,7 @@ impl Default for StoreOptions {
             max_layer_bytes: 64 * 1024 * 1024 * 1024,
             transfer_attempts: 3,
             parallel_layers: 6,
+            file_sharing: file_sharing_default(),
         }
     }
 }
@@ -122,6 +144,8 @@ pub struct Store {
     layers: LayerStore,
     db: Arc<Mutex<Db>>,
     options: StoreOptions,
+    /// None when file-level sharing is off or the filesystem cannot hard-link.
+    objects: Option<ObjectStore>,
 }
 
 /// A layer unpacked and verified by this call, waiting for its turn to be committed. Its
@@ -156,7 +180,13 @@ impl Store {
         // Overlay needs to traverse the layers as the mounter only; 0711 lets containers'
         // users reach nothing by name but their own mounts.
         let db = Db::open(layout)?;
+        let objects = if options.file_sharing {
+            ObjectStore::open(layout.root())?
+        } else {
+            None
+        };
         Ok(Store {
+            objects,
             layout: layout.clone(),
             content: ContentStore::new(layout),
             layers: LayerStore::new(layout),
@@ -182,6 +212,25 @@ impl Store {
 
     pub fn content(&self) -> &ContentStore {
         &self.content
+    }
+
+    /// The object store of file-level sharing, when it is on.
+    pub fn objects(&self) -> Option<&ObjectStore> {
+        self.objects.as_ref()
+    }
+
+    /// Where objects live whether or not this process shares files: a store written with
+    /// sharing on and opened with it off still has (and must collect) them.
+    pub fn objects_dir(&self) -> PathBuf {
+        super::objects::objects_dir(self.layout.root())
+    }
+
+    /// Measures file-level sharing across the layers `snapshot` records (walks them all).
+    pub fn file_sharing(&self, snapshot: &StoreSnapshot) -> Result<FileSharing, StoreError> {
+        Ok(FileSharing::scan_layout(
+            &self.layout,
+            snapshot.layers.keys(),
+        )?)
     }
 
     pub fn layer_store(&self) -> &LayerStore {
@@ -358,6 +407,7 @@ impl Store {
             }
         }
         let layers = self.layers.clone();
+        let objects = self.objects.clone();
         let db = self.db.clone();
         let parent = lowers.last().cloned();
         let lower_dirs = lowers
@@ -366,7 +416,12 @@ impl Store {
             .map(|c| self.layers.path(c))
             .collect::<Result<Vec<_>, _>>()?;
         tokio::task::spawn_blocking(move || {
-            commit_layer(&layers, &db, pending, &blob, &chain_id, parent, &lower_dirs)
+            let target = CommitTarget {
+                layers: &layers,
+                objects: objects.as_ref(),
+                db: &db,
+            };
+            commit_layer(target, pending, &blob, &chain_id, parent, &lower_dirs)
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))??;
@@ -439,13 +494,16 @@ impl Store {
         dir: &Path,
     ) -> Result<UnpackReport, StoreError> {
         let max = self.options.max_layer_bytes;
+        let objects = self.objects.clone();
         let blob = blob.clone();
         let dir = dir.to_path_buf();
         let task = match source {
             LayerSource::Registry(client) => {
                 let (reader, status) = client.layer_reader(&blob.digest);
                 tokio::task::spawn_blocking(move || {
-                    unpack_blob(&blob, reader, &dir, max, || status.failure())
+                    unpack_blob(&blob, reader, &dir, max, objects.as_ref(), || {
+                        status.failure()
+                    })
                 })
             }
             LayerSource::Layout(blobs_dir) => {
@@ -455,7 +513,7 @@ impl Store {
                         .map_err(|e| FsError::io("open layer blob", &path, e))?;
                     let reader: Box<dyn Read> =
                         Box::new(std::io::BufReader::with_capacity(256 * 1024, file));
-                    unpack_blob(&blob, reader, &dir, max, || None)
+                    unpack_blob(&blob, reader, &dir, max, objects.as_ref(), || None)
                 })
             }
         };
@@ -576,7 +634,7 @@ impl Store {
         let mut report = GcReport::default();
         for layer in &layers {
             let path = self.layers.path(&layer.chain_id)?;
-            report.bytes_freed += apparent_size(&path).unwrap_or(0);
+            report.bytes_freed += private_size(&path).unwrap_or(0);
             self.layers.remove(&layer.chain_id)?;
             report.layers_removed.push(layer.chain_id.clone());
         }
@@ -600,7 +658,7 @@ impl Store {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !known.contains(&name) {
                 if let Ok(d) = Digest::parse(&format!("sha256:{name}")) {
-                    report.bytes_freed += apparent_size(&entry.path()).unwrap_or(0);
+                    report.bytes_freed += private_size(&entry.path()).unwrap_or(0);
                     self.layers.remove(&d)?;
                     report.debris_removed += 1;
                 } else {
@@ -615,6 +673,10 @@ impl Store {
             crate::sys::fs::remove_tree(&entry.path())?;
             report.debris_removed += 1;
         }
+        // Last: the layers removed above (and debris of killed pulls) dropped their links.
+        let swept = sweep_objects(&self.objects_dir())?;
+        report.objects_removed = swept.objects_removed;
+        report.bytes_freed += swept.bytes_freed;
         Ok(report)
     }
 }
@@ -624,20 +686,41 @@ pub struct GcReport {
     pub layers_removed: Vec<Digest>,
     pub blobs_removed: usize,
     pub debris_removed: usize,
+    /// Objects of file-level sharing that no layer linked any more.
+    pub objects_removed: u64,
     pub bytes_freed: u64,
+}
+
+/// Objects no layer links, removed even when this process runs with file sharing off.
+fn sweep_objects(dir: &Path) -> Result<SweepReport, StoreError> {
+    if !dir.is_dir() {
+        return Ok(SweepReport::default());
+    }
+    Ok(ObjectStore::at(dir).sweep()?)
+}
+
+/// Where a layer is committed to.
+struct CommitTarget<'a> {
+    layers: &'a LayerStore,
+    objects: Option<&'a ObjectStore>,
+    db: &'a Mutex<Db>,
 }
 
 /// Settles a new layer's implied directories against the (committed) layers below, makes it
 /// durable with one `syncfs`, renames it into place and records it.
 fn commit_layer(
-    layers: &LayerStore,
-    db: &Mutex<Db>,
+    target: CommitTarget<'_>,
     mut pending: PendingLayer,
     blob: &LayerBlob,
     chain_id: &Digest,
     parent: Option<Digest>,
     lower_dirs: &[PathBuf],
 ) -> Result<(), StoreError> {
+    let CommitTarget {
+        layers,
+        objects,
+        db,
+    } = target;
     let Some(dir) = pending.dir.take() else {
         return Ok(());
     };
@@ -650,6 +733,10 @@ fn commit_layer(
         })?;
         let size = apparent_size(&dir)?;
         syncfs(&dir)?;
+        // Only now, with every byte durable, may other layers find these files as objects.
+        if let Some(objects) = objects {
+            objects.publish(&dir, &pending.report.pending_objects)?;
+        }
         layers.commit(&dir, chain_id)?;
         let record = LayerRecord {
             chain_id: chain_id.clone(),

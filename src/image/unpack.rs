@@ -6,10 +6,9 @@
 //! outside all fail with an error that names the entry. OCI whiteouts become overlay
 //! whiteouts (0:0 character devices) and opaque markers become `trusted.overlay.opaque=y`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{CString, OsStr, OsString};
-use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -24,6 +23,11 @@ use nix::unistd::{
     fchownat, linkat, symlinkat, unlinkat, FchownatFlags, Gid, LinkatFlags, Uid, UnlinkatFlags,
 };
 use tar::EntryType;
+
+use super::objects::{ObjectKey, ObjectStore, PendingObject};
+
+mod shared_file;
+use shared_file::create_file;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -52,6 +56,11 @@ pub struct UnpackReport {
     /// mode and owner must come from the layers below.
     pub implied_dirs: BTreeSet<PathBuf>,
     pub entries: u64,
+    /// Files written by this layer that become objects once it is durable.
+    pub pending_objects: Vec<PendingObject>,
+    /// Files linked to objects already in the store instead of written.
+    pub objects_linked: u64,
+    pub object_bytes_linked: u64,
 }
 
 fn hostile(entry: &str, reason: impl Into<String>) -> UnpackError {
@@ -98,7 +107,12 @@ struct DirMeta {
 }
 
 /// Unpacks the tar read from `tar_stream` into the empty directory `dest`.
-pub fn unpack_layer<R: Read>(tar_stream: R, dest: &Path) -> Result<UnpackReport, UnpackError> {
+/// With `objects`, regular files are shared through the object store.
+pub fn unpack_layer<R: Read>(
+    tar_stream: R,
+    dest: &Path,
+    objects: Option<&ObjectStore>,
+) -> Result<UnpackReport, UnpackError> {
     let root = open_dir_path(dest).map_err(|e| io_err("", "open layer directory", e))?;
     let mut unpacker = Unpacker {
         root,
@@ -107,6 +121,9 @@ pub fn unpack_layer<R: Read>(tar_stream: R, dest: &Path) -> Result<UnpackReport,
         report: UnpackReport::default(),
         dir_times: Vec::new(),
         buffer: vec![0u8; COPY_BUFFER],
+        objects: objects.cloned(),
+        pending: BTreeMap::new(),
+        by_key: HashMap::new(),
     };
     unpacker.report.implied_dirs.insert(PathBuf::new());
     let mut archive = tar::Archive::new(tar_stream);
@@ -147,6 +164,15 @@ struct Unpacker {
     report: UnpackReport,
     dir_times: Vec<DirMeta>,
     buffer: Vec<u8>,
+    /// None: every file private to its layer (sharing off or impossible).
+    objects: Option<ObjectStore>,
+    /// Files this layer wrote that are to become objects, by path; an entry that replaces
+    /// a path (or a directory above it) drops it, so every path here still names the file
+    /// that was hashed, through directories only.
+    pending: BTreeMap<PathBuf, PendingObject>,
+    /// The path of the pending file with each key: a second identical file of the layer is
+    /// linked to it.
+    by_key: HashMap<ObjectKey, PathBuf>,
 }
 
 impl Unpacker {
@@ -242,31 +268,34 @@ impl Unpacker {
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 self.remove_existing(&entry_name, &dir, file_name, parent_parts)?;
-                let fd = openat(
-                    Some(dir_fd),
-                    file_name.as_os_str(),
-                    OFlag::O_WRONLY
-                        | OFlag::O_CREAT
-                        | OFlag::O_EXCL
-                        | OFlag::O_NOFOLLOW
-                        | OFlag::O_CLOEXEC,
-                    Mode::from_bits_truncate(0o600),
-                )
-                .map_err(|e| io_err(&entry_name, "create file", e))?;
-                // SAFETY: fd is fresh and owned by us.
-                let mut file = unsafe { File::from_raw_fd(fd) };
-                loop {
-                    let n = entry.read(&mut self.buffer).map_err(UnpackError::Tar)?;
-                    if n == 0 {
-                        break;
+                let xattrs = entry_xattrs(&entry_name, &mut entry)?;
+                // A POSIX ACL changes the mode the kernel shows from what the tar says, which
+                // verification could not tell from damage: such files stay private.
+                let has_acl = xattrs
+                    .iter()
+                    .any(|(k, _)| k.starts_with("system.posix_acl_"));
+                let objects = match kind {
+                    EntryType::GNUSparse => None,
+                    _ if has_acl => None,
+                    _ => self.objects.clone(),
+                };
+                match objects {
+                    Some(objects) => self.shared_file(
+                        &objects,
+                        &entry_name,
+                        &mut entry,
+                        &dir,
+                        file_name,
+                        &rel,
+                        &header,
+                        xattrs,
+                    )?,
+                    None => {
+                        let file = create_file(&entry_name, dir_fd, file_name)?;
+                        self.copy_into(&entry_name, &mut entry, file, None)?;
+                        self.set_file_meta(&entry_name, dir_fd, file_name, &header, &xattrs, &rel)?;
                     }
-                    file.write_all(&self.buffer[..n])
-                        .map_err(|e| io_err(&entry_name, "write file", e))?;
                 }
-                drop(file);
-                self.set_owner_mode(&entry_name, dir_fd, Some(file_name), &header, false)?;
-                self.set_xattrs(&entry_name, &mut entry, &rel)?;
-                self.set_mtime(&entry_name, dir_fd, file_name, &header)?;
             }
             EntryType::Symlink => {
                 let target = entry
@@ -423,8 +452,19 @@ impl Unpacker {
         parent_parts: &[OsString],
     ) -> Result<(), UnpackError> {
         match unlinkat(Some(dir.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir) {
-            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Ok(()) => {
+                if !self.pending.is_empty() {
+                    let mut rel = rel_path(parent_parts);
+                    rel.push(name);
+                    self.pending.remove(&rel);
+                }
+                Ok(())
+            }
+            Err(Errno::ENOENT) => Ok(()),
             Err(Errno::EISDIR) => {
+                let mut rel = rel_path(parent_parts);
+                rel.push(name);
+                self.pending.retain(|p, _| !p.starts_with(&rel));
                 let mut path = self.dest.clone();
                 path.extend(parent_parts);
                 path.push(name);
@@ -498,28 +538,25 @@ impl Unpacker {
         entry: &mut tar::Entry<'_, R>,
         rel: &Path,
     ) -> Result<(), UnpackError> {
-        let Some(extensions) = entry.pax_extensions().map_err(UnpackError::Tar)? else {
-            return Ok(());
-        };
-        for ext in extensions {
-            let ext = ext.map_err(UnpackError::Tar)?;
-            let Some(key) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") else {
-                continue;
-            };
-            let key = String::from_utf8_lossy(key).into_owned();
-            if key.starts_with(OVERLAY_XATTR_PREFIX) {
-                // Would be read by overlayfs as its own metadata (whiteouts, redirects).
-                tracing::debug!(entry = entry_name, xattr = key, "stripped overlay xattr");
-                continue;
-            }
+        let xattrs = entry_xattrs(entry_name, entry)?;
+        self.apply_xattrs(entry_name, &xattrs, rel)
+    }
+
+    fn apply_xattrs(
+        &self,
+        entry_name: &str,
+        xattrs: &[(String, Vec<u8>)],
+        rel: &Path,
+    ) -> Result<(), UnpackError> {
+        for (key, value) in xattrs {
             let path = self.dest.join(rel);
-            set_xattr_path(&path, &key, ext.value_bytes())
-                .map_err(|e| io_err(entry_name, "set xattr", e))?;
+            set_xattr_path(&path, key, value).map_err(|e| io_err(entry_name, "set xattr", e))?;
         }
         Ok(())
     }
 
     fn finish(mut self) -> Result<UnpackReport, UnpackError> {
+        self.report.pending_objects = std::mem::take(&mut self.pending).into_values().collect();
         // Directory mtimes last: creating children changes them. Deepest first.
         self.cached_parent = None;
         self.dir_times
@@ -532,6 +569,31 @@ impl Unpacker {
         }
         Ok(self.report)
     }
+}
+
+/// The extended attributes a tar entry asks for, overlay's own left out: overlayfs would read
+/// them as its metadata (whiteouts, redirects).
+fn entry_xattrs<R: Read>(
+    entry_name: &str,
+    entry: &mut tar::Entry<'_, R>,
+) -> Result<Vec<(String, Vec<u8>)>, UnpackError> {
+    let mut xattrs = Vec::new();
+    let Some(extensions) = entry.pax_extensions().map_err(UnpackError::Tar)? else {
+        return Ok(xattrs);
+    };
+    for ext in extensions {
+        let ext = ext.map_err(UnpackError::Tar)?;
+        let Some(key) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") else {
+            continue;
+        };
+        let key = String::from_utf8_lossy(key).into_owned();
+        if key.starts_with(OVERLAY_XATTR_PREFIX) {
+            tracing::debug!(entry = entry_name, xattr = key, "stripped overlay xattr");
+            continue;
+        }
+        xattrs.push((key, ext.value_bytes().to_vec()));
+    }
+    Ok(xattrs)
 }
 
 fn set_xattr_fd(fd: &OwnedFd, key: &str, value: &[u8]) -> std::io::Result<()> {
@@ -584,6 +646,12 @@ pub fn settle_implied_dirs(
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     for rel in implied {
         let entry = rel.to_string_lossy();
+        let path = layer.join(rel);
+        // A later entry may have put a file where the directory was implied: its metadata is
+        // its own (and may be an object other layers share).
+        if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
         let source = lower_layers.iter().find_map(|lower| {
             std::fs::symlink_metadata(lower.join(rel))
                 .ok()
@@ -592,7 +660,6 @@ pub fn settle_implied_dirs(
         let (mode, uid, gid) = source
             .map(|m| (m.permissions().mode() & 0o7777, m.uid(), m.gid()))
             .unwrap_or((0o755, 0, 0));
-        let path = layer.join(rel);
         std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
             .map_err(|e| io_err(&entry, "set implied directory owner", e))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))

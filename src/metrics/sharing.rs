@@ -47,8 +47,13 @@ pub struct ImageShare {
 pub struct Sharing {
     pub layers: Vec<LayerShare>,
     pub images: Vec<ImageShare>,
-    /// Every unpacked layer once: the layer store on disk.
+    /// Every unpacked layer once, each file once: the layer store on disk.
     pub store_bytes: u64,
+    /// Objects of file-level sharing and their bytes.
+    pub objects: u64,
+    pub object_bytes: u64,
+    /// What file-level sharing saves across the store's layers.
+    pub file_saved_bytes: u64,
     /// Each container: its image's unpacked size plus its writes.
     pub logical_bytes: u64,
     /// Each layer some container uses, once, plus each container's writes.
@@ -76,12 +81,14 @@ pub fn sharing(snapshot: &StoreSnapshot, containers: &[ContainerUse]) -> Sharing
             used_layers.insert(layer);
         }
     }
+    // Files several used layers link are on disk once.
     let physical = writes
         + used_layers
             .iter()
             .filter_map(|l| snapshot.layers.get(*l))
             .map(|l| l.unpacked_size)
-            .sum::<u64>();
+            .sum::<u64>()
+            .saturating_sub(snapshot.files.saved_among(&used_layers));
     let layers = snapshot
         .layers
         .values()
@@ -131,7 +138,15 @@ pub fn sharing(snapshot: &StoreSnapshot, containers: &[ContainerUse]) -> Sharing
     Sharing {
         layers,
         images,
-        store_bytes: snapshot.layers.values().map(|l| l.unpacked_size).sum(),
+        store_bytes: snapshot
+            .layers
+            .values()
+            .map(|l| l.unpacked_size)
+            .sum::<u64>()
+            .saturating_sub(snapshot.files.saved_bytes),
+        objects: snapshot.files.objects,
+        object_bytes: snapshot.files.object_bytes,
+        file_saved_bytes: snapshot.files.saved_bytes,
         logical_bytes: logical,
         physical_bytes: physical,
         saved_bytes: logical.saturating_sub(physical),

@@ -12,6 +12,7 @@ use super::figures::{Cache, ContainerFigures, Figures};
 use super::watches::Watches;
 use super::worker::{Job, JobResult, Worker};
 use crate::image::digest::Digest;
+use crate::image::objects::usage::FileSharing;
 use crate::image::report::StoreSnapshot;
 use crate::image::store::Store;
 use crate::layout::NodeLayout;
@@ -308,7 +309,19 @@ impl State {
                 },
             );
         }
-        if let Ok(snapshot) = StoreSnapshot::load(&self.db) {
+        if let Ok(mut snapshot) = StoreSnapshot::load(&self.db) {
+            // File sharing needs a walk of every layer: redone only when the layers change.
+            let same_layers = snapshot.layers.keys().eq(self.snapshot.layers.keys());
+            snapshot.files = if same_layers {
+                std::mem::take(&mut self.snapshot.files)
+            } else {
+                FileSharing::scan_layout(&self.rt.layout, snapshot.layers.keys()).unwrap_or_else(
+                    |e| {
+                        tracing::warn!(error = %e, "cannot measure file sharing");
+                        FileSharing::default()
+                    },
+                )
+            };
             self.snapshot = snapshot;
         }
     }
