@@ -222,12 +222,23 @@ pub fn prune_sealed_copies_in(
         let Ok(_lock) = FileLock::try_acquire(&lock_path, LockMode::Exclusive) else {
             continue; // being made right now
         };
-        while is_mount_point(&copy) {
-            super::mount::unmount(&copy)?;
+        let gone = (|| -> Result<(), ExeError> {
+            while is_mount_point(&copy) {
+                super::mount::unmount(&copy)?;
+            }
+            Ok(super::fs::remove_tree(&key_dir)?)
+        })();
+        match gone {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&lock_path);
+                removed.push(copy);
+            }
+            // One copy that will not go (something else mounted there) must not stop the
+            // others, nor the image GC that prunes them.
+            Err(e) => {
+                tracing::warn!(copy = %key_dir.display(), error = %e, "a sealed copy could not be removed; it is left")
+            }
         }
-        super::fs::remove_tree(&key_dir)?;
-        let _ = std::fs::remove_file(&lock_path);
-        removed.push(copy);
     }
     Ok(removed)
 }
