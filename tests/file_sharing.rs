@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::Node;
 use layerlet::runtime::storage::rootfs::ContainerLayer;
 use sha2::{Digest, Sha256};
-use support::{block_on, push_image, Compression, ImageSpec, LayerBuilder, Registry};
+use support::{block_on, noise, push_image, Compression, ImageSpec, LayerBuilder, Registry};
 use tar::EntryType;
 
 /// Files both images hold: (name, bytes), 150 kB of noise each plus small ones.
@@ -82,18 +82,6 @@ fn spec_with(layers: Vec<support::Layer>) -> ImageSpec {
         cmd: Some(vec!["sh".into()]),
         ..ImageSpec::default()
     }
-}
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// `du -sb` of several paths in one walk, so an inode linked from several is counted once.

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use common::{du_sb, Node};
 use layerlet::sys::mount::{mount_overlay, unmount, OverlaySpec};
-use support::{block_on, push_image, push_index, Compression, ImageSpec, LayerBuilder, Registry};
+use support::{
+    block_on, noise, push_image, push_index, Compression, ImageSpec, LayerBuilder, Registry,
+};
 use tar::EntryType;
 
 fn spec_with(layers: Vec<support::Layer>) -> ImageSpec {
@@ -749,19 +751,6 @@ fn basic_auth_uses_credentials_from_a_docker_config_json() {
     let mut cmd = fresh.cmd();
     cmd.env("HOME", node.dir.path()).args(["pull", &image]);
     assert!(cmd.output().unwrap().status.success());
-}
-
-/// Incompressible bytes (xorshift), so compressed blobs are as large as their content.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 fn base64_of(s: &str) -> String {

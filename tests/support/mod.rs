@@ -42,3 +42,16 @@ pub fn free_port() -> u16 {
         .expect("free_port: reading the bound address failed")
         .port()
 }
+
+/// Incompressible bytes (xorshift), so compressed blobs are as large as their content.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}

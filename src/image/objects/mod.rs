@@ -168,13 +168,7 @@ impl ObjectStore {
         name: &OsStr,
     ) -> Result<bool, ObjectError> {
         let path = self.path(key, copy);
-        match linkat(
-            None,
-            path.as_os_str(),
-            Some(dir.as_raw_fd()),
-            name,
-            LinkatFlags::empty(),
-        ) {
+        match link_as(&path, dir, name) {
             Ok(()) => Ok(true),
             Err(Errno::EMLINK) | Err(Errno::ENOENT) | Err(Errno::EEXIST) => Ok(false),
             Err(e) => Err(io_err("link object", &path, e)),
@@ -199,13 +193,7 @@ impl ObjectStore {
         // object is missing (ENOENT) or full (EMLINK).
         for copy in 0..MAX_COPIES {
             let path = self.path(key, copy);
-            match linkat(
-                None,
-                path.as_os_str(),
-                Some(dir.as_raw_fd()),
-                name,
-                LinkatFlags::empty(),
-            ) {
+            match link_as(&path, dir, name) {
                 Ok(()) => return Ok(Lookup::Linked),
                 Err(Errno::ENOENT) => return Ok(Lookup::Missing(copy)),
                 Err(Errno::EMLINK) => continue,
@@ -304,6 +292,17 @@ fn hard_links_work(dir: &Path) -> Result<bool, ObjectError> {
     let _ = std::fs::remove_file(&link);
     let _ = std::fs::remove_file(&probe);
     Ok(works)
+}
+
+/// A hard link to `object` named `name` in `dir`.
+fn link_as(object: &Path, dir: BorrowedFd<'_>, name: &OsStr) -> nix::Result<()> {
+    linkat(
+        None,
+        object.as_os_str(),
+        Some(dir.as_raw_fd()),
+        name,
+        LinkatFlags::empty(),
+    )
 }
 
 #[cfg(test)]

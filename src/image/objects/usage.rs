@@ -9,12 +9,9 @@ use super::{objects_dir, read_dir, ObjectError};
 use crate::image::digest::Digest;
 use crate::layout::NodeLayout;
 
-/// Apparent bytes of a layer directory that removing it frees: every entry once, except
-/// files also linked from outside it (objects, which the object sweep counts when it
-/// removes them).
-pub fn private_size(root: &Path) -> Result<u64, ObjectError> {
-    let mut links: HashMap<(u64, u64), (u64, u64, u64)> = HashMap::new();
-    let mut total = 0u64;
+/// Calls `visit` with the metadata of `root` and of everything below it (symlinks not
+/// followed); entries that vanish meanwhile are skipped.
+fn walk(root: &Path, mut visit: impl FnMut(&std::fs::Metadata)) -> Result<(), ObjectError> {
     let mut stack = vec![root.to_path_buf()];
     while let Some(path) = stack.pop() {
         let meta = match std::fs::symlink_metadata(&path) {
@@ -23,18 +20,30 @@ pub fn private_size(root: &Path) -> Result<u64, ObjectError> {
             Err(e) => return Err(super::io_err("stat", &path, e)),
         };
         if meta.is_dir() {
-            total += meta.size();
             stack.extend(read_dir(&path)?);
-        } else if meta.nlink() > 1 {
+        }
+        visit(&meta);
+    }
+    Ok(())
+}
+
+/// Apparent bytes of a layer directory that removing it frees: every entry once, except
+/// files also linked from outside it (objects, which the object sweep counts when it
+/// removes them).
+pub fn private_size(root: &Path) -> Result<u64, ObjectError> {
+    let mut links: HashMap<(u64, u64), (u64, u64, u64)> = HashMap::new();
+    let mut total = 0u64;
+    walk(root, |meta| {
+        if meta.is_dir() || meta.nlink() <= 1 {
+            total += meta.size();
+        } else {
             let seen =
                 links
                     .entry((meta.dev(), meta.ino()))
                     .or_insert((meta.nlink(), meta.size(), 0));
             seen.2 += 1;
-        } else {
-            total += meta.size();
         }
-    }
+    })?;
     for (nlink, size, seen) in links.into_values() {
         if seen >= nlink {
             total += size;
@@ -66,16 +75,8 @@ impl FileSharing {
     pub fn scan(layers: &[(Digest, PathBuf)], objects_dir: &Path) -> Result<Self, ObjectError> {
         let mut inodes: HashMap<(u64, u64), (u64, Vec<usize>)> = HashMap::new();
         for (index, (_, dir)) in layers.iter().enumerate() {
-            let mut stack = vec![dir.clone()];
-            while let Some(path) = stack.pop() {
-                let meta = match std::fs::symlink_metadata(&path) {
-                    Ok(m) => m,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(super::io_err("stat", &path, e)),
-                };
-                if meta.is_dir() {
-                    stack.extend(read_dir(&path)?);
-                } else if meta.nlink() > 1 {
+            walk(dir, |meta| {
+                if !meta.is_dir() && meta.nlink() > 1 {
                     let entry = inodes
                         .entry((meta.dev(), meta.ino()))
                         .or_insert((meta.size(), Vec::new()));
@@ -83,7 +84,7 @@ impl FileSharing {
                         entry.1.push(index);
                     }
                 }
-            }
+            })?;
         }
         let mut sharing = FileSharing {
             layers: layers.iter().map(|(d, _)| d.clone()).collect(),
