@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Node;
+use common::{layer_dirs_of, Node};
 use layerlet::runtime::storage::rootfs::ContainerLayer;
 use sha2::{Digest, Sha256};
 use support::{block_on, noise, push_image, Compression, ImageSpec, LayerBuilder, Registry};
@@ -130,24 +130,9 @@ fn sha(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// The store's layer directories of an image, topmost first.
-fn lowerdirs(node: &Node, image: &str) -> Vec<PathBuf> {
-    node.json(&["history", image])
-        .as_array()
-        .expect("history array")
-        .iter()
-        .filter_map(|row| row["chain_id"].as_str())
-        .map(|chain| {
-            node.root()
-                .join("layers")
-                .join(chain.trim_start_matches("sha256:"))
-        })
-        .collect()
-}
-
 /// The image's file at `rel`, found in its topmost layer that has it.
 fn layer_file(node: &Node, image: &str, rel: &str) -> PathBuf {
-    lowerdirs(node, image)
+    layer_dirs_of(node, image)
         .into_iter()
         .map(|l| l.join(rel))
         .find(|p| p.exists())
@@ -252,8 +237,8 @@ fn containers_of_both_images_see_the_same_files_and_a_write_copies_up_leaving_th
     node.json(&["pull", &b]);
     let ca = ContainerLayer::under(&node.dir.path().join("containers/a"));
     let cb = ContainerLayer::under(&node.dir.path().join("containers/b"));
-    ca.mount(&lowerdirs(&node, &a), false, &[]).unwrap();
-    cb.mount(&lowerdirs(&node, &b), false, &[]).unwrap();
+    ca.mount(&layer_dirs_of(&node, &a), false, &[]).unwrap();
+    cb.mount(&layer_dirs_of(&node, &b), false, &[]).unwrap();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         for (name, data) in shared_files() {
             let pa = ca.merged.join(format!("usr/lib/x/{name}"));
@@ -490,7 +475,7 @@ fn a_store_of_todays_layout_keeps_working_and_new_pulls_share_files() {
         2
     );
     let c = ContainerLayer::under(&node.dir.path().join("containers/a"));
-    c.mount(&lowerdirs(&node, &a), false, &[]).unwrap();
+    c.mount(&layer_dirs_of(&node, &a), false, &[]).unwrap();
     let seen = std::fs::read(c.merged.join("usr/lib/x/big-1"));
     c.destroy().unwrap();
     assert_eq!(seen.unwrap(), shared_files()[1].1);

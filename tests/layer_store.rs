@@ -6,7 +6,7 @@ mod support;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::{du_sb, Node};
+use common::{du_sb, layer_dirs_of, Node};
 use layerlet::sys::mount::{mount_overlay, unmount, OverlaySpec};
 use support::{
     block_on, noise, push_image, push_index, Compression, ImageSpec, LayerBuilder, Registry,
@@ -25,22 +25,6 @@ fn pulled(node: &Node, image: &str) -> serde_json::Value {
     node.json(&["pull", image])
 }
 
-/// The store's layer directories of an image, topmost first.
-fn lowerdirs(node: &Node, image: &str) -> Vec<PathBuf> {
-    let history = node.json(&["history", image]);
-    history
-        .as_array()
-        .expect("history array")
-        .iter()
-        .filter_map(|row| row["chain_id"].as_str())
-        .map(|chain| {
-            node.root()
-                .join("layers")
-                .join(chain.trim_start_matches("sha256:"))
-        })
-        .collect()
-}
-
 /// Mounts the image read-only-ish (a throwaway upper) and runs `check` on the merged view.
 fn with_merged_view(node: &Node, image: &str, check: impl FnOnce(&Path)) {
     let scratch = node.dir.path().join("view");
@@ -48,7 +32,7 @@ fn with_merged_view(node: &Node, image: &str, check: impl FnOnce(&Path)) {
         std::fs::create_dir_all(scratch.join(d)).unwrap();
     }
     let spec = OverlaySpec {
-        lower: lowerdirs(node, image),
+        lower: layer_dirs_of(node, image),
         upper: scratch.join("upper"),
         work: scratch.join("work"),
         read_only: false,
@@ -93,7 +77,7 @@ fn pull_lists_image_history_and_disk_usage() {
     );
     assert_eq!(images[0]["tag"], "1.36");
     let size = images[0]["size"].as_u64().unwrap();
-    let layer_dir = &lowerdirs(&node, &image)[0];
+    let layer_dir = &layer_dirs_of(&node, &image)[0];
     assert_eq!(
         size,
         du_sb(layer_dir),
@@ -235,7 +219,7 @@ fn whiteouts_and_opaque_directories_show_as_deletions_in_the_merged_view() {
     let node = Node::new();
     let image = registry.image_ref("wh/img", "1");
     pulled(&node, &image);
-    let top_dir = &lowerdirs(&node, &image)[0];
+    let top_dir = &layer_dirs_of(&node, &image)[0];
     let whiteout = std::fs::symlink_metadata(top_dir.join("etc/gone")).unwrap();
     assert_eq!(
         whiteout.rdev(),
@@ -277,7 +261,7 @@ fn implied_directories_take_mode_and_owner_from_the_layers_below() {
     let node = Node::new();
     let image = registry.image_ref("implied/img", "1");
     pulled(&node, &image);
-    let top_dir = &lowerdirs(&node, &image)[0];
+    let top_dir = &layer_dirs_of(&node, &image)[0];
     let tmp = std::fs::metadata(top_dir.join("tmp")).unwrap();
     assert_eq!(
         tmp.permissions().mode() & 0o7777,
@@ -319,7 +303,7 @@ fn an_image_of_128_layers_mounts() {
     let node = Node::new();
     let image = registry.image_ref("many/layers", "1");
     assert_eq!(pulled(&node, &image)[0]["layers"], 128);
-    let dirs = lowerdirs(&node, &image);
+    let dirs = layer_dirs_of(&node, &image);
     assert_eq!(dirs.len(), 128);
     let option_bytes: usize = dirs.iter().map(|d| d.as_os_str().len() + 1).sum();
     assert!(
@@ -583,7 +567,7 @@ fn overlay_xattrs_are_stripped_and_ordinary_metadata_is_kept() {
     let node = Node::new();
     let image = registry.image_ref("meta/img", "1");
     pulled(&node, &image);
-    let top = &lowerdirs(&node, &image)[0];
+    let top = &layer_dirs_of(&node, &image)[0];
     let xattrs = std::process::Command::new("getfattr")
         .args(["-d", "-m", "-", "--absolute-names"])
         .arg(top.join("redirected"))

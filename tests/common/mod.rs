@@ -580,3 +580,18 @@ pub fn promtool_check(what: &str, text: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The store's layer directories of `image` on `node`, topmost first.
+pub fn layer_dirs_of(node: &Node, image: &str) -> Vec<PathBuf> {
+    node.json(&["history", image])
+        .as_array()
+        .expect("history array")
+        .iter()
+        .filter_map(|row| row["chain_id"].as_str())
+        .map(|chain| {
+            node.root()
+                .join("layers")
+                .join(chain.trim_start_matches("sha256:"))
+        })
+        .collect()
+}
