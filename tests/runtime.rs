@@ -1319,6 +1319,70 @@ fn monitors_run_from_a_sealed_fixed_address_monitor_binary_of_the_same_build_or_
     }
 }
 
+/// Every pod start runs the sandbox helper once; the monitor binary answers it (a small
+/// binary execs faster than layerlet), with the same effect as `layerlet __sandbox`.
+#[test]
+fn the_monitor_binary_pins_a_pods_namespaces_as_the_sandbox_helper() {
+    let monitor_binary = env!("CARGO_BIN_EXE_layerlet-monitor");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sandbox");
+    std::fs::create_dir_all(dir.join("ns")).unwrap();
+    for kind in ["net", "uts", "ipc"] {
+        std::fs::write(dir.join("ns").join(kind), b"").unwrap();
+    }
+    let out = std::process::Command::new(monitor_binary)
+        .arg("__sandbox")
+        .arg(&dir)
+        .args(["pinned-host", "net,uts,ipc"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let hostname = std::process::Command::new("nsenter")
+        .arg(format!("--uts={}", dir.join("ns/uts").display()))
+        .arg("hostname")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&hostname.stdout).trim(),
+        "pinned-host",
+        "{}",
+        describe(&hostname)
+    );
+    let links = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", dir.join("ns/net").display()))
+        .args(["ip", "-o", "link", "show", "up"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(links.contains(": lo:"), "loopback is not up: {links}");
+    assert_ne!(
+        std::fs::metadata(dir.join("ns/net")).unwrap().ino(),
+        std::fs::metadata("/proc/self/ns/net").unwrap().ino(),
+        "the pinned net namespace is this process's own"
+    );
+    for kind in ["uts", "net", "ipc"] {
+        nix::mount::umount(&dir.join("ns").join(kind)).unwrap();
+    }
+
+    // A kind it does not know is refused, and nothing is pinned.
+    let out = std::process::Command::new(monitor_binary)
+        .arg("__sandbox")
+        .arg(&dir)
+        .args(["h", "net,pid"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown namespace kind \"pid\""),
+        "{}",
+        describe(&out)
+    );
+    assert!(std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .all(|l| !l.contains(dir.to_str().unwrap())));
+}
+
 // ---------------------------------------------------------------------------------------
 // 6. Logs
 // ---------------------------------------------------------------------------------------

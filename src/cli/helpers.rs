@@ -15,20 +15,7 @@ pub fn dispatch(argv: &[OsString]) -> Option<ExitCode> {
     }
     match (command, &argv[2..]) {
         ("__monitor", [run_dir]) => Some(monitor(Path::new(run_dir))),
-        ("__sandbox", [dir, hostname, kinds]) => {
-            let result = sandbox::sandbox_main(
-                Path::new(dir),
-                &hostname.to_string_lossy(),
-                &kinds.to_string_lossy(),
-            );
-            Some(match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::from(1)
-                }
-            })
-        }
+        ("__sandbox", [dir, hostname, kinds]) => Some(sandbox::helper_main(dir, hostname, kinds)),
         _ => None,
     }
 }

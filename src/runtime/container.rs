@@ -3,7 +3,7 @@
 //! layer, forget). The effectful edge over the pure pieces of this module's siblings.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -80,7 +80,8 @@ pub struct Created {
 pub struct Runtime {
     pub layout: NodeLayout,
     pub exe: PathBuf,
-    /// The sealed monitor binary; None runs monitors as `exe __monitor`.
+    /// The sealed monitor binary; None runs monitors and sandbox helpers as `exe __monitor`
+    /// and `exe __sandbox`.
     pub monitor: Option<PathBuf>,
     pub node_name: String,
     /// Where cgroup hierarchies are mounted (/sys/fs/cgroup).
@@ -115,6 +116,12 @@ impl ContainerDirs {
 const PASSWD_LIMIT: u64 = 4 * 1024 * 1024;
 
 impl Runtime {
+    /// The binary helpers run as: the sealed monitor binary (small, static, quick to exec)
+    /// where it is installed, else layerlet itself.
+    pub fn helper_program(&self) -> &Path {
+        self.monitor.as_deref().unwrap_or(&self.exe)
+    }
+
     pub fn dirs(&self, id: &str) -> Result<ContainerDirs, LayoutError> {
         Ok(ContainerDirs {
             data: self.layout.container_dir(id)?,
@@ -329,7 +336,7 @@ impl Runtime {
         check(id, dirs.state().status()?, Action::Start)?;
         let log = std::fs::File::create(dirs.run.join("monitor.log"))
             .map_err(|e| FsError::io("create", dirs.run.join("monitor.log"), e))?;
-        let program = self.monitor.as_ref().unwrap_or(&self.exe);
+        let program = self.helper_program();
         let monitor_err = |reason: String| ContainerError::Monitor {
             container: id.to_string(),
             exe: program.display().to_string(),

@@ -61,7 +61,7 @@ pub fn create_pod(
             pod: pod.key(),
             source: Box::new(source),
         })?;
-    let sandbox = Sandbox::create(&rt.exe, &rt.layout, pod, &rt.networking)?;
+    let sandbox = Sandbox::create(rt.helper_program(), &rt.layout, pod, &rt.networking)?;
     let undo = |sandbox: &Sandbox| {
         let _ = rt.networking.detach(&pod.uid);
         let _ = Sandbox::destroy_dir(&sandbox.dir);

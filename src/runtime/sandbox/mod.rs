@@ -6,6 +6,7 @@
 
 pub mod files;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -303,6 +304,22 @@ fn loopback_up() -> std::io::Result<()> {
         };
         libc::close(sock);
         result
+    }
+}
+
+/// The `__sandbox DIR HOSTNAME KINDS` helper as a process's whole job (layerlet and the
+/// monitor binary both answer it): the error, if any, goes to stderr for the caller.
+pub fn helper_main(dir: &OsStr, hostname: &OsStr, kinds: &OsStr) -> std::process::ExitCode {
+    match sandbox_main(
+        Path::new(dir),
+        &hostname.to_string_lossy(),
+        &kinds.to_string_lossy(),
+    ) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(1)
+        }
     }
 }
 
