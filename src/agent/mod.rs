@@ -26,6 +26,7 @@ pub mod reconcile;
 pub mod scan_report;
 pub mod settings;
 pub mod shared;
+mod start_slots;
 pub mod status;
 
 pub use daemon::run;

@@ -1,6 +1,6 @@
 //! One reconcile round: observe the node, ask the planner, hand each pod's steps to a
-//! blocking task of its own (so a pod stopping for its grace period holds up no other pod),
-//! publish the status. The state that rounds carry over (failed pulls, failing pods,
+//! blocking task of its own (so a pod stopping for its grace period holds up no other pod;
+//! starting pods take a slot of a few per core, see start_slots.rs), publish the status. The state that rounds carry over (failed pulls, failing pods,
 //! evictions, pods in flight) lives here, owned by the loop: the tasks report back through
 //! a channel and the next round's planner reads it.
 
@@ -18,6 +18,7 @@ use super::observe::{observe, Observation, SpecCache};
 use super::plan::{plan, Failing, PlanInput, PullFailure, Step};
 use super::publish::{publish, RoundView};
 use super::shared::Shared;
+use super::start_slots::StartSlots;
 use crate::runtime::records::PodRecord;
 use crate::source::manifests::Desired;
 use crate::time::unix_ms_now;
@@ -40,6 +41,8 @@ pub struct Reconciler {
     evicted: BTreeMap<String, String>,
     /// Pods whose steps are being carried out.
     busy: HashSet<String>,
+    /// The busy pods that are starting (see start_slots.rs).
+    starting: StartSlots,
     /// Pod uid -> its startTime (ms), fixed when first published.
     start_times: BTreeMap<String, u64>,
     specs: SpecCache,
@@ -53,6 +56,7 @@ impl Reconciler {
             failing: BTreeMap::new(),
             evicted: BTreeMap::new(),
             busy: HashSet::new(),
+            starting: StartSlots::for_this_node(),
             start_times: BTreeMap::new(),
             specs: SpecCache::default(),
             done,
@@ -69,6 +73,7 @@ impl Reconciler {
     /// backoff), each with its event.
     pub fn absorb(&mut self, shared: &Shared, done: PodDone) {
         self.busy.remove(&done.key);
+        self.starting.release(&done.key);
         let now = unix_ms_now();
         let (ns, name) = done.key.split_once('/').unwrap_or(("default", &done.key));
         if let Some(uid) = &done.uid {
@@ -213,9 +218,13 @@ impl Reconciler {
                 .push(step);
         }
         for (key, steps) in by_pod {
-            if !self.busy.insert(key.clone()) {
+            if self.busy.contains(&key) {
                 continue;
             }
+            if steps.iter().any(Step::is_start) && !self.starting.take(&key) {
+                continue;
+            }
+            self.busy.insert(key.clone());
             let exec = ctx.exec.clone();
             let done = self.done.clone();
             let desired = desired.pods.get(&key).cloned();

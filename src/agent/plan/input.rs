@@ -160,6 +160,11 @@ pub enum Step {
 }
 
 impl Step {
+    /// Work that brings a pod or a container up (as opposed to stopping or removing).
+    pub fn is_start(&self) -> bool {
+        matches!(self, Step::CreatePod { .. } | Step::StartContainer { .. })
+    }
+
     pub fn pod_key(&self) -> &str {
         match self {
             Step::CreatePod { key }
