@@ -41,7 +41,7 @@ pub struct Reconciler {
     evicted: BTreeMap<String, String>,
     /// Pods whose steps are being carried out.
     busy: HashSet<String>,
-    /// The busy pods that are starting (see start_slots.rs).
+    /// Slots for starting pods (see start_slots.rs).
     starting: StartSlots,
     /// Pod uid -> its startTime (ms), fixed when first published.
     start_times: BTreeMap<String, u64>,
@@ -73,7 +73,6 @@ impl Reconciler {
     /// backoff), each with its event.
     pub fn absorb(&mut self, shared: &Shared, done: PodDone) {
         self.busy.remove(&done.key);
-        self.starting.release(&done.key);
         let now = unix_ms_now();
         let (ns, name) = done.key.split_once('/').unwrap_or(("default", &done.key));
         if let Some(uid) = &done.uid {
@@ -218,31 +217,42 @@ impl Reconciler {
                 .push(step);
         }
         for (key, steps) in by_pod {
-            if self.busy.contains(&key) {
+            if !self.busy.insert(key.clone()) {
                 continue;
             }
-            if steps.iter().any(Step::is_start) && !self.starting.take(&key) {
-                continue;
-            }
-            self.busy.insert(key.clone());
+            let slots = steps
+                .iter()
+                .any(Step::is_start)
+                .then(|| self.starting.clone());
             let exec = ctx.exec.clone();
             let done = self.done.clone();
             let desired = desired.pods.get(&key).cloned();
             let observed = observation.pods.get(&key).cloned();
-            tokio::task::spawn_blocking(move || {
-                let first = steps.first().cloned();
-                let pod = PodState {
-                    desired: desired.as_ref(),
-                    observed: observed.as_ref(),
+            tokio::spawn(async move {
+                // Held until the steps are done; None for a pod that only stops.
+                let _slot = match slots {
+                    Some(slots) => slots.take().await,
+                    None => None,
                 };
-                let applied = std::panic::catch_unwind(AssertUnwindSafe(|| exec.apply(steps, pod)))
-                    .unwrap_or_else(|_| Applied {
-                        pulls: Vec::new(),
-                        failed: first.map(|s| (s, StepError::Panicked { pod: key.clone() })),
-                    });
-                let uid = desired.map(|d| d.uid);
-                // The loop is gone only when the agent stops: nothing to report to then.
-                let _ = done.send(PodDone { key, uid, applied });
+                let steps_done = tokio::task::spawn_blocking(move || {
+                    let first = steps.first().cloned();
+                    let pod = PodState {
+                        desired: desired.as_ref(),
+                        observed: observed.as_ref(),
+                    };
+                    let applied =
+                        std::panic::catch_unwind(AssertUnwindSafe(|| exec.apply(steps, pod)))
+                            .unwrap_or_else(|_| Applied {
+                                pulls: Vec::new(),
+                                failed: first
+                                    .map(|s| (s, StepError::Panicked { pod: key.clone() })),
+                            });
+                    let uid = desired.map(|d| d.uid);
+                    // The loop is gone only when the agent stops: nothing to report to then.
+                    let _ = done.send(PodDone { key, uid, applied });
+                });
+                // A panic is caught inside; a join error means the runtime is going away.
+                let _ = steps_done.await;
             });
         }
     }
