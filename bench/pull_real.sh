@@ -108,6 +108,32 @@ for l in m["layers"]:
 print(packed, size, files)
 EOF
 }
+# The least work a pull of an image must do (bench/pull_floor.rs): hash, inflate and hash
+# every layer blob, one thread per layer, writing nothing. Median of three.
+FLOOR=$REPO_DIR/target/release/examples/pull_floor
+if [[ ${NO_BUILD:-0} != 1 ]]; then
+    (cd "$REPO_DIR" && cargo build --release --quiet --example pull_floor) || die "cargo build --example pull_floor failed"
+fi
+floor_of() {
+    local blobs
+    mapfile -t blobs < <(python3 - "$1" <<'EOF'
+import json, sys
+d = sys.argv[1]
+idx = json.load(open(f"{d}/index.json"))
+m = json.load(open(f"{d}/blobs/sha256/" + idx["manifests"][0]["digest"].split(":")[1]))
+for l in m["layers"]:
+    print(f"{d}/blobs/sha256/" + l["digest"].split(":")[1])
+EOF
+    )
+    for _ in 1 2 3; do "$FLOOR" "${blobs[@]}" | cut -d' ' -f1; done | sort -n | sed -n 2p
+}
+A_FLOOR=none
+B_FLOOR=none
+if [[ -x $FLOOR ]]; then
+    A_FLOOR=$(floor_of "$CACHE/a")
+    B_FLOOR=$(floor_of "$CACHE/b")
+fi
+
 read -r A_PACKED A_BYTES A_FILES < <(image_facts "$CACHE/a")
 read -r B_PACKED B_BYTES B_FILES < <(image_facts "$CACHE/b")
 
@@ -221,15 +247,17 @@ have podman && vers+=", podman $(podman --version | awk '{ print $3 }')"
 echo "$vers"
 printf 'image A: %d MB compressed, %d MB of files, %d files\n' $((A_PACKED / 1000000)) $((A_BYTES / 1000000)) "$A_FILES"
 printf 'image B: %d MB compressed, %d MB of files, %d files (most of them also in A, in other layers)\n' $((B_PACKED / 1000000)) $((B_BYTES / 1000000)) "$B_FILES"
+echo "floor (hash + inflate + hash of every layer, one thread per layer, nothing written): A ${A_FLOOR} s, B ${B_FLOOR} s"
 status_args=()
 for tool in $TOOLS; do status_args+=("$tool=${STATUS[$tool]}"); done
-python3 - "$RESULTS" "$RUNS" "${status_args[@]}" <<'EOF'
+python3 - "$RESULTS" "$RUNS" "$B_FLOOR" "${status_args[@]}" <<'EOF'
 import collections, statistics, sys
 rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     tool, which, run, secs, grow, inodes = line.split()
     rows[(tool, which)].append((float(secs), int(grow), int(inodes)))
-status = dict(a.split("=", 1) for a in sys.argv[3:])
+b_floor = None if sys.argv[3] == "none" else float(sys.argv[3])
+status = dict(a.split("=", 1) for a in sys.argv[4:])
 print(f"\ncold pull of A into an empty store, then B into the same store; {sys.argv[2]} rounds, "
       "medians, every pull followed by sync\n")
 print(f"{'tool':<12}{'image':<7}{'median s':>10}{'min s':>9}{'max s':>9}{'store +MB':>11}{'inodes +':>10}")
@@ -257,6 +285,8 @@ if ("layerlet", "A") in med:
     if ("layerlet", "B") in med:
         b, b_bytes = med[("layerlet", "B")]
         print(f"layerlet B/A time: {b / a:.2f}  (target <= 0.33)")
+        if b_floor is not None:
+            print(f"  B's floor alone, nothing written: {b_floor:.2f} s = {b_floor / a:.2f} of A")
         print(f"layerlet B/A store growth: {b_bytes / a_bytes:.2f}  (target <= 0.25)")
 if any(s.startswith("failed") for s in status.values()):
     sys.exit(1)
