@@ -48,7 +48,11 @@ impl Db {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
         let mut db = Db { conn, path };
-        db.write(schema::migrate)?;
+        // Nearly every open finds the schema current: a read then, not a write transaction,
+        // which would append to the WAL at every CLI call.
+        if db.schema_version()? != schema::SCHEMA_VERSION {
+            db.write(schema::migrate)?;
+        }
         Ok(db)
     }
 
@@ -148,6 +152,25 @@ mod tests {
         assert_eq!(mode, "wal");
         let fk: i64 = db.sql().value("PRAGMA foreign_keys", []).unwrap();
         assert_eq!(fk, 1);
+    }
+
+    #[test]
+    fn opening_a_current_database_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = layout(&dir);
+        let first = Db::open(&layout).unwrap();
+        let wal = layout.database().with_extension("db-wal");
+        let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        let (version, wal_before) = (first.data_version().unwrap(), wal_len());
+        for _ in 0..3 {
+            drop(Db::open(&layout).unwrap());
+        }
+        assert_eq!(
+            first.data_version().unwrap(),
+            version,
+            "another open committed"
+        );
+        assert_eq!(wal_len(), wal_before, "the WAL grew");
     }
 
     #[test]
