@@ -852,6 +852,8 @@ fn an_agent_killed_with_sigkill_and_restarted_adopts_its_pods_without_restarting
     }
     let items = pods(&agent);
     assert_eq!(items.len(), 3, "no duplicate pods: {items:?}");
+    // The new agent's base was made with the adopted pods' mounts in the host's namespace.
+    assert_base_has_no_pod_mounts(&agent);
 }
 
 /// A two-container pod, written and running under `agent`; its snapshot.
@@ -1395,4 +1397,160 @@ fn a_pod_that_keeps_failing_to_be_created_is_retried_with_backoff_and_reported_o
             .any(|(r, _)| r == "Started"),
         "older events were evicted"
     );
+}
+
+/// Host mounts made for a test, detached when it ends (pass or fail), deepest first.
+struct HostMounts(Vec<PathBuf>);
+
+impl HostMounts {
+    /// `dir` becomes a shared mount point of its own (a bind onto itself), as the host's
+    /// mounts are under systemd.
+    fn share(&mut self, dir: &Path) {
+        use nix::mount::{mount, MsFlags};
+        mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+        self.0.push(dir.to_path_buf());
+        mount(
+            None::<&str>,
+            dir,
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .unwrap();
+    }
+
+    fn tmpfs(&mut self, dir: &Path) {
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        self.0.push(dir.to_path_buf());
+    }
+}
+
+impl Drop for HostMounts {
+    fn drop(&mut self) {
+        for dir in self.0.iter().rev() {
+            let _ = nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// The mount base the agent holds open (see `runtime::process::mount_base`) has none of the
+/// mounts under the node's directory, which the host's namespace has while pods run.
+fn assert_base_has_no_pod_mounts(agent: &Agent) {
+    let base = std::fs::read_dir(format!("/proc/{}/fd", agent.pid()))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|fd| std::fs::read_link(fd).is_ok_and(|l| l.to_string_lossy().starts_with("mnt:[")))
+        .expect("the agent holds its mount base open");
+    let table = std::process::Command::new("nsenter")
+        .arg(format!("--mount={}", base.display()))
+        .args(["cat", "/proc/self/mountinfo"])
+        .output()
+        .unwrap();
+    assert!(table.status.success(), "{table:?}");
+    let in_base = String::from_utf8_lossy(&table.stdout).into_owned();
+    let node_root = format!("{}/", agent.node.dir.path().display());
+    assert!(!in_base.contains(&node_root), "{in_base}");
+    assert!(!mounts_under(agent.node.dir.path()).is_empty());
+}
+
+/// The agent clones each container's mount namespace from its mount base and hands it the
+/// host's mounts as copies: a HostToContainer volume is a slave of its host mount, so what
+/// the host mounts below it later shows inside, while a volume without propagation stays
+/// as it was when the container started.
+#[test]
+fn a_host_mount_made_after_start_reaches_a_host_to_container_volume_and_no_other() {
+    let node = busybox_node();
+    let agent = Agent::start(&node, &[]);
+    let host = tempfile::tempdir().unwrap();
+    let (follows, fixed) = (host.path().join("follows"), host.path().join("fixed"));
+    for dir in [&follows, &fixed] {
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+    }
+    let mut mounts = HostMounts(Vec::new());
+    mounts.share(&follows);
+    mounts.share(&fixed);
+
+    let name = unique("propagation");
+    let script = "until [ -e /follows/sub/marker ]; do sleep 0.1; done; echo follows-seen; \
+                  if [ -e /fixed/sub/marker ]; then echo fixed-seen; else echo fixed-unseen; fi; \
+                  sleep 3600";
+    let volume_mounts = "    volumeMounts:\n    - {name: follows, mountPath: /follows, mountPropagation: HostToContainer}\n    - {name: fixed, mountPath: /fixed}\n";
+    let volumes = format!(
+        "  volumes:\n  - name: follows\n    hostPath: {{path: {}, type: Directory}}\n  - name: fixed\n    hostPath: {{path: {}, type: Directory}}\n",
+        follows.display(),
+        fixed.display()
+    );
+    let app = container("app", &["sh", "-c", script], volume_mounts);
+    write_atomic(
+        &agent.manifests,
+        &format!("{name}.yaml"),
+        &pod_yaml(&name, "Always", &[app], &volumes),
+    );
+    wait_running(&agent, &name);
+
+    assert_base_has_no_pod_mounts(&agent);
+
+    for dir in [&follows, &fixed] {
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+    }
+    let mut mounts = HostMounts(Vec::new());
+    mounts.share(&follows);
+    mounts.share(&fixed);
+
+    let name = unique("propagation");
+    let script = "until [ -e /follows/sub/marker ]; do sleep 0.1; done; echo follows-seen; \
+                  if [ -e /fixed/sub/marker ]; then echo fixed-seen; else echo fixed-unseen; fi; \
+                  sleep 3600";
+    let volume_mounts = "    volumeMounts:\n    - {name: follows, mountPath: /follows, mountPropagation: HostToContainer}\n    - {name: fixed, mountPath: /fixed}\n";
+    let volumes = format!(
+        "  volumes:\n  - name: follows\n    hostPath: {{path: {}, type: Directory}}\n  - name: fixed\n    hostPath: {{path: {}, type: Directory}}\n",
+        follows.display(),
+        fixed.display()
+    );
+    let app = container("app", &["sh", "-c", script], volume_mounts);
+    write_atomic(
+        &agent.manifests,
+        &format!("{name}.yaml"),
+        &pod_yaml(&name, "Always", &[app], &volumes),
+    );
+    wait_running(&agent, &name);
+
+    // The base the agent holds has none of the pods' mounts, which the host's namespace has.
+    let base = std::fs::read_dir(format!("/proc/{}/fd", agent.pid()))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|fd| std::fs::read_link(fd).is_ok_and(|l| l.to_string_lossy().starts_with("mnt:[")))
+        .expect("the agent holds its mount base open");
+    let base_table = std::process::Command::new("nsenter")
+        .arg(format!("--mount={}", base.display()))
+        .args(["cat", "/proc/self/mountinfo"])
+        .output()
+        .unwrap();
+    assert!(base_table.status.success(), "{base_table:?}");
+    let node_root = format!("{}/", node.dir.path().display());
+    let in_base = String::from_utf8_lossy(&base_table.stdout).into_owned();
+    assert!(!in_base.contains(&node_root), "{in_base}");
+    assert!(!mounts_under(node.dir.path()).is_empty());
+
+    for dir in [&follows, &fixed] {
+        let sub = dir.join("sub");
+        mounts.tmpfs(&sub);
+        std::fs::write(sub.join("marker"), b"mounted after the container started").unwrap();
+    }
+    let logs = wait_for(&agent, "the container to look at both volumes", || {
+        let logs = node.ok(&["logs", &format!("{name}/app")]);
+        logs.contains("fixed-").then_some(logs)
+    });
+    assert!(logs.contains("follows-seen"), "{logs}");
+    assert!(logs.contains("fixed-unseen"), "{logs}");
+    assert!(!logs.contains("fixed-seen"), "{logs}");
 }

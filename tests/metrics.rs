@@ -678,6 +678,7 @@ fn a_layer_over_the_walk_budget_is_counted_by_the_worker_and_the_others_stay_fre
         cgroup_root: PathBuf::from("/sys/fs/cgroup"),
         pids_limit: None,
         networking: Default::default(),
+        mount_base: None,
     };
     let uid = unique("uid");
     store

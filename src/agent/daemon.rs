@@ -30,10 +30,26 @@ use crate::http::serve;
 use crate::image::store::Store;
 use crate::runtime::container::Runtime;
 use crate::runtime::pods::{clean_orphans, pod_containers, stop_pod, PodError};
+use crate::runtime::process::mount_base::MountBase;
 use crate::runtime::state::Status;
 use crate::source::manifests::{scan, watch, Desired, ManifestState};
 use crate::source::node::NodeSettings;
 use crate::sys::lock::{FileLock, LockError, LockMode};
+
+/// The agent's containers are cloned from a mount base (see
+/// [`crate::runtime::process::mount_base`]); without one they copy the host's mount table, which
+/// is slower at many pods but works the same.
+fn with_mount_base(mut rt: Runtime) -> Runtime {
+    let roots = [rt.layout.root(), rt.layout.run_root()];
+    match MountBase::create(&rt.exe, &roots) {
+        Ok(base) => rt.mount_base = Some(Arc::new(base)),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "no mount base: each container start copies the host's mount table"
+        ),
+    }
+    rt
+}
 
 /// Runs the agent until `shutdown` completes. Holds the data root's agent lock throughout.
 pub async fn run(
@@ -66,6 +82,7 @@ pub async fn run(
         None => None,
     };
     clean_up_after_a_crash(&rt, &store).await?;
+    let rt = with_mount_base(rt);
     // Already there when `run` is called again with the same Shared: that is fine.
     let _ = shared
         .metrics

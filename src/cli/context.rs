@@ -35,6 +35,7 @@ pub fn node_runtime(ctx: &Context) -> anyhow::Result<Runtime> {
         cgroup_root: PathBuf::from("/sys/fs/cgroup"),
         pids_limit: ctx.pids_limit,
         networking: ctx.networking.clone(),
+        mount_base: None,
     })
 }
 

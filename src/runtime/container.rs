@@ -90,6 +90,9 @@ pub struct Runtime {
     pub pids_limit: Option<u64>,
     /// How pods are networked (CNI or loopback only) and the cluster DNS they name.
     pub networking: std::sync::Arc<crate::runtime::network::PodNetworking>,
+    /// The mount namespace containers are cloned from (the agent's); None clones the
+    /// caller's (see [`crate::runtime::process::mount_base`]).
+    pub mount_base: Option<std::sync::Arc<crate::runtime::process::mount_base::MountBase>>,
 }
 
 /// The directories of one container: data (writable layer, log) and run state.
@@ -342,7 +345,14 @@ impl Runtime {
             exe: program.display().to_string(),
             reason,
         };
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        if let Some(base) = &self.mount_base {
+            command.env(
+                crate::runtime::process::mount_base::MOUNT_BASE_ENV,
+                base.path(),
+            );
+        }
+        let mut child = command
             .arg("__monitor")
             .arg(&dirs.run)
             .stdin(Stdio::null())

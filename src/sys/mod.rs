@@ -8,4 +8,5 @@ pub mod fs;
 pub mod lock;
 pub mod mount;
 mod mount_table;
+pub mod mount_tree;
 pub mod process;

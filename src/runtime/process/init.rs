@@ -5,7 +5,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +15,9 @@ use nix::sched::{setns, CloneFlags};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::unistd::{chdir, dup2, execve, pivot_root, setgroups, setresgid, setresuid, Gid, Uid};
 
+use super::mount_base::HostHandles;
 use crate::runtime::spec::ContainerPlan;
+use crate::sys::mount_tree::attach_tree;
 
 /// A step that failed, with the reason.
 pub struct InitFailure(pub String);
@@ -262,7 +264,20 @@ fn mount_at(
         .map_err(|e| fail(format!("mount {rel}"), e))
 }
 
-fn join_namespaces(plan: &ContainerPlan) -> Result<(), InitFailure> {
+fn join_namespaces(plan: &ContainerPlan, handles: Option<&HostHandles>) -> Result<(), InitFailure> {
+    if let Some(handles) = handles {
+        // Opened by the monitor in the host's mount namespace, where the pins are.
+        for (fd, flag, name) in [
+            (&handles.ipc, CloneFlags::CLONE_NEWIPC, "ipc"),
+            (&handles.uts, CloneFlags::CLONE_NEWUTS, "uts"),
+            (&handles.net, CloneFlags::CLONE_NEWNET, "net"),
+        ] {
+            if let Some(fd) = fd {
+                setns(fd, flag).map_err(|e| fail(format!("join pod {name} namespace"), e))?;
+            }
+        }
+        return Ok(());
+    }
     for (path, flag, name) in [
         (&plan.namespaces.ipc, CloneFlags::CLONE_NEWIPC, "ipc"),
         (&plan.namespaces.uts, CloneFlags::CLONE_NEWUTS, "uts"),
@@ -357,16 +372,27 @@ fn setup_dev(root: &Path, plan: &ContainerPlan) -> Result<(), InitFailure> {
     Ok(())
 }
 
-fn setup_mounts(plan: &ContainerPlan) -> Result<(), InitFailure> {
+fn setup_mounts(plan: &ContainerPlan, handles: Option<&HostHandles>) -> Result<(), InitFailure> {
     let root = plan.rootfs.as_path();
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| fail("make the mount namespace private", e))?;
+    let private = |target: &Path, what: &str| {
+        mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(|e| fail(format!("make {what} private"), e))
+    };
+    private(Path::new("/"), "the mount namespace")?;
+    if let Some(handles) = handles {
+        // Cloned from the base, where the rootfs is not mounted: attach the monitor's copy,
+        // then cut it from the host's peer group so nothing mounted here reaches the host.
+        let target = File::open(root).map_err(|e| fail("open the rootfs mount point", e))?;
+        attach_tree(handles.rootfs.as_fd(), target.as_fd())
+            .map_err(|e| fail("attach the rootfs", e))?;
+        private(root, "the rootfs")?;
+    }
     // A bind of the rootfs onto itself: a mount point we can remount read-only and pivot into.
     mount(
         Some(root),
@@ -429,18 +455,30 @@ fn setup_mounts(plan: &ContainerPlan) -> Result<(), InitFailure> {
         .map_err(|e| fail("remount /sys read-write for a privileged container", e))?;
     }
     harden_paths(root, plan)?;
-    for m in &plan.mounts {
-        mount_at(
-            root,
-            &m.destination,
-            m.directory,
-            Some(&m.source),
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        )?;
+    for (i, m) in plan.mounts.iter().enumerate() {
+        let tree = handles.and_then(|h| h.mounts.get(i));
+        match tree {
+            Some(tree) => {
+                let target = open_in_root(root, &m.destination, m.directory)?;
+                attach_tree(tree.as_fd(), target.as_fd())
+                    .map_err(|e| fail(format!("mount {}", m.destination), e))?;
+            }
+            None => mount_at(
+                root,
+                &m.destination,
+                m.directory,
+                Some(&m.source),
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )?,
+        }
         let propagation = match m.propagation {
-            crate::runtime::spec::mounts::Propagation::Private => None,
+            // A copy of a host mount stays its peer until told otherwise; a bind inside
+            // the private namespace is private already.
+            crate::runtime::spec::mounts::Propagation::Private => {
+                tree.map(|_| MsFlags::MS_REC | MsFlags::MS_PRIVATE)
+            }
             crate::runtime::spec::mounts::Propagation::Slave => {
                 Some(MsFlags::MS_REC | MsFlags::MS_SLAVE)
             }
@@ -528,13 +566,16 @@ fn become_user(plan: &ContainerPlan) -> Result<(), InitFailure> {
 
 /// Everything from joining namespaces to exec. Returns only on failure.
 /// `born_in_cgroup`: cloned into the cgroup's [`Cgroup::clone_target`] already.
+/// `handles`: what the monitor opened in the host's mount namespace when init was cloned
+/// from the mount base (see [`super::mount_base`]).
 pub fn run(
     plan: &ContainerPlan,
     seccomp: Option<&seccompiler::BpfProgram>,
     born_in_cgroup: bool,
     stdio: Stdio,
+    handles: Option<&HostHandles>,
 ) -> InitFailure {
-    match prepare_and_exec(plan, seccomp, born_in_cgroup, stdio) {
+    match prepare_and_exec(plan, seccomp, born_in_cgroup, stdio, handles) {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -586,6 +627,7 @@ fn prepare_and_exec(
     seccomp: Option<&seccompiler::BpfProgram>,
     born_in_cgroup: bool,
     stdio: Stdio,
+    handles: Option<&HostHandles>,
 ) -> Result<Never, InitFailure> {
     default_signals()?;
     if let Some(cg) = &plan.cgroup {
@@ -595,8 +637,12 @@ fn prepare_and_exec(
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| fail("new cgroup namespace", e))?;
     }
-    join_namespaces(plan)?;
-    setup_mounts(plan)?;
+    join_namespaces(plan, handles)?;
+    setup_mounts(plan, handles)?;
+    for fd in handles.map(HostHandles::raw_fds).unwrap_or_default() {
+        // SAFETY: this process's copies of the monitor's handles, used above and no more.
+        unsafe { libc::close(fd) };
+    }
     // The working directory is created if the image lacks it, as docker does.
     std::fs::create_dir_all(&plan.cwd)
         .map_err(|e| fail(format!("create workingDir {}", plan.cwd), e))?;

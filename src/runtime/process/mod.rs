@@ -5,4 +5,5 @@
 pub mod exec;
 pub mod init;
 pub mod monitor;
+pub mod mount_base;
 pub mod probe;

@@ -17,6 +17,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{pipe2, Pid};
 
 use crate::runtime::logs::{CriLogWriter, LogRotation, Stream};
+use crate::runtime::process::mount_base::{HostHandles, MOUNT_BASE_ENV};
 use crate::runtime::spec::ContainerPlan;
 use crate::runtime::state::{Exited, Started, StateFiles};
 use crate::sys::process::start_ticks;
@@ -182,6 +183,16 @@ fn detach_stdout() {
     }
 }
 
+/// The host's handles for an init cloned from the agent's mount base, when the agent named
+/// one; without (a foreground `run`, or a base that is gone) init's mount namespace is a copy
+/// of the host's, as it always was.
+fn host_handles(plan: &ContainerPlan) -> Option<HostHandles> {
+    let base = std::env::var_os(MOUNT_BASE_ENV)?;
+    HostHandles::open(Path::new(&base), plan)
+        .map_err(|e| eprintln!("monitor: {e}; init's mount namespace is copied from the host's"))
+        .ok()
+}
+
 fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
     let plan_bytes = std::fs::read(plan_path(run_dir)).map_err(|e| format!("read plan: {e}"))?;
     let plan: ContainerPlan =
@@ -225,6 +236,7 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
         .and_then(|cg| cg.clone_target())
         .and_then(|dir| std::fs::File::open(dir).ok());
     let cgroup_fd = cgroup_dir.as_ref().map(|d| d.as_raw_fd());
+    let handles = host_handles(&plan);
     let child = |born_in_cgroup| {
         if let Some(fd) = cgroup_fd {
             // A host directory has no business staying open in the container, even with
@@ -232,21 +244,38 @@ fn run(run_dir: &Path, ready: &mut std::fs::File) -> Result<(), String> {
             // SAFETY: the child's copy of the fd; the parent's File is not dropped here.
             unsafe { libc::close(fd) };
         }
-        let failure =
-            crate::runtime::process::init::run(&plan, filter.as_ref(), born_in_cgroup, init_stdio);
+        let failure = crate::runtime::process::init::run(
+            &plan,
+            filter.as_ref(),
+            born_in_cgroup,
+            init_stdio,
+            handles.as_ref(),
+        );
         // SAFETY: fail_fd is the write end of the failure pipe, open in this child.
         let mut pipe = unsafe { std::fs::File::from_raw_fd(fail_fd) };
         let _ = pipe.write_all(failure.0.as_bytes());
         127
     };
+    if let Some(h) = &handles {
+        h.enter_base().map_err(|e| e.to_string())?;
+    }
     // SAFETY: the monitor is single-threaded (a fresh exec, no runtime), so the child may
     // allocate.
-    let pid = unsafe {
+    let cloned = unsafe {
         crate::sys::clone::fork_into(flags.bits(), cgroup_dir.as_ref().map(|d| d.as_fd()), child)
+    };
+    if let Some(h) = &handles {
+        // The monitor's own files (state, logs) are the host's. Should the way back fail, the
+        // same files are reached from the base (it only lacks the pods' mounts): init runs,
+        // so the monitor carries on rather than orphan it.
+        if let Err(e) = h.leave_base() {
+            eprintln!("monitor: {e}");
+        }
     }
-    .map(Pid::from_raw)
-    .map_err(|e| format!("clone the container's init: {e}"))?;
-    drop(cgroup_dir);
+    let pid = cloned
+        .map(Pid::from_raw)
+        .map_err(|e| format!("clone the container's init: {e}"))?;
+    drop((cgroup_dir, handles));
     let Stdio {
         outputs,
         input,
