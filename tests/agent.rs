@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::Agent;
+use common::{Agent, HostMounts};
 use serde_json::Value;
 use support::{Compression, ImageSpec, LayerBuilder};
 
@@ -1399,47 +1399,6 @@ fn a_pod_that_keeps_failing_to_be_created_is_retried_with_backoff_and_reported_o
     );
 }
 
-/// Host mounts made for a test, detached when it ends (pass or fail), deepest first.
-struct HostMounts(Vec<PathBuf>);
-
-impl HostMounts {
-    /// `dir` becomes a shared mount point of its own (a bind onto itself), as the host's
-    /// mounts are under systemd.
-    fn share(&mut self, dir: &Path) {
-        use nix::mount::{mount, MsFlags};
-        mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
-        self.0.push(dir.to_path_buf());
-        mount(
-            None::<&str>,
-            dir,
-            None::<&str>,
-            MsFlags::MS_SHARED,
-            None::<&str>,
-        )
-        .unwrap();
-    }
-
-    fn tmpfs(&mut self, dir: &Path) {
-        nix::mount::mount(
-            Some("tmpfs"),
-            dir,
-            Some("tmpfs"),
-            nix::mount::MsFlags::empty(),
-            None::<&str>,
-        )
-        .unwrap();
-        self.0.push(dir.to_path_buf());
-    }
-}
-
-impl Drop for HostMounts {
-    fn drop(&mut self) {
-        for dir in self.0.iter().rev() {
-            let _ = nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH);
-        }
-    }
-}
-
 /// The mount base the agent holds open (see `runtime::process::mount_base`) has none of the
 /// mounts under the node's directory, which the host's namespace has while pods run.
 fn assert_base_has_no_pod_mounts(agent: &Agent) {
@@ -1474,7 +1433,7 @@ fn a_host_mount_made_after_start_reaches_a_host_to_container_volume_and_no_other
     for dir in [&follows, &fixed] {
         std::fs::create_dir_all(dir.join("sub")).unwrap();
     }
-    let mut mounts = HostMounts(Vec::new());
+    let mut mounts = HostMounts::default();
     mounts.share(&follows);
     mounts.share(&fixed);
 
@@ -1501,7 +1460,7 @@ fn a_host_mount_made_after_start_reaches_a_host_to_container_volume_and_no_other
     for dir in [&follows, &fixed] {
         std::fs::create_dir_all(dir.join("sub")).unwrap();
     }
-    let mut mounts = HostMounts(Vec::new());
+    let mut mounts = HostMounts::default();
     mounts.share(&follows);
     mounts.share(&fixed);
 

@@ -1919,3 +1919,55 @@ fn a_memory_limit_also_bounds_swap() {
         (64u64 << 20).to_string()
     );
 }
+
+/// Without an agent too, a HostToContainer volume follows the host: what the host mounts below
+/// it after the container started shows inside, while a volume without propagation stays as
+/// it was.
+#[test]
+fn a_host_mount_made_after_run_reaches_a_host_to_container_volume_and_no_other() {
+    let node = busybox_node();
+    let host = tempfile::tempdir().unwrap();
+    let (follows, fixed) = (host.path().join("follows"), host.path().join("fixed"));
+    for dir in [&follows, &fixed] {
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+    }
+    let mut mounts = common::HostMounts::default();
+    mounts.share(&follows);
+    mounts.share(&fixed);
+    let script = "until [ -e /follows/sub/marker ]; do sleep 0.1; done; echo follows-seen; \
+                  if [ -e /fixed/sub/marker ]; then echo fixed-seen; else echo fixed-unseen; fi; \
+                  exec /bin/busybox sleep 1000";
+    let pod = Pod::new(
+        &node,
+        &manifest(
+            "propagation",
+            vec![with(
+                sh("c", script),
+                "volumeMounts",
+                json!([
+                    {"name": "follows", "mountPath": "/follows", "mountPropagation": "HostToContainer"},
+                    mount("fixed", "/fixed"),
+                ]),
+            )],
+            json!([
+                {"name": "follows", "hostPath": {"path": follows, "type": "Directory"}},
+                {"name": "fixed", "hostPath": {"path": fixed, "type": "Directory"}},
+            ]),
+        ),
+    );
+    pod.start();
+    wait_state(&node, "propagation", "c", "running");
+    for dir in [&follows, &fixed] {
+        let sub = dir.join("sub");
+        mounts.tmpfs(&sub);
+        std::fs::write(sub.join("marker"), b"mounted after the container started").unwrap();
+    }
+    let logs = wait_for("the container to look at both volumes", || {
+        let out = node.run(&["logs", &pod.c("c")]);
+        let text = stdout(&out);
+        text.contains("fixed-").then_some(text)
+    });
+    assert!(logs.contains("follows-seen"), "{logs}");
+    assert!(logs.contains("fixed-unseen"), "{logs}");
+    assert!(!logs.contains("fixed-seen"), "{logs}");
+}

@@ -595,3 +595,45 @@ pub fn layer_dirs_of(node: &Node, image: &str) -> Vec<PathBuf> {
         })
         .collect()
 }
+
+/// Host mounts made for a test, detached when it ends (pass or fail), deepest first.
+#[derive(Default)]
+pub struct HostMounts(Vec<std::path::PathBuf>);
+
+impl HostMounts {
+    /// `dir` becomes a shared mount point of its own (a bind onto itself), as the host's
+    /// mounts are under systemd.
+    pub fn share(&mut self, dir: &std::path::Path) {
+        use nix::mount::{mount, MsFlags};
+        mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+        self.0.push(dir.to_path_buf());
+        mount(
+            None::<&str>,
+            dir,
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .unwrap();
+    }
+
+    pub fn tmpfs(&mut self, dir: &std::path::Path) {
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        self.0.push(dir.to_path_buf());
+    }
+}
+
+impl Drop for HostMounts {
+    fn drop(&mut self) {
+        for dir in self.0.iter().rev() {
+            let _ = nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}

@@ -5,7 +5,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -16,8 +16,9 @@ use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::unistd::{chdir, dup2, execve, pivot_root, setgroups, setresgid, setresuid, Gid, Uid};
 
 use super::mount_base::HostHandles;
+use crate::runtime::spec::mounts::Propagation;
 use crate::runtime::spec::ContainerPlan;
-use crate::sys::mount_tree::attach_tree;
+use crate::sys::mount_tree::{attach_tree, clone_tree};
 
 /// A step that failed, with the reason.
 pub struct InitFailure(pub String);
@@ -374,6 +375,28 @@ fn setup_dev(root: &Path, plan: &ContainerPlan) -> Result<(), InitFailure> {
 
 fn setup_mounts(plan: &ContainerPlan, handles: Option<&HostHandles>) -> Result<(), InitFailure> {
     let root = plan.rootfs.as_path();
+    // Each volume is attached as a copy of its host mount, a peer of it until its
+    // propagation is set: the monitor's copies when init was cloned from the mount base, else
+    // taken here, before the namespace turns private and the copies would be private too.
+    let taken_here: Vec<OwnedFd>;
+    let trees: Vec<BorrowedFd> = match handles {
+        Some(h) => h.mounts.iter().map(AsFd::as_fd).collect(),
+        None => {
+            taken_here = plan
+                .mounts
+                .iter()
+                .map(|m| {
+                    clone_tree(&m.source).map_err(|e| {
+                        fail(
+                            format!("mount {} from {}", m.destination, m.source.display()),
+                            e,
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            taken_here.iter().map(AsFd::as_fd).collect()
+        }
+    };
     let private = |target: &Path, what: &str| {
         mount(
             None::<&str>,
@@ -455,48 +478,25 @@ fn setup_mounts(plan: &ContainerPlan, handles: Option<&HostHandles>) -> Result<(
         .map_err(|e| fail("remount /sys read-write for a privileged container", e))?;
     }
     harden_paths(root, plan)?;
-    for (i, m) in plan.mounts.iter().enumerate() {
-        let tree = handles.and_then(|h| h.mounts.get(i));
-        match tree {
-            Some(tree) => {
-                let target = open_in_root(root, &m.destination, m.directory)?;
-                attach_tree(tree.as_fd(), target.as_fd())
-                    .map_err(|e| fail(format!("mount {}", m.destination), e))?;
-            }
-            None => mount_at(
-                root,
-                &m.destination,
-                m.directory,
-                Some(&m.source),
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None,
-            )?,
-        }
+    for (m, tree) in plan.mounts.iter().zip(trees) {
+        let target = open_in_root(root, &m.destination, m.directory)?;
+        attach_tree(tree, target.as_fd())
+            .map_err(|e| fail(format!("mount {}", m.destination), e))?;
         let propagation = match m.propagation {
-            // A copy of a host mount stays its peer until told otherwise; a bind inside
-            // the private namespace is private already.
-            crate::runtime::spec::mounts::Propagation::Private => {
-                tree.map(|_| MsFlags::MS_REC | MsFlags::MS_PRIVATE)
-            }
-            crate::runtime::spec::mounts::Propagation::Slave => {
-                Some(MsFlags::MS_REC | MsFlags::MS_SLAVE)
-            }
-            crate::runtime::spec::mounts::Propagation::Shared => {
-                Some(MsFlags::MS_REC | MsFlags::MS_SHARED)
-            }
+            Propagation::Private => MsFlags::MS_PRIVATE,
+            Propagation::Slave => MsFlags::MS_SLAVE,
+            Propagation::Shared => MsFlags::MS_SHARED,
         };
-        if let Some(flags) = propagation {
-            let target = open_in_root(root, &m.destination, m.directory)?;
-            mount(
-                None::<&str>,
-                &fd_path(&target),
-                None::<&str>,
-                flags,
-                None::<&str>,
-            )
-            .map_err(|e| fail(format!("set propagation of {}", m.destination), e))?;
-        }
+        // Read again: the attached mount now covers the directory opened above.
+        let attached = open_in_root(root, &m.destination, m.directory)?;
+        mount(
+            None::<&str>,
+            &fd_path(&attached),
+            None::<&str>,
+            MsFlags::MS_REC | propagation,
+            None::<&str>,
+        )
+        .map_err(|e| fail(format!("set propagation of {}", m.destination), e))?;
         if m.read_only {
             let target = open_in_root(root, &m.destination, m.directory)?;
             mount(
