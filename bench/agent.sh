@@ -85,6 +85,23 @@ UNSHARE_MS=$(for _ in 1 2 3 4 5; do
     unshare -m true
     awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f\n", (b - a) * 1000 }'
 done | sort -n | sed -n 3p)
+# Containers are cloned from the agent's mount base (src/runtime/process/mount_base.rs),
+# which lacks the pods' mounts: its size and what one copy of it costs (nsenter's exec
+# included).
+BASE_NS=""
+for fd in "/proc/$AGENT_PID/fd/"*; do
+    [[ $(readlink "$fd" 2>/dev/null) == mnt:* ]] && BASE_NS=$fd
+done
+BASE_LINE="none (each start copies the agent's namespace)"
+if [[ -n $BASE_NS ]]; then
+    BASE_MOUNTS=$(nsenter --mount="$BASE_NS" cat /proc/self/mountinfo | wc -l)
+    BASE_MS=$(for _ in 1 2 3 4 5; do
+        t0=$(now)
+        nsenter --mount="$BASE_NS" unshare -m true
+        awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f\n", (b - a) * 1000 }'
+    done | sort -n | sed -n 3p)
+    BASE_LINE="$BASE_MOUNTS mounts; one copy (nsenter --mount=BASE unshare -m true): $BASE_MS ms"
+fi
 cp "$PHASES" "$BASE/layerlet/phases-burst.jsonl"
 read -r MON_N MON_PSS _ _ < <(helper pss exe "$SEALED" ${SEALED_MONITOR:+"$SEALED_MONITOR"})
 TOTAL[layerlet]=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["total"])' "$BURST")
@@ -195,6 +212,7 @@ echo "  layerlet status empty after $(awk -v s="$STATUS_EMPTY" 'BEGIN { printf "
     "(left: $LL_LEFT)"
 echo "  agent RSS with $N pods: $((AGENT_RSS_KB / 1024)) MiB; $MON_N monitors, PSS $((MON_PSS / 1024)) MiB in all"
 echo "  mounts in the agent's namespace with $N pods: $MOUNTS; one mount namespace copy (unshare -m true): $UNSHARE_MS ms"
+echo "  the agent's mount base, which containers are cloned from: $BASE_LINE"
 echo "  layerlet's phases during the burst (src/phases.rs), ms; steps per pod, observe per"
 echo "  reconcile round (every pod's state read once), indented ones part of the step below:"
 printf '    %-18s%10s%10s%8s\n' phase median p90 count
