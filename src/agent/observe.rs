@@ -74,14 +74,13 @@ pub fn observe_container(
     c: &ContainerRecord,
 ) -> Result<(ObservedContainer, Option<ExitInfo>), PodError> {
     let state = rt.dirs(&c.id)?.state();
-    let exited = match state.exited().ok().flatten() {
-        Some(e) => Some(e),
-        None => {
-            rt.settle_lost(&c.id)?;
-            state.exited().ok().flatten()
-        }
-    };
+    // Three reads a round for a running container: no exit record, its start record, and
+    // whether its monitor lives (a monitor that died without a word is settled here).
+    let mut exited = state.exited().ok().flatten();
     let started = state.started().ok().flatten();
+    if let (None, Some(s)) = (&exited, &started) {
+        exited = Runtime::settle_if_lost(&state, s)?;
+    }
     let status = if exited.is_some() {
         Status::Exited
     } else if started.is_some() {
@@ -137,6 +136,11 @@ pub fn observe(
         .into_iter()
         .filter_map(|i| Some((i.digest.to_string(), i.index_digest?.to_string())))
         .collect();
+    // Grouped once: a scan of every container per pod grows with the square of the pods.
+    let mut by_pod: HashMap<&str, Vec<&ContainerRecord>> = HashMap::new();
+    for c in &containers {
+        by_pod.entry(c.pod_uid.as_str()).or_default().push(c);
+    }
     let mut out = Observation::default();
     for record in records.iter().filter(|r| r.owner == owner) {
         let spec = match specs.spec(record) {
@@ -148,7 +152,7 @@ pub fn observe(
         };
         let mut observed = Vec::new();
         let mut newest: BTreeMap<&str, &ContainerRecord> = BTreeMap::new();
-        for c in containers.iter().filter(|c| c.pod_uid == record.uid) {
+        for &c in by_pod.get(record.uid.as_str()).into_iter().flatten() {
             let (container, exit) = observe_container(rt, c)?;
             if let Some(exit) = exit {
                 out.reasons.insert(c.id.clone(), exit);
@@ -183,7 +187,8 @@ pub fn observe(
             },
         );
     }
-    specs.retain(|uid| records.iter().any(|r| r.uid == uid));
+    let live: std::collections::HashSet<&str> = records.iter().map(|r| r.uid.as_str()).collect();
+    specs.retain(|uid| live.contains(uid));
     Ok(out)
 }
 

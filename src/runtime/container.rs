@@ -19,7 +19,9 @@ use crate::runtime::sandbox::Sandbox;
 use crate::runtime::spec::{
     check_mount_destinations, plan_container, ContainerPlan, PlanInputs, SpecError,
 };
-use crate::runtime::state::{check, Action, Exited, StateError, StateFiles, Status, Verdict};
+use crate::runtime::state::{
+    check, Action, Exited, Started, StateError, StateFiles, Status, Verdict,
+};
 use crate::runtime::storage::rootfs::{ContainerLayer, RootfsError};
 use crate::runtime::storage::volumes::{
     container_mounts, unmounted_image_volumes, PodVolumes, VolumeError,
@@ -155,6 +157,17 @@ impl Runtime {
         if state.exited()?.is_some() {
             return Ok(());
         }
+        Self::settle_if_lost(&state, &started)?;
+        Ok(())
+    }
+
+    /// [`Runtime::settle_lost`] for a container whose start record was just read and whose
+    /// exit record was not there: writes exit 255 if neither its monitor nor its process
+    /// lives. Returns the exit record, if there is one now.
+    pub fn settle_if_lost(
+        state: &StateFiles,
+        started: &Started,
+    ) -> Result<Option<Exited>, ContainerError> {
         let alive = |pid: i32, ticks: u64| {
             let now = crate::sys::process::start_ticks(pid);
             now.is_some() && (ticks == 0 || now == Some(ticks))
@@ -162,22 +175,23 @@ impl Runtime {
         if alive(started.monitor_pid, started.monitor_start_ticks)
             || alive(started.pid, started.pid_start_ticks)
         {
-            return Ok(());
+            return Ok(None);
         }
-        // The monitor may have written its record between the two reads above.
-        if state.exited()?.is_some() {
-            return Ok(());
+        // The monitor may have written its record since the caller looked.
+        if let Some(exited) = state.exited()? {
+            return Ok(Some(exited));
         }
         let now = crate::time::unix_ms_now();
-        state.write_exited(&Exited {
+        let exited = Exited {
             exit_code: 255,
             reason: "Unknown".into(),
             signal: None,
             finished_at: crate::time::format_rfc3339_nano(std::time::SystemTime::now()),
             finished_unix_ms: now,
             message: Some("the container's monitor process died; its exit code is unknown".into()),
-        })?;
-        Ok(())
+        };
+        state.write_exited(&exited)?;
+        Ok(Some(exited))
     }
 
     pub fn plan(&self, id: &str) -> Result<Option<ContainerPlan>, ContainerError> {

@@ -13,13 +13,17 @@ const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
 const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 
-/// A detached copy of the mount tree at `path` (the mount and everything below it), as a
-/// bind mount would make; closed on exec.
-pub fn clone_tree(path: &Path) -> io::Result<OwnedFd> {
+/// A detached copy of the mount at `path`, as a bind mount would make, with the mounts below
+/// it when `recursive` (a recursive bind); closed on exec. A file has nothing below it, and
+/// the recursive copy of a path that is not a mount root walks every mount of the mount it
+/// is on (a file under the data root: every pod's mounts), so files are copied alone.
+pub fn clone_tree(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
     let c_path = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let flags =
-        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
     // SAFETY: open_tree with a NUL-terminated path; returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c_path.as_ptr(), flags) };
     if fd < 0 {
@@ -70,7 +74,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(source.join("file"), b"from the source").unwrap();
-        let tree = clone_tree(&source).unwrap();
+        let tree = clone_tree(&source, true).unwrap();
         let at = std::fs::File::open(&target).unwrap();
         attach_tree(tree.as_fd(), at.as_fd()).unwrap();
         let seen = std::fs::read(target.join("file"));
@@ -80,8 +84,22 @@ mod tests {
     }
 
     #[test]
+    fn a_file_is_copied_alone_and_attached_over_another_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (source, target) = (tmp.path().join("hosts"), tmp.path().join("target"));
+        std::fs::write(&source, b"127.0.0.1 localhost").unwrap();
+        std::fs::write(&target, b"").unwrap();
+        let tree = clone_tree(&source, false).unwrap();
+        let at = std::fs::File::open(&target).unwrap();
+        attach_tree(tree.as_fd(), at.as_fd()).unwrap();
+        let seen = std::fs::read(&target);
+        let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
+        assert_eq!(seen.unwrap(), b"127.0.0.1 localhost");
+    }
+
+    #[test]
     fn cloning_a_missing_path_fails() {
         let tmp = tempfile::tempdir().unwrap();
-        assert!(clone_tree(&tmp.path().join("missing")).is_err());
+        assert!(clone_tree(&tmp.path().join("missing"), false).is_err());
     }
 }

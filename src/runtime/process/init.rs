@@ -386,7 +386,7 @@ fn setup_mounts(plan: &ContainerPlan, handles: Option<&HostHandles>) -> Result<(
                 .mounts
                 .iter()
                 .map(|m| {
-                    clone_tree(&m.source).map_err(|e| {
+                    clone_tree(&m.source, m.directory).map_err(|e| {
                         fail(
                             format!("mount {} from {}", m.destination, m.source.display()),
                             e,

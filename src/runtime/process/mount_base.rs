@@ -173,8 +173,8 @@ fn open_fd(what: &'static str, path: &Path) -> Result<OwnedFd, MountBaseError> {
         })
 }
 
-fn tree(what: &'static str, path: &Path) -> Result<OwnedFd, MountBaseError> {
-    clone_tree(path).map_err(|source| MountBaseError::Open {
+fn tree(what: &'static str, path: &Path, recursive: bool) -> Result<OwnedFd, MountBaseError> {
+    clone_tree(path, recursive).map_err(|source| MountBaseError::Open {
         what,
         path: path.to_path_buf(),
         source,
@@ -194,11 +194,11 @@ impl HostHandles {
                 .transpose()
         };
         Ok(HostHandles {
-            rootfs: tree("copy the rootfs mount", &plan.rootfs)?,
+            rootfs: tree("copy the rootfs mount", &plan.rootfs, true)?,
             mounts: plan
                 .mounts
                 .iter()
-                .map(|m| tree("copy the mount source", &m.source))
+                .map(|m| tree("copy the mount source", &m.source, m.directory))
                 .collect::<Result<_, _>>()?,
             ipc: pin(&plan.namespaces.ipc)?,
             uts: pin(&plan.namespaces.uts)?,
