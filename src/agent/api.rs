@@ -153,7 +153,7 @@ impl ApiLink {
     /// Before the first full list, pods that came from the API stay as recorded.
     pub fn keep_unseen(&self, desired: &mut Desired, observed: &BTreeMap<String, ObservedPod>) {
         let synced = self.duties.lock().unwrap_or_else(|p| p.into_inner()).synced;
-        keep_unseen_api_pods(desired, observed.iter().map(|(k, o)| (k, &o.spec)), synced);
+        keep_unseen_api_pods(desired, observed.iter().map(|(k, o)| (k, &*o.spec)), synced);
     }
 
     /// What the API server's state holds back this round, for the planner.
@@ -353,7 +353,8 @@ mod tests {
             spec: crate::pod::pod_from_yaml_str(
                 "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: app, image: y:1}]\n",
             )
-            .unwrap(),
+            .unwrap()
+            .into(),
             containers: vec![],
             created_ms: 0,
         }

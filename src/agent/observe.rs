@@ -4,6 +4,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use super::plan::{ObservedContainer, ObservedPod};
 use super::status::ExitInfo;
@@ -33,25 +34,25 @@ pub struct Observation {
 /// Parsed pod specs by uid, with the record text each was parsed from.
 #[derive(Debug, Default)]
 pub struct SpecCache {
-    specs: HashMap<String, (String, PodSpec)>,
+    specs: HashMap<String, (String, Arc<PodSpec>)>,
     /// How many records were parsed.
     parses: u64,
 }
 
 impl SpecCache {
     /// The record's spec: parsed again only when its text changed.
-    pub fn spec(&mut self, record: &PodRecord) -> Result<&PodSpec, PodError> {
+    pub fn spec(&mut self, record: &PodRecord) -> Result<&Arc<PodSpec>, PodError> {
         let entry = match self.specs.entry(record.uid.clone()) {
             Entry::Occupied(e) if e.get().0 == record.spec => e.into_mut(),
             Entry::Occupied(mut e) => {
-                e.insert((record.spec.clone(), pod_spec(record)?));
+                e.insert((record.spec.clone(), Arc::new(pod_spec(record)?)));
                 self.parses += 1;
                 e.into_mut()
             }
             Entry::Vacant(e) => {
                 let parsed = pod_spec(record)?;
                 self.parses += 1;
-                e.insert((record.spec.clone(), parsed))
+                e.insert((record.spec.clone(), Arc::new(parsed)))
             }
         };
         Ok(&entry.1)
@@ -215,11 +216,11 @@ mod tests {
         .unwrap();
         let mut cache = SpecCache::default();
         for _ in 0..3 {
-            assert_eq!(cache.spec(&record(&spec)).unwrap(), &spec);
+            assert_eq!(**cache.spec(&record(&spec)).unwrap(), spec);
         }
         assert_eq!(cache.parses(), 1);
         spec.labels.insert("tier".into(), "web".into());
-        assert_eq!(cache.spec(&record(&spec)).unwrap(), &spec);
+        assert_eq!(**cache.spec(&record(&spec)).unwrap(), spec);
         assert_eq!(cache.parses(), 2);
         let mut broken = record(&spec);
         broken.spec.push('x');

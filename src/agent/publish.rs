@@ -48,7 +48,10 @@ pub fn publish(ctx: &Context, view: &RoundView<'_>, start_times: &mut BTreeMap<S
         now_ms: view.now,
     };
     for key in keys {
-        let spec = desired.pods.get(key).or(observed.get(key).map(|o| &o.spec));
+        let spec = desired
+            .pods
+            .get(key)
+            .or(observed.get(key).map(|o| &*o.spec));
         let Some(spec) = spec else { continue };
         // What the node has under this name, if it is this pod: a pod deleted and created
         // again under its name must not show its predecessor's containers.

@@ -160,7 +160,7 @@ impl<'e> ForegroundPod<'e> {
         if let Some(spec) = self.desired.get(&self.key) {
             let pod = ObservedPod {
                 uid: self.uid.clone(),
-                spec: spec.clone(),
+                spec: std::sync::Arc::new(spec.clone()),
                 containers: Vec::new(),
                 created_ms: (created_at.max(0) as u64) * 1000,
             };

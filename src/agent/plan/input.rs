@@ -27,7 +27,9 @@ pub struct ObservedContainer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObservedPod {
     pub uid: String,
-    pub spec: PodSpec,
+    /// Shared with the agent's cache of parsed specs: a round observes every pod, and a
+    /// copy of each spec per round was most of what a round allocated.
+    pub spec: std::sync::Arc<PodSpec>,
     pub containers: Vec<ObservedContainer>,
     /// When the pod record was made: the start of `activeDeadlineSeconds`.
     pub created_ms: u64,

@@ -94,13 +94,21 @@ fn plan_containers(
 ) -> Vec<Step> {
     let (backoff, now_ms) = (&input.backoff, input.now_ms);
     let mut steps = Vec::new();
-    let empty = ObservedPod {
-        uid: spec.uid.clone(),
-        spec: spec.clone(),
-        containers: Vec::new(),
-        created_ms: now_ms,
+    // Built only for a pod the node does not have yet: a copy of every spec each round
+    // showed in profiles at 1,000 pods.
+    let empty;
+    let pod = match pod {
+        Some(pod) => pod,
+        None => {
+            empty = ObservedPod {
+                uid: spec.uid.clone(),
+                spec: std::sync::Arc::new(spec.clone()),
+                containers: Vec::new(),
+                created_ms: now_ms,
+            };
+            &empty
+        }
     };
-    let pod = pod.unwrap_or(&empty);
     if deadline_exceeded(spec, pod.created_ms, now_ms) {
         for c in pod.running() {
             steps.push(Step::StopContainer {

@@ -45,7 +45,7 @@ fn observed(spec: &PodSpec, containers: Vec<ObservedContainer>) -> BTreeMap<Stri
         spec.key(),
         ObservedPod {
             uid: spec.uid.clone(),
-            spec: spec.clone(),
+            spec: spec.clone().into(),
             containers,
             created_ms: NOW - 60_000,
         },

@@ -56,7 +56,7 @@ fn pod(extra: &str) -> ObservedPod {
     .unwrap();
     ObservedPod {
         uid: spec.uid.clone(),
-        spec,
+        spec: spec.into(),
         containers: vec![ObservedContainer {
             id: "c1".into(),
             name: "app".into(),
