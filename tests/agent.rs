@@ -1438,7 +1438,8 @@ fn a_host_mount_made_after_start_reaches_a_host_to_container_volume_and_no_other
     mounts.share(&fixed);
 
     let name = unique("propagation");
-    let script = "until [ -e /follows/sub/marker ]; do sleep 0.1; done; echo follows-seen; \
+    let script = "echo first-mount=$(head -n 1 /proc/self/mountinfo | cut -d ' ' -f 5); \
+                  until [ -e /follows/sub/marker ]; do sleep 0.1; done; echo follows-seen; \
                   if [ -e /fixed/sub/marker ]; then echo fixed-seen; else echo fixed-unseen; fi; \
                   sleep 3600";
     let volume_mounts = "    volumeMounts:\n    - {name: follows, mountPath: /follows, mountPropagation: HostToContainer}\n    - {name: fixed, mountPath: /fixed}\n";
@@ -1469,4 +1470,6 @@ fn a_host_mount_made_after_start_reaches_a_host_to_container_volume_and_no_other
     assert!(logs.contains("follows-seen"), "{logs}");
     assert!(logs.contains("fixed-unseen"), "{logs}");
     assert!(!logs.contains("fixed-seen"), "{logs}");
+    // Its rootfs is its oldest mount, listed first, as under runc.
+    assert!(logs.lines().any(|l| l == "first-mount=/"), "{logs}");
 }

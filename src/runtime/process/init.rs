@@ -375,14 +375,17 @@ fn setup_dev(root: &Path, plan: &ContainerPlan) -> Result<(), InitFailure> {
 
 fn setup_mounts(plan: &ContainerPlan, handles: Option<&HostHandles>) -> Result<(), InitFailure> {
     let root = plan.rootfs.as_path();
-    // Each volume is attached as a copy of its host mount, a peer of it until its
-    // propagation is set: the monitor's copies when init was cloned from the mount base, else
-    // taken here, before the namespace turns private and the copies would be private too.
-    let taken_here: Vec<OwnedFd>;
-    let trees: Vec<BorrowedFd> = match handles {
-        Some(h) => h.mounts.iter().map(AsFd::as_fd).collect(),
+    // The rootfs and each volume are attached as copies of their host mounts, a volume a peer
+    // of its host mount until its propagation is set: the monitor's copies when init was
+    // cloned from the mount base, else taken here, before the namespace turns private and
+    // the copies would be private too. The rootfs is copied first, so its mount is the
+    // oldest in the container and /proc/self/mountinfo lists it first, as under runc.
+    let (rootfs_here, mounts_here): (OwnedFd, Vec<OwnedFd>);
+    let (rootfs_tree, trees): (BorrowedFd, Vec<BorrowedFd>) = match handles {
+        Some(h) => (h.rootfs.as_fd(), h.mounts.iter().map(AsFd::as_fd).collect()),
         None => {
-            taken_here = plan
+            rootfs_here = clone_tree(root, true).map_err(|e| fail("copy the rootfs mount", e))?;
+            mounts_here = plan
                 .mounts
                 .iter()
                 .map(|m| {
@@ -394,7 +397,10 @@ fn setup_mounts(plan: &ContainerPlan, handles: Option<&HostHandles>) -> Result<(
                     })
                 })
                 .collect::<Result<_, _>>()?;
-            taken_here.iter().map(AsFd::as_fd).collect()
+            (
+                rootfs_here.as_fd(),
+                mounts_here.iter().map(AsFd::as_fd).collect(),
+            )
         }
     };
     let private = |target: &Path, what: &str| {
@@ -408,23 +414,12 @@ fn setup_mounts(plan: &ContainerPlan, handles: Option<&HostHandles>) -> Result<(
         .map_err(|e| fail(format!("make {what} private"), e))
     };
     private(Path::new("/"), "the mount namespace")?;
-    if let Some(handles) = handles {
-        // Cloned from the base, where the rootfs is not mounted: attach the monitor's copy,
-        // then cut it from the host's peer group so nothing mounted here reaches the host.
-        let target = File::open(root).map_err(|e| fail("open the rootfs mount point", e))?;
-        attach_tree(handles.rootfs.as_fd(), target.as_fd())
-            .map_err(|e| fail("attach the rootfs", e))?;
-        private(root, "the rootfs")?;
-    }
-    // A bind of the rootfs onto itself: a mount point we can remount read-only and pivot into.
-    mount(
-        Some(root),
-        root,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| fail("bind rootfs", e))?;
+    // The copy goes on the rootfs path (over the rootfs mount, or onto the bare directory in
+    // the base) and is cut from the host's peer group, so nothing mounted here reaches the
+    // host. It is a mount point of its own, to remount read-only and pivot into.
+    let target = File::open(root).map_err(|e| fail("open the rootfs mount point", e))?;
+    attach_tree(rootfs_tree, target.as_fd()).map_err(|e| fail("attach the rootfs", e))?;
+    private(root, "the rootfs")?;
     let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     mount_at(
         root,
