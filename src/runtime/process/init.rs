@@ -5,7 +5,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -15,10 +15,10 @@ use nix::sched::{setns, CloneFlags};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::unistd::{chdir, dup2, execve, pivot_root, setgroups, setresgid, setresuid, Gid, Uid};
 
-use super::mount_base::HostHandles;
+use super::mount_base::{HostHandles, MountTrees};
 use crate::runtime::spec::mounts::Propagation;
 use crate::runtime::spec::ContainerPlan;
-use crate::sys::mount_tree::{attach_tree, clone_tree};
+use crate::sys::mount_tree::attach_tree;
 
 /// A step that failed, with the reason.
 pub struct InitFailure(pub String);
@@ -378,29 +378,13 @@ fn setup_mounts(plan: &ContainerPlan, handles: Option<&HostHandles>) -> Result<(
     // The rootfs and each volume are attached as copies of their host mounts, a volume a peer
     // of its host mount until its propagation is set: the monitor's copies when init was
     // cloned from the mount base, else taken here, before the namespace turns private and
-    // the copies would be private too. The rootfs is copied first, so its mount is the
-    // oldest in the container and /proc/self/mountinfo lists it first, as under runc.
-    let (rootfs_here, mounts_here): (OwnedFd, Vec<OwnedFd>);
-    let (rootfs_tree, trees): (BorrowedFd, Vec<BorrowedFd>) = match handles {
-        Some(h) => (h.rootfs.as_fd(), h.mounts.iter().map(AsFd::as_fd).collect()),
+    // the copies would be private too.
+    let taken_here;
+    let trees = match handles {
+        Some(h) => &h.trees,
         None => {
-            rootfs_here = clone_tree(root, true).map_err(|e| fail("copy the rootfs mount", e))?;
-            mounts_here = plan
-                .mounts
-                .iter()
-                .map(|m| {
-                    clone_tree(&m.source, m.directory).map_err(|e| {
-                        fail(
-                            format!("mount {} from {}", m.destination, m.source.display()),
-                            e,
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?;
-            (
-                rootfs_here.as_fd(),
-                mounts_here.iter().map(AsFd::as_fd).collect(),
-            )
+            taken_here = MountTrees::take(plan).map_err(|e| InitFailure(e.to_string()))?;
+            &taken_here
         }
     };
     let private = |target: &Path, what: &str| {
@@ -418,7 +402,7 @@ fn setup_mounts(plan: &ContainerPlan, handles: Option<&HostHandles>) -> Result<(
     // the base) and is cut from the host's peer group, so nothing mounted here reaches the
     // host. It is a mount point of its own, to remount read-only and pivot into.
     let target = File::open(root).map_err(|e| fail("open the rootfs mount point", e))?;
-    attach_tree(rootfs_tree, target.as_fd()).map_err(|e| fail("attach the rootfs", e))?;
+    attach_tree(trees.rootfs.as_fd(), target.as_fd()).map_err(|e| fail("attach the rootfs", e))?;
     private(root, "the rootfs")?;
     let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     mount_at(
@@ -473,9 +457,9 @@ fn setup_mounts(plan: &ContainerPlan, handles: Option<&HostHandles>) -> Result<(
         .map_err(|e| fail("remount /sys read-write for a privileged container", e))?;
     }
     harden_paths(root, plan)?;
-    for (m, tree) in plan.mounts.iter().zip(trees) {
+    for (m, tree) in plan.mounts.iter().zip(&trees.mounts) {
         let target = open_in_root(root, &m.destination, m.directory)?;
-        attach_tree(tree, target.as_fd())
+        attach_tree(tree.as_fd(), target.as_fd())
             .map_err(|e| fail(format!("mount {}", m.destination), e))?;
         let propagation = match m.propagation {
             Propagation::Private => MsFlags::MS_PRIVATE,
@@ -493,10 +477,9 @@ fn setup_mounts(plan: &ContainerPlan, handles: Option<&HostHandles>) -> Result<(
         )
         .map_err(|e| fail(format!("set propagation of {}", m.destination), e))?;
         if m.read_only {
-            let target = open_in_root(root, &m.destination, m.directory)?;
             mount(
                 None::<&str>,
-                &fd_path(&target),
+                &fd_path(&attached),
                 None::<&str>,
                 MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
                 None::<&str>,

@@ -149,13 +149,33 @@ fn make_base(roots: &[OsString]) -> Result<(), String> {
     Ok(())
 }
 
-/// What a container's init needs of the host's mount namespace, opened there by the monitor
-/// before it enters the base: detached copies of the rootfs and of every bind source (in the
-/// plan's order), and the pod's namespace pins.
+/// Detached copies of a container's rootfs and of every bind source (in the plan's order),
+/// taken where the host's mounts are visible. The rootfs is copied first, so its mount is the
+/// oldest in the container and /proc/self/mountinfo lists it first, as under runc.
 #[derive(Debug)]
-pub struct HostHandles {
+pub struct MountTrees {
     pub rootfs: OwnedFd,
     pub mounts: Vec<OwnedFd>,
+}
+
+impl MountTrees {
+    pub fn take(plan: &ContainerPlan) -> Result<Self, MountBaseError> {
+        Ok(MountTrees {
+            rootfs: tree("copy the rootfs mount", &plan.rootfs, true)?,
+            mounts: plan
+                .mounts
+                .iter()
+                .map(|m| tree("copy the mount source", &m.source, m.directory))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// What a container's init needs of the host's mount namespace, opened there by the monitor
+/// before it enters the base: the mount trees and the pod's namespace pins.
+#[derive(Debug)]
+pub struct HostHandles {
+    pub trees: MountTrees,
     pub ipc: Option<OwnedFd>,
     pub uts: Option<OwnedFd>,
     pub net: Option<OwnedFd>,
@@ -194,12 +214,7 @@ impl HostHandles {
                 .transpose()
         };
         Ok(HostHandles {
-            rootfs: tree("copy the rootfs mount", &plan.rootfs, true)?,
-            mounts: plan
-                .mounts
-                .iter()
-                .map(|m| tree("copy the mount source", &m.source, m.directory))
-                .collect::<Result<_, _>>()?,
+            trees: MountTrees::take(plan)?,
             ipc: pin(&plan.namespaces.ipc)?,
             uts: pin(&plan.namespaces.uts)?,
             net: pin(&plan.namespaces.net)?,
@@ -223,9 +238,9 @@ impl HostHandles {
     /// container (a workingDir of /proc/self/fd/N would reach it before exec).
     pub fn raw_fds(&self) -> Vec<RawFd> {
         let pins = [&self.ipc, &self.uts, &self.net];
-        [&self.rootfs, &self.host, &self.base]
+        [&self.trees.rootfs, &self.host, &self.base]
             .into_iter()
-            .chain(self.mounts.iter())
+            .chain(self.trees.mounts.iter())
             .chain(pins.into_iter().flatten())
             .map(|fd| fd.as_raw_fd())
             .collect()
