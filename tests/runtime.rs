@@ -1944,3 +1944,44 @@ fn pod_env_is_added_to_the_images_and_dollar_var_references_expand() {
         "command args expand $(VAR): {text}"
     );
 }
+
+/// Only the agent names a mount base to its monitors: a `LAYERLET_MOUNT_BASE` in the caller's
+/// environment is not passed on, so no monitor tries to clone a container from it.
+#[test]
+fn a_mount_base_named_in_the_callers_environment_is_not_passed_to_monitors() {
+    let node = busybox_node();
+    let pod = Pod::new(
+        &node,
+        &manifest("stray-base", vec![sh_container("c", "echo ran")]),
+    );
+    let out = node
+        .cmd()
+        .env(
+            "LAYERLET_MOUNT_BASE",
+            node.dir.path().join("not-a-namespace"),
+        )
+        .args(["run", "-f", pod.file()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(logs(&node, "stray-base/c"), "ran\n");
+    let monitor_logs: Vec<String> = common::list_dir(&node.run_root().join("containers"))
+        .iter()
+        .filter_map(|id| {
+            std::fs::read_to_string(
+                node.run_root()
+                    .join("containers")
+                    .join(id)
+                    .join("monitor.log"),
+            )
+            .ok()
+        })
+        .collect();
+    assert!(
+        !monitor_logs.is_empty(),
+        "the run left its container's monitor.log"
+    );
+    for log in &monitor_logs {
+        assert!(!log.contains("mount base"), "{log}");
+    }
+}

@@ -360,12 +360,12 @@ impl Runtime {
             reason,
         };
         let mut command = Command::new(program);
-        if let Some(base) = &self.mount_base {
-            command.env(
-                crate::runtime::process::mount_base::MOUNT_BASE_ENV,
-                base.path(),
-            );
-        }
+        // Only the agent names a base; one in the caller's environment is not passed on.
+        let base_env = crate::runtime::process::mount_base::MOUNT_BASE_ENV;
+        match &self.mount_base {
+            Some(base) => command.env(base_env, base.path()),
+            None => command.env_remove(base_env),
+        };
         let mut child = command
             .arg("__monitor")
             .arg(&dirs.run)
